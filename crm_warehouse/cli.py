@@ -1,0 +1,126 @@
+"""`crm-warehouse`: the command line of PRODUCT.md."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+import time
+from typing import Sequence
+
+from rich.console import Console
+from rich.table import Table
+
+from ingest.config import Settings, redact, settings
+from ingest.postgres_server import SourceError
+
+console = Console(stderr=True)
+out = Console()
+
+
+def _progress(status):
+    def report(message: str) -> None:
+        if console.is_terminal:
+            status.update(message)
+        else:
+            console.print(f"[dim]{time.strftime('%H:%M:%S')}[/] {message}", highlight=False)
+    return report
+
+
+def cmd_source_up(cfg: Settings, args: argparse.Namespace) -> int:
+    from ingest.simulator import source
+
+    with console.status("starting the source…") as status:
+        url, created = source.up(cfg, scale=args.scale, seed=args.seed, history_days=args.history_days,
+                                 end_date=args.end_date, leads_variant=args.leads_variant,
+                                 progress=_progress(status))
+    if not created:
+        console.print("the source already exists; `crm-warehouse source advance` moves it forward")
+    out.print(redact(url), highlight=False, soft_wrap=True)
+    return 0
+
+
+def cmd_source_advance(cfg: Settings, args: argparse.Namespace) -> int:
+    from ingest.simulator import advance, source
+
+    url = source.source_url(cfg, start=True)
+    with console.status("advancing the source…") as status:
+        counts = advance.advance(url, cfg.email_events_dir, days=args.days, progress=_progress(status))
+    table = Table("change", "rows", title=f"simulated {args.days} day(s)")
+    for k, v in counts.items():
+        table.add_row(k, f"{v:,}")
+    out.print(table)
+    return 0
+
+
+def cmd_source_down(cfg: Settings, args: argparse.Namespace) -> int:
+    from ingest.simulator import source
+
+    out.print(source.down(cfg))
+    return 0
+
+
+def cmd_demo(cfg: Settings, args: argparse.Namespace) -> int:
+    from ingest.simulator import source
+
+    t0 = time.perf_counter()
+    with console.status("preparing the demo source…") as status:
+        url, created = source.up(cfg, scale="small", seed=args.seed, progress=_progress(status))
+    counts = source.table_counts(url)
+    landing = source.landing_summary(cfg.email_events_dir)
+    table = Table("source table", "rows", title="BuildDesk operational source" + (" (created now)" if created else ""))
+    for name, n in counts.items():
+        table.add_row(name, f"{n:,}")
+    out.print(table)
+    lt = Table("provider", "landing files", "webhook deliveries", title=f"webhook landing zone: {cfg.email_events_dir}")
+    for row in landing.iter_rows(named=True):
+        lt.add_row(row["provider"], f"{row['files']:,}", f"{row['deliveries']:,}")
+    out.print(lt)
+    out.print(f"source URL: {redact(url)}", highlight=False, soft_wrap=True)
+    out.print(f"query it:   psql '{redact(url)}'", highlight=False, soft_wrap=True)
+    out.print(f"done in {time.perf_counter() - t0:.1f} s", highlight=False)
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="crm-warehouse", description="BuildDesk CRM analytics warehouse")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    src = sub.add_parser("source", help="the simulated operational BuildDesk database")
+    ssub = src.add_subparsers(dest="source_command", required=True)
+    up = ssub.add_parser("up", help="start and fill the operational source")
+    up.add_argument("--scale", default="small", help="tiny, small, medium or large (default small)")
+    up.add_argument("--seed", type=int, default=42)
+    up.add_argument("--history-days", type=int, default=365)
+    up.add_argument("--end-date", default=None, help="last simulated day, YYYY-MM-DD (default today, UTC)")
+    up.add_argument("--leads-variant", default="lead_status", choices=["lead_status", "status"],
+                    help="which of the two real `leads` definitions to create")
+    up.set_defaults(func=cmd_source_up)
+    adv = ssub.add_parser("advance", help="simulate more days of business")
+    adv.add_argument("--days", type=int, default=1)
+    adv.set_defaults(func=cmd_source_advance)
+    down = ssub.add_parser("down", help="stop the embedded source server (data kept)")
+    down.set_defaults(func=cmd_source_down)
+
+    demo = sub.add_parser("demo", help="source up (small) where none exists, then a summary")
+    demo.add_argument("--seed", type=int, default=42)
+    demo.set_defaults(func=cmd_demo)
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    args = build_parser().parse_args(argv)
+    try:
+        cfg = settings()
+        return args.func(cfg, args)
+    except (SourceError, ValueError) as err:
+        console.print(f"[bold red]error:[/] {redact(str(err))}", highlight=False, soft_wrap=True)
+        return 2
+    except KeyboardInterrupt:
+        console.print("interrupted")
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

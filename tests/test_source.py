@@ -1,0 +1,248 @@
+"""The simulated operational source: schema, integrity, business behaviour, webhook shapes."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import polars as pl
+import psycopg
+import pytest
+
+from ingest.simulator import generate, schema
+from ingest.simulator.scales import get_scale
+from ingest.simulator.vec import US_PER_DAY
+from tests.conftest import SAMPLES, cfg_for, new_database
+
+PK_EXCEPTIONS = {"email_preferences": "user_id"}
+
+
+def test_every_table_present_with_its_primary_key(source_conn):
+    rows = source_conn.execute("""
+        SELECT n.nspname || '.' || c.relname, a.attname
+        FROM pg_constraint k JOIN pg_class c ON c.oid = k.conrelid
+        JOIN pg_namespace n ON n.oid = c.relnamespace
+        JOIN pg_attribute a ON a.attrelid = c.oid AND a.attnum = ANY(k.conkey)
+        WHERE k.contype = 'p' AND n.nspname IN ('public', 'auth')""").fetchall()
+    pks = dict(rows)
+    for table in schema.SOURCE_TABLES:
+        name = schema.qualified(table)
+        assert name in pks, f"{name} missing or without primary key"
+        assert pks[name] == PK_EXCEPTIONS.get(table, "id")
+    # the operational schema holds exactly BuildDesk's tables; bookkeeping is elsewhere
+    public = {r[0] for r in source_conn.execute(
+        "SELECT table_name FROM information_schema.tables WHERE table_schema = 'public'")}
+    assert public == {t for t in schema.SOURCE_TABLES if "." not in t}
+
+
+def test_foreign_keys_declared_and_no_orphans(source_conn):
+    declared = source_conn.execute(
+        "SELECT count(*) FROM pg_constraint WHERE contype = 'f' AND convalidated").fetchone()[0]
+    assert declared == len(schema.FOREIGN_KEYS)
+    for table, column, ref, _ in schema.FOREIGN_KEYS:
+        orphans = source_conn.execute(
+            f"SELECT count(*) FROM {schema.qualified(table)} t WHERE t.{column} IS NOT NULL "
+            f"AND NOT EXISTS (SELECT 1 FROM {schema.qualified(ref)} r WHERE r.id = t.{column})").fetchone()[0]
+        assert orphans == 0, f"{table}.{column} has {orphans} orphans"
+
+
+def test_enumerations_within_their_values(source_conn):
+    cols = {(t, c) for t, c in source_conn.execute(
+        "SELECT table_name, column_name FROM information_schema.columns WHERE table_schema = 'public'")}
+    checked = 0
+    for (table, column), values in schema.ENUMS.items():
+        if (table, column) not in cols:
+            continue  # the other leads variant
+        bad = source_conn.execute(
+            f"SELECT count(*) FROM public.{table} WHERE {column} IS NOT NULL AND NOT ({column} = ANY(%s))",
+            (list(values),)).fetchone()[0]
+        assert bad == 0, f"{table}.{column}"
+        checked += 1
+    assert checked >= 40
+
+
+def test_scale_tiny_sizes(tiny_source, source_conn):
+    sc = get_scale("tiny")
+    n = dict(source_conn.execute("""
+        SELECT 'companies', count(*) FROM companies UNION ALL SELECT 'leads', count(*) FROM leads
+        UNION ALL SELECT 'acts', count(*) FROM lead_activities UNION ALL SELECT 'deals', count(*) FROM deals""").fetchall())
+    assert n["companies"] == sc.tenants
+    assert n["leads"] == sc.leads
+    assert n["deals"] == sc.deals
+    assert 0.8 * sc.lead_activities <= n["acts"] <= 1.2 * sc.lead_activities
+    events = 0
+    for f in tiny_source[0].email_events_dir.rglob("*.ndjson"):
+        for line in f.read_text().splitlines():
+            body = json.loads(json.loads(line)["body"])
+            events += len(body) if isinstance(body, list) else 1
+    assert 0.7 * sc.email_events <= events <= 1.3 * sc.email_events
+
+
+def test_last_stage_move_is_the_current_stage(source_conn):
+    mismatched = source_conn.execute("""
+        SELECT count(*) FROM deals d
+        JOIN LATERAL (SELECT to_stage_id FROM deal_stage_history h WHERE h.deal_id = d.id
+                      ORDER BY moved_at DESC LIMIT 1) last ON true
+        WHERE last.to_stage_id IS DISTINCT FROM d.current_stage_id""").fetchone()[0]
+    without_history = source_conn.execute(
+        "SELECT count(*) FROM deals d WHERE NOT EXISTS (SELECT 1 FROM deal_stage_history h WHERE h.deal_id = d.id)").fetchone()[0]
+    assert (mismatched, without_history) == (0, 0)
+    # every move's from-stage is the previous move's to-stage, within the deal's own pipeline
+    broken = source_conn.execute("""
+        SELECT count(*) FROM (
+          SELECT h.from_stage_id, lag(h.to_stage_id) OVER (PARTITION BY h.deal_id ORDER BY h.moved_at) prev,
+                 s.template_id = d.pipeline_template_id AS same_pipeline
+          FROM deal_stage_history h JOIN deals d ON d.id = h.deal_id JOIN pipeline_stages s ON s.id = h.to_stage_id) x
+        WHERE from_stage_id IS DISTINCT FROM prev OR NOT same_pipeline""").fetchone()[0]
+    assert broken == 0
+
+
+def test_closed_deals_sit_on_closing_stages(source_conn):
+    rows = source_conn.execute("""
+        SELECT d.status, s.is_won_stage, s.is_lost_stage, d.actual_close_date IS NOT NULL, count(*)
+        FROM deals d JOIN pipeline_stages s ON s.id = d.current_stage_id GROUP BY 1, 2, 3, 4""").fetchall()
+    seen = {r[0] for r in rows}
+    assert {"won", "lost", "active"} <= seen
+    for status, won, lost, closed, _ in rows:
+        if status == "won":
+            assert won and closed
+        elif status == "lost":
+            assert lost and closed
+        else:
+            assert not won and not lost and not closed
+    backward = source_conn.execute("""
+        SELECT count(*) FROM deal_stage_history h JOIN pipeline_stages f ON f.id = h.from_stage_id
+        JOIN pipeline_stages t ON t.id = h.to_stage_id WHERE t.stage_order < f.stage_order""").fetchone()[0]
+    assert backward > 0, "some deals move back a stage"
+
+
+def test_lead_score_is_what_the_trigger_computes(source_conn):
+    diff = source_conn.execute(f"""
+        SELECT count(*) FROM leads l LEFT JOIN (
+          SELECT lead_id, sum(CASE activity_type {' '.join(f"WHEN '{k}' THEN {v}" for k, v in schema.TRIGGER_SCORE_WEIGHTS.items())} ELSE 0 END) s
+          FROM lead_activities GROUP BY lead_id) a ON a.lead_id = l.id
+        WHERE l.lead_score <> coalesce(a.s, 0)""").fetchone()[0]
+    assert diff == 0
+    # the real defect is present: email engagement exists but never scored
+    email_acts = source_conn.execute(
+        "SELECT count(*) FROM lead_activities WHERE activity_type IN ('email_open', 'email_click')").fetchone()[0]
+    assert email_acts > 0
+
+
+def test_trigger_is_live_and_misses_email_spelling(tiny_source, pg_server):
+    """Inserting activities fires the real update_lead_score() trigger, with its spelling defect."""
+    with psycopg.connect(tiny_source[1]) as conn:
+        lead_id, before = conn.execute("SELECT id, lead_score FROM leads ORDER BY id LIMIT 1").fetchone()
+        for t in ("demo_request", "email_open", "email_click", "page_view"):
+            conn.execute("INSERT INTO lead_activities (lead_id, activity_type) VALUES (%s, %s)", (lead_id, t))
+        after = conn.execute("SELECT lead_score FROM leads WHERE id = %s", (lead_id,)).fetchone()[0]
+        conn.rollback()  # leave the shared source unchanged
+    assert after - before == 50 + 1
+
+
+def test_source_rhythm_and_conversion(source_conn):
+    weekday, weekend = source_conn.execute("""
+        SELECT count(*) FILTER (WHERE dow BETWEEN 1 AND 5) / 5.0, count(*) FILTER (WHERE dow IN (0, 6)) / 2.0
+        FROM (SELECT extract(dow FROM created_at AT TIME ZONE 'UTC') dow FROM leads) d""").fetchone()
+    assert weekday > 2 * weekend  # leads per weekday vs per weekend day
+    rates = dict(source_conn.execute("""
+        SELECT lead_source, avg((EXISTS (SELECT 1 FROM deals d WHERE d.lead_id = l.id))::int)
+        FROM leads l GROUP BY 1""").fetchall())
+    assert rates["referral"] > rates["cold_outreach"]
+
+
+SENDGRID_DOCUMENTED_EXTRA = {"sg_machine_open", "bounce_classification"}  # documented, not in the samples
+
+
+def _sample_keys(prefix: str) -> set[str]:
+    keys: set[str] = set()
+    for f in SAMPLES.glob(f"{prefix}_*.json"):
+        d = json.loads(f.read_text())
+        for e in d if isinstance(d, list) else [d]:
+            keys |= set(e)
+    return keys
+
+
+def test_webhook_lines_match_provider_shapes(tiny_source):
+    root = tiny_source[0].email_events_dir
+    sg_keys = _sample_keys("sendgrid") | SENDGRID_DOCUMENTED_EXTRA
+    pm_keys = _sample_keys("postmark")
+    rs_types = {json.loads(f.read_text())["type"] for f in SAMPLES.glob("resend_*.json")}
+    time_field = {"Delivery": "DeliveredAt", "Bounce": "BouncedAt", "SpamComplaint": "BouncedAt",
+                  "Open": "ReceivedAt", "Click": "ReceivedAt", "SubscriptionChange": "ChangedAt"}
+    counts = {"sendgrid": 0, "postmark": 0, "resend": 0}
+    for provider in counts:
+        files = list((root / provider).glob("dt=*/*.ndjson"))
+        assert files, provider
+        for f in files:
+            assert f.parent.name.startswith("dt=") and f.name[:2].isdigit()
+            for line in f.read_text().splitlines():
+                d = json.loads(line)
+                assert set(d) == {"provider", "received_at", "headers", "body"} and d["provider"] == provider
+                assert f.parent.name == "dt=" + d["received_at"][:10] and f.name[:2] == d["received_at"][11:13]
+                body = json.loads(d["body"])
+                counts[provider] += 1
+                if provider == "sendgrid":
+                    assert isinstance(body, list) and body
+                    for e in body:
+                        assert {"email", "timestamp", "event", "sg_event_id", "sg_message_id"} <= set(e)
+                        assert set(e) <= sg_keys, set(e) - sg_keys
+                elif provider == "postmark":
+                    assert isinstance(body, dict) and body["RecordType"] in time_field
+                    assert time_field[body["RecordType"]] in body and "MessageID" in body
+                    assert set(body) <= pm_keys, set(body) - pm_keys
+                else:
+                    assert d["headers"]["svix-id"].startswith("msg_")
+                    assert body["type"] in rs_types | {"email.sent"}
+                    assert body["data"]["email_id"] and body["created_at"].endswith("Z")
+    assert all(n > 50 for n in counts.values()), counts
+
+
+def test_sends_join_provider_events(tiny_source, source_conn):
+    """Every delivered send has a delivery event carrying its (provider, provider id)."""
+    sends = source_conn.execute(
+        "SELECT email_provider, email_provider_id FROM email_sends WHERE status = 'delivered'").fetchall()
+    ids = set()
+    for f in tiny_source[0].email_events_dir.rglob("*.ndjson"):
+        for line in f.read_text().splitlines():
+            d = json.loads(line)
+            body = json.loads(d["body"])
+            if d["provider"] == "sendgrid":
+                ids |= {("sendgrid", e["sg_message_id"].split(".")[0]) for e in body if e["event"] == "delivered"}
+            elif d["provider"] == "postmark" and body["RecordType"] == "Delivery":
+                ids.add(("postmark", body["MessageID"]))
+            elif d["provider"] == "resend" and body["type"] == "email.delivered":
+                ids.add(("resend", body["data"]["email_id"]))
+    missing = [s for s in sends if s not in ids]
+    assert sends and not missing
+
+
+def test_same_seed_same_data_other_seed_other_data():
+    sc = get_scale("tiny")
+    end_us = int(np.datetime64("2026-03-01", "us").astype(np.int64))
+    a = generate.build(sc, 5, end_us, 120, "lead_status")
+    b = generate.build(sc, 5, end_us, 120, "lead_status")
+    c = generate.build(sc, 6, end_us, 120, "lead_status")
+    for table in ("leads", "lead_activities", "deals", "deal_stage_history", "email_sends"):
+        assert a.tables[table].equals(b.tables[table]), table
+    assert a.landing["line"].equals(b.landing["line"])
+    assert not a.tables["leads"]["id"].equals(c.tables["leads"]["id"])
+    # nothing after the end of the history
+    assert a.tables["lead_activities"]["created_at"].max() < np.datetime64(end_us, "us")
+    assert a.tables["deal_stage_history"]["moved_at"].max() < np.datetime64(end_us, "us")
+
+
+def test_leads_status_variant(pg_server, workdir):
+    from ingest.simulator import source
+
+    url = new_database(pg_server, "variant_source")
+    source.up(cfg_for(workdir, url, "variant"), scale="tiny", seed=3, history_days=60,
+              end_date="2026-01-31", leads_variant="status")
+    with psycopg.connect(url) as conn:
+        cols = {r[0] for r in conn.execute(
+            "SELECT column_name FROM information_schema.columns WHERE table_name = 'leads'")}
+        statuses = {r[0] for r in conn.execute("SELECT DISTINCT status FROM leads")}
+    assert "status" in cols and "lead_status" not in cols
+    assert {"project_type", "estimated_budget"} <= cols
+    assert "converted" in statuses
