@@ -13,7 +13,7 @@ import pytest
 from ingest.simulator import generate, schema
 from ingest.simulator.scales import get_scale
 from ingest.simulator.vec import US_PER_DAY
-from tests.conftest import SAMPLES, cfg_for, new_database
+from tests.conftest import END_DATE, SAMPLES, cfg_for, new_database
 
 PK_EXCEPTIONS = {"email_preferences": "user_id"}
 
@@ -246,3 +246,142 @@ def test_leads_status_variant(pg_server, workdir):
     assert "status" in cols and "lead_status" not in cols
     assert {"project_type", "estimated_budget"} <= cols
     assert "converted" in statuses
+
+
+@pytest.fixture(scope="module")
+def advanced(pg_server, workdir):
+    """A tiny source of its own, snapshotted, then advanced by 3 days."""
+    from ingest.simulator import advance, source
+
+    url = new_database(pg_server, "advanced_source")
+    cfg = cfg_for(workdir, url, "advanced")
+    source.up(cfg, scale="tiny", seed=21, end_date=END_DATE)
+    with psycopg.connect(url) as conn:
+        before = {
+            "leads": dict(conn.execute("SELECT id::text, updated_at FROM leads").fetchall()),
+            "acts": dict(conn.execute("SELECT id::text, lead_id::text FROM lead_activities").fetchall()),
+            "deals": dict(conn.execute("SELECT id::text, updated_at FROM deals").fetchall()),
+            "history": conn.execute("SELECT count(*) FROM deal_stage_history").fetchone()[0],
+            "clock": conn.execute("SELECT clock FROM simulator.state").fetchone()[0],
+        }
+    files_before = {p: p.stat().st_size for p in cfg.email_events_dir.rglob("*.ndjson")}
+    counts = advance.advance(url, cfg.email_events_dir, days=3)
+    return cfg, url, before, files_before, counts
+
+
+def test_advance_adds_changes_and_deletes(advanced):
+    cfg, url, before, _, counts = advanced
+    with psycopg.connect(url) as conn:
+        leads = dict(conn.execute("SELECT id::text, updated_at FROM leads").fetchall())
+        acts = {r[0] for r in conn.execute("SELECT id::text FROM lead_activities")}
+        clock = conn.execute("SELECT clock FROM simulator.state").fetchone()[0]
+        history = conn.execute("SELECT count(*) FROM deal_stage_history").fetchone()[0]
+    assert (clock - before["clock"]).days == 3
+    added = set(leads) - set(before["leads"])
+    deleted = set(before["leads"]) - set(leads)
+    changed = {k for k in set(leads) & set(before["leads"]) if leads[k] != before["leads"][k]}
+    assert added and changed and deleted
+    assert len(deleted) + counts["leads inserted"] - len(added) == counts["leads deleted"]
+    # the cascade: activities of deleted leads are gone with them
+    orphaned = [a for a, lead in before["acts"].items() if lead in deleted and a in acts]
+    assert not orphaned and counts["lead_activities deleted (cascade)"] > 0
+    assert history > before["history"]
+    # updated_at follows the simulated clock, never the wall clock
+    assert max(leads.values()) <= clock
+
+
+def test_advance_keeps_operational_invariants(advanced):
+    _, url, *_ = advanced
+    with psycopg.connect(url) as conn:
+        score_diff = conn.execute(f"""
+            SELECT count(*) FROM leads l LEFT JOIN (
+              SELECT lead_id, sum(CASE activity_type {' '.join(f"WHEN '{k}' THEN {v}" for k, v in schema.TRIGGER_SCORE_WEIGHTS.items())} ELSE 0 END) s
+              FROM lead_activities GROUP BY lead_id) a ON a.lead_id = l.id
+            WHERE l.lead_score <> coalesce(a.s, 0)""").fetchone()[0]
+        stage_mismatch = conn.execute("""
+            SELECT count(*) FROM deals d JOIN LATERAL (SELECT to_stage_id FROM deal_stage_history h
+              WHERE h.deal_id = d.id ORDER BY moved_at DESC LIMIT 1) last ON true
+            WHERE last.to_stage_id IS DISTINCT FROM d.current_stage_id""").fetchone()[0]
+        closed_wrong = conn.execute("""
+            SELECT count(*) FROM deals d JOIN pipeline_stages s ON s.id = d.current_stage_id
+            WHERE (d.status = 'won') <> s.is_won_stage OR (d.status = 'lost') <> s.is_lost_stage
+               OR (d.status IN ('won', 'lost')) <> (d.actual_close_date IS NOT NULL)""").fetchone()[0]
+    assert (score_diff, stage_mismatch, closed_wrong) == (0, 0, 0)
+
+
+def test_advance_commits_some_rows_late_with_older_updated_at(advanced):
+    """Rows changed by the advance whose updated_at is older than the newest updated_at seen before
+    it: an ingest cursor that stood at that maximum would skip them."""
+    _, url, before, _, counts = advanced
+    watermark = max(before["leads"].values())
+    with psycopg.connect(url) as conn:
+        leads = dict(conn.execute("SELECT id::text, updated_at FROM leads").fetchall())
+    behind = [k for k, t in leads.items() if k in before["leads"] and t != before["leads"][k] and t < watermark]
+    assert counts["leads updated late (old updated_at)"] > 0 and behind
+
+
+def test_advance_lands_new_late_duplicate_and_malformed_deliveries(advanced):
+    cfg, _, before, files_before, counts = advanced
+    new_lines = []
+    for f in cfg.email_events_dir.rglob("*.ndjson"):
+        data = f.read_bytes()[files_before.get(f, 0):]
+        new_lines += data.decode().splitlines()
+    assert len(new_lines) == counts["webhook deliveries"] + counts["webhook duplicates"]
+    parsed, bad = [], 0
+    for line in new_lines:
+        try:
+            d = json.loads(line)
+            parsed.append((d, json.loads(d["body"])))
+        except (ValueError, KeyError):
+            bad += 1
+    assert counts["webhook malformed"] >= 3 and bad >= 1
+    bodies = [d["body"] for d, _ in parsed]
+    assert len(bodies) > len(set(bodies)), "retried deliveries repeat a body"
+    clock = before["clock"].timestamp()
+    sendgrid_times = [e["timestamp"] for d, b in parsed if d["provider"] == "sendgrid" and isinstance(b, list)
+                      for e in b if isinstance(e.get("timestamp"), int)]
+    assert sendgrid_times and min(sendgrid_times) >= clock - 1  # events of the new days only
+
+
+def test_source_up_on_existing_source_is_a_no_op(tiny_source):
+    from ingest.simulator import source
+
+    cfg, url = tiny_source
+    again, created = source.up(cfg, scale="small", seed=99)
+    assert again == url and created is False
+
+
+def _cli(args: list[str], env: dict[str, str], monkeypatch, capsys) -> tuple[int, str]:
+    from crm_warehouse.cli import main
+
+    for k, v in env.items():
+        monkeypatch.setenv(k, v)
+    code = main(args)
+    return code, capsys.readouterr().err
+
+
+def test_bad_input_gives_one_line_errors(pg_server, workdir, monkeypatch, capsys):
+    home = workdir / "bad"
+    env = {"CRM_HOME": str(home)}
+    code, err = _cli(["source", "up", "--scale", "huge"], env, monkeypatch, capsys)
+    assert code != 0 and "unknown scale 'huge'" in err and "tiny" in err
+    code, err = _cli(["source", "up", "--scale", "tiny", "--end-date", "31/01/2026"], env, monkeypatch, capsys)
+    assert code != 0 and "YYYY-MM-DD" in err
+    assert not (home / "source-pg").exists(), "nothing half-created"
+    # a database that is unreachable, with a password that must not be printed
+    code, err = _cli(["source", "up", "--scale", "tiny"],
+                     {**env, "CRM_SOURCE_URL": "postgresql://bob:s3cret@127.0.0.1:1/nowhere"}, monkeypatch, capsys)
+    assert code != 0 and "cannot connect" in err and "s3cret" not in err
+    # a foreign, non-empty database is refused and left untouched
+    url = new_database(pg_server, "foreign_db")
+    with psycopg.connect(url) as conn:
+        conn.execute("CREATE TABLE public.invoices (id int primary key)")
+        conn.commit()
+    code, err = _cli(["source", "up", "--scale", "tiny"], {**env, "CRM_SOURCE_URL": url}, monkeypatch, capsys)
+    assert code != 0 and "public.invoices" in err and "empty database" in err
+    with psycopg.connect(url) as conn:
+        tables = [r[0] for r in conn.execute(
+            "SELECT table_name FROM information_schema.tables WHERE table_schema NOT IN ('pg_catalog', 'information_schema')")]
+    assert tables == ["invoices"]
+    code, err = _cli(["source", "advance", "--days", "1"], {**env, "CRM_SOURCE_URL": url}, monkeypatch, capsys)
+    assert code != 0 and "source up" in err
