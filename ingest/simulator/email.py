@@ -459,14 +459,25 @@ def landing_lines(d: pl.DataFrame) -> pl.DataFrame:
 
 
 def write_landing(lines: pl.DataFrame, root: Path, writer_id: str) -> list[Path]:
-    """Append lines to ``<root>/<provider>/dt=<day>/<HH>-<writer_id>.ndjson`` (one file per hour)."""
-    written = []
-    for (provider, day, hour), part in lines.sort("received_us").group_by(["provider", "day", "hour"], maintain_order=True):
-        folder = root / provider / f"dt={day}"
+    """Append lines to ``<root>/<provider>/dt=<day>/<HH>-<writer_id>.ndjson`` (one file per hour).
+
+    Each file's text is joined by Polars; the writes run on a thread pool because creating
+    thousands of small files is bound by file-system latency, not CPU.
+    """
+    from concurrent.futures import ThreadPoolExecutor
+
+    files = (lines.sort("received_us")
+             .group_by(["provider", "day", "hour"], maintain_order=True)
+             .agg(text=pl.col("line").str.join("\n") + "\n"))
+    paths = [root / p / f"dt={d}" / f"{h}-{writer_id}.ndjson"
+             for p, d, h in zip(files["provider"], files["day"], files["hour"])]
+    for folder in {p.parent for p in paths}:
         folder.mkdir(parents=True, exist_ok=True)
-        path = folder / f"{hour}-{writer_id}.ndjson"
-        with open(path, "a", encoding="utf-8") as fh:
-            fh.write("\n".join(part["line"].to_list()))
-            fh.write("\n")
-        written.append(path)
-    return written
+
+    def write(item: tuple[Path, str]) -> None:
+        with open(item[0], "a", encoding="utf-8") as fh:
+            fh.write(item[1])
+
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        list(pool.map(write, zip(paths, files["text"].to_list())))
+    return paths

@@ -154,10 +154,7 @@ def populate(url: str, landing_dir: Path, *, scale: str, seed: int, end_us: int,
             _create_state(conn, sc.name, seed, leads_variant, end_us, h.landing.height)
             timings["constraints"] = time.perf_counter() - t1
             conn.commit()
-        for f in files:  # move into place only after the database committed
-            target = landing_dir / f.relative_to(staging)
-            target.parent.mkdir(parents=True, exist_ok=True)
-            f.replace(target)
+        _move_into(staging, landing_dir, files)  # only after the database committed
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     with connect(url, autocommit=True) as conn:
@@ -165,6 +162,26 @@ def populate(url: str, landing_dir: Path, *, scale: str, seed: int, end_us: int,
     timings["total"] = time.perf_counter() - t0
     progress(f"source ready in {timings['total']:.1f} s: {h.landing.height:,} webhook deliveries in {landing_dir}")
     return timings
+
+
+def _move_into(staging: Path, landing_dir: Path, files: list[Path]) -> None:
+    """Move staged landing files into place: whole provider folders when new, else file by file
+    (appending to a file of the same name rather than replacing it)."""
+    for folder in sorted(p for p in staging.iterdir() if p.is_dir()):
+        target = landing_dir / folder.name
+        if not target.exists():
+            folder.rename(target)
+            continue
+        for f in files:
+            if folder not in f.parents:
+                continue
+            dest = landing_dir / f.relative_to(staging)
+            dest.parent.mkdir(parents=True, exist_ok=True)
+            if dest.exists():
+                with open(dest, "ab") as out, open(f, "rb") as src:
+                    shutil.copyfileobj(src, out)
+            else:
+                f.replace(dest)
 
 
 def _create_state(conn: psycopg.Connection, scale: str, seed: int, variant: str, end_us: int, deliveries: int) -> None:

@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-import io
-
 import numpy as np
 import polars as pl
-import psycopg
+
+from ingest.pg_copy import copy_frame, pg_array  # noqa: F401  (re-exported for the simulator)
 
 US_PER_DAY = 86_400_000_000
 US_PER_HOUR = 3_600_000_000
@@ -84,36 +83,6 @@ def after(rng: np.random.Generator, base_us: np.ndarray, mean_days: float, end_u
 
 def ts(us: np.ndarray) -> pl.Series:
     return pl.Series(np.asarray(us, dtype=np.int64)).cast(pl.Datetime("us"))
-
-
-def pg_array(col: pl.Expr) -> pl.Expr:
-    """A List[str] column as a PostgreSQL array literal (elements quoted)."""
-    inner = col.list.eval(pl.lit('"') + pl.element().str.replace_all('"', '\\"', literal=True) + pl.lit('"'))
-    return pl.lit("{") + inner.list.join(",") + pl.lit("}")
-
-
-def copy_frame(conn: psycopg.Connection, table: str, df: pl.DataFrame, chunk_rows: int = 250_000) -> int:
-    """Bulk-load ``df`` into ``table`` with COPY (CSV), in chunks to bound memory."""
-    if df.height == 0:
-        return 0
-    lists = [c for c, t in df.schema.items() if isinstance(t, pl.List)]
-    if lists:
-        df = df.with_columns(pg_array(pl.col(c)).alias(c) for c in lists)
-    cols = ", ".join(df.columns)
-    sql = f"COPY {table} ({cols}) FROM STDIN (FORMAT csv, NULL '\\N')"
-    with conn.cursor() as cur:
-        for offset in range(0, df.height, chunk_rows):
-            buf = io.BytesIO()
-            df.slice(offset, chunk_rows).write_csv(
-                buf,
-                include_header=False,
-                null_value="\\N",
-                datetime_format="%Y-%m-%d %H:%M:%S%.6f+00",
-                date_format="%Y-%m-%d",
-            )
-            with cur.copy(sql) as copy:
-                copy.write(buf.getbuffer())
-    return df.height
 
 
 def objs(values):

@@ -1,0 +1,1 @@
+"""Provider webhook events: parsing SendGrid, Postmark and Resend deliveries into one event model."""

@@ -1,0 +1,169 @@
+"""The two warehouse targets behind one small interface: a DuckDB file and a PostgreSQL database.
+
+Both get the same schemas (``raw``, ``quarantine``, ``ops``, and dbt's ``staging``,
+``intermediate``, ``marts``). A loader works inside one transaction (``with wh.transaction()``)
+so its data and the state describing it (offsets, watermarks, batch rows) commit together.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterator
+
+import duckdb
+import polars as pl
+import psycopg
+
+from ingest.config import Settings
+from ingest.pg_copy import copy_frame
+from ingest.postgres_server import connect, start_embedded
+
+SCHEMAS = ("raw", "quarantine", "ops", "staging", "intermediate", "marts")
+WAREHOUSE_DB = "warehouse"
+
+# DuckDB type → PostgreSQL type, for tables declared once in DuckDB terms.
+PG_TYPES = {"VARCHAR": "text", "TIMESTAMPTZ": "timestamptz", "BOOLEAN": "boolean", "BIGINT": "bigint",
+            "VARCHAR[]": "text[]", "INTEGER": "integer", "DOUBLE": "double precision", "DATE": "date",
+            "JSON": "jsonb"}
+
+
+def embedded_warehouse_url(settings: Settings) -> str:
+    url = start_embedded(settings.warehouse_pgdata)
+    with connect(url, autocommit=True) as conn:
+        if not conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (WAREHOUSE_DB,)).fetchone():
+            conn.execute(f"CREATE DATABASE {WAREHOUSE_DB}")
+    return url.replace("/postgres?", f"/{WAREHOUSE_DB}?")
+
+
+@dataclass
+class DuckDBWarehouse:
+    path: Path
+    kind: str = "duckdb"
+
+    def __post_init__(self) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.con = duckdb.connect(str(self.path))
+        self.con.execute("SET TimeZone = 'UTC'")
+        self.con.execute("SET enable_progress_bar = false")
+        for s in SCHEMAS:
+            self.con.execute(f"CREATE SCHEMA IF NOT EXISTS {s}")
+
+    def close(self) -> None:
+        self.con.close()
+
+    @contextlib.contextmanager
+    def transaction(self) -> Iterator["DuckDBWarehouse"]:
+        self.con.execute("BEGIN TRANSACTION")
+        try:
+            yield self
+        except BaseException:
+            self.con.execute("ROLLBACK")
+            raise
+        self.con.execute("COMMIT")
+
+    def execute(self, sql: str, params: list | tuple | None = None) -> None:
+        self.con.execute(sql, params or [])
+
+    def query(self, sql: str, params: list | tuple | None = None) -> pl.DataFrame:
+        return self.con.sql(sql, params=params or None).pl()
+
+    def create_table(self, table: str, columns: tuple[tuple[str, str], ...], primary_key: tuple[str, ...] = ()) -> None:
+        cols = ", ".join(f"{c} {t}" for c, t in columns)
+        pk = f", PRIMARY KEY ({', '.join(primary_key)})" if primary_key else ""
+        self.con.execute(f"CREATE TABLE IF NOT EXISTS {table} ({cols}{pk})")
+
+    def stage(self, name: str, df: pl.DataFrame) -> str:
+        """Make ``df`` readable as the relation ``name`` inside the current transaction."""
+        self.con.register(name, df.to_arrow())
+        return name
+
+    def unstage(self, name: str) -> None:
+        self.con.unregister(name)
+
+
+@dataclass
+class PostgresWarehouse:
+    url: str
+    kind: str = "postgres"
+
+    def __post_init__(self) -> None:
+        self.conn = connect(self.url)
+        self.conn.execute("SET TIME ZONE 'UTC'")
+        for s in SCHEMAS:
+            self.conn.execute(f"CREATE SCHEMA IF NOT EXISTS {s}")
+        self.conn.commit()
+
+    def close(self) -> None:
+        self.conn.close()
+
+    @contextlib.contextmanager
+    def transaction(self) -> Iterator["PostgresWarehouse"]:
+        try:
+            yield self
+        except BaseException:
+            self.conn.rollback()
+            raise
+        self.conn.commit()
+
+    def execute(self, sql: str, params: list | tuple | None = None) -> None:
+        self.conn.execute(_pg_params(sql), params)
+
+    def query(self, sql: str, params: list | tuple | None = None) -> pl.DataFrame:
+        cur = self.conn.execute(_pg_params(sql), params)
+        cols = [d.name for d in cur.description]
+        rows = cur.fetchall()
+        return pl.DataFrame(rows, schema=cols, orient="row", infer_schema_length=None) if rows else pl.DataFrame({c: [] for c in cols})
+
+    def create_table(self, table: str, columns: tuple[tuple[str, str], ...], primary_key: tuple[str, ...] = ()) -> None:
+        cols = ", ".join(f"{c} {PG_TYPES.get(t, t)}" for c, t in columns)
+        pk = f", PRIMARY KEY ({', '.join(primary_key)})" if primary_key else ""
+        self.conn.execute(f"CREATE TABLE IF NOT EXISTS {table} ({cols}{pk})")
+
+    def stage(self, name: str, df: pl.DataFrame, types: dict[str, str] | None = None) -> str:
+        """COPY ``df`` into a temporary table ``name`` (dropped at commit)."""
+        types = types or {}
+        cols = ", ".join(f"{c} {PG_TYPES.get(types.get(c, _duck_type(t)), 'text')}" for c, t in df.schema.items())
+        self.conn.execute(f"DROP TABLE IF EXISTS {name}")
+        self.conn.execute(f"CREATE TEMP TABLE {name} ({cols}) ON COMMIT DROP")
+        copy_frame(self.conn, name, df)
+        return name
+
+    def unstage(self, name: str) -> None:
+        self.conn.execute(f"DROP TABLE IF EXISTS {name}")
+
+
+Warehouse = DuckDBWarehouse | PostgresWarehouse
+
+
+def _pg_params(sql: str) -> str:
+    """Loaders write DuckDB-style ``?`` placeholders; psycopg wants ``%s``."""
+    return sql.replace("%", "%%").replace("?", "%s") if "?" in sql else sql
+
+
+def _duck_type(t: pl.DataType) -> str:
+    if t == pl.String:
+        return "VARCHAR"
+    if isinstance(t, pl.Datetime):
+        return "TIMESTAMPTZ"
+    if t == pl.Boolean:
+        return "BOOLEAN"
+    if t.is_integer():
+        return "BIGINT"
+    if t.is_float():
+        return "DOUBLE"
+    if t == pl.Date:
+        return "DATE"
+    if isinstance(t, pl.List):
+        return "VARCHAR[]"
+    return "VARCHAR"
+
+
+def open_warehouse(settings: Settings, target: str | None = None) -> Warehouse:
+    target = target or settings.warehouse
+    if target == "duckdb":
+        return DuckDBWarehouse(settings.duckdb_path)
+    if target == "postgres":
+        return PostgresWarehouse(settings.warehouse_url or embedded_warehouse_url(settings))
+    raise ValueError(f"unknown warehouse target {target!r}: use duckdb or postgres")

@@ -1,0 +1,1 @@
+"""The HTTP receiver of provider webhooks (`crm-warehouse webhooks serve`)."""
