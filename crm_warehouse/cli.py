@@ -82,6 +82,21 @@ def cmd_demo(cfg: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_webhooks_serve(cfg: Settings, args: argparse.Namespace) -> int:
+    import uvicorn
+
+    from ingest.webhooks.app import Credentials, create_app
+
+    creds = Credentials.from_env()
+    logging.getLogger("crm_warehouse.webhooks").setLevel(logging.INFO)
+    configured = ", ".join(k for k, v in creds.configured().items() if v) or "none (every request is refused)"
+    console.print(f"webhook receiver on http://{args.host}:{args.port}/webhooks/<provider>; "
+                  f"providers configured: {configured}; landing zone {cfg.email_events_dir}", highlight=False)
+    uvicorn.run(create_app(cfg.email_events_dir, creds), host=args.host, port=args.port,
+                log_level="warning", access_log=False)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="crm-warehouse", description="BuildDesk CRM analytics warehouse")
     sub = p.add_subparsers(dest="command", required=True)
@@ -101,6 +116,13 @@ def build_parser() -> argparse.ArgumentParser:
     adv.set_defaults(func=cmd_source_advance)
     down = ssub.add_parser("down", help="stop the embedded source server (data kept)")
     down.set_defaults(func=cmd_source_down)
+
+    wh = sub.add_parser("webhooks", help="the provider webhook receiver")
+    whsub = wh.add_subparsers(dest="webhooks_command", required=True)
+    serve = whsub.add_parser("serve", help="receive SendGrid, Postmark and Resend webhooks into the landing zone")
+    serve.add_argument("--host", default="127.0.0.1")
+    serve.add_argument("--port", type=int, default=8787)
+    serve.set_defaults(func=cmd_webhooks_serve)
 
     demo = sub.add_parser("demo", help="source up (small) where none exists, then a summary")
     demo.add_argument("--seed", type=int, default=42)

@@ -1,5 +1,7 @@
-"""The one Dagster Definitions object. Assets arrive with the ingest and dbt issues (defs/<domain>/)."""
+"""The one Dagster Definitions object; each domain's assets live under defs/<domain>/."""
 
 import dagster as dg
 
-defs = dg.Definitions()
+from orchestration.defs.email.assets import raw_email_events
+
+defs = dg.Definitions(assets=[raw_email_events])

@@ -1,0 +1,270 @@
+"""Email provider events: parsing every real sample, provider authentication, landing and loading."""
+
+from __future__ import annotations
+
+import base64
+import datetime as dt
+import hashlib
+import hmac
+import json
+import shutil
+import time
+from pathlib import Path
+
+import polars as pl
+import pytest
+
+from ingest.email_events.landing import read_new_lines
+from ingest.email_events.load import ingest_email_events
+from ingest.email_events.model import BOUNCE_CLASSES, EVENT_TYPES
+from ingest.email_events.parse import parse_delivery, parse_lines
+from ingest.warehouse import DuckDBWarehouse, PostgresWarehouse
+from ingest.webhooks import auth
+from tests.conftest import SAMPLES, new_database
+
+JSON_SAMPLES = sorted(p for p in SAMPLES.glob("*.json") if not p.name.endswith("_headers.json"))
+
+
+def utc(*args) -> dt.datetime:
+    return dt.datetime(*args, tzinfo=dt.timezone.utc)
+
+
+@pytest.mark.parametrize("path", JSON_SAMPLES, ids=lambda p: p.stem)
+def test_every_sample_parses(path: Path):
+    provider = path.name.split("_")[0]
+    raw = json.loads(path.read_text())
+    n_events = len(raw) if isinstance(raw, list) else 1
+    r = parse_delivery(provider, path.read_text(), received_at="2024-01-01T00:00:00Z")
+    assert r.rejects.height == 0, r.rejects["reason"].to_list()
+    assert r.events.height + r.duplicates == n_events
+    ev = r.events
+    assert set(ev["event_type"]) <= set(EVENT_TYPES)
+    assert ev["occurred_at"].null_count() == 0 and ev["event_id"].null_count() == 0
+    assert set(ev["bounce_class"].drop_nulls()) <= set(BOUNCE_CLASSES)
+    assert (ev["provider"] == provider).all()
+    for payload in ev["payload"]:
+        json.loads(payload)  # the original event is kept as JSON
+
+
+def _one(provider: str, body, **kw) -> dict:
+    r = parse_delivery(provider, body if isinstance(body, str) else json.dumps(body), **kw)
+    assert r.rejects.height == 0, r.rejects["reason"].to_list()
+    return r.events.row(0, named=True)
+
+
+def test_sendgrid_quirks():
+    ms = _one("sendgrid", (SAMPLES / "sendgrid_docs_singlesend_open_millisecond_timestamp.json").read_text())
+    assert ms["occurred_at"] == utc(2020, 6, 9, 18, 19, 12, 372000)
+    sec = _one("sendgrid", (SAMPLES / "sendgrid_docs_open.json").read_text())
+    assert sec["occurred_at"] == utc(2017, 12, 15, 0, 59, 29) and sec["tags"] == ["cat facts"]
+    assert sec["provider_message_id"] == "14c5d75ce93.dfd.64b469"  # X-Message-Id keeps its dots
+    arr = _one("sendgrid", (SAMPLES / "sendgrid_anymail_processed_event.json").read_text())
+    assert arr["tags"] == ["tag1", "tag2"]
+    text_ts = _one("sendgrid", (SAMPLES / "sendgrid_docs_reserved_key_override.json").read_text())
+    assert text_ts["occurred_at"] == utc(1973, 11, 29, 21, 33, 9)  # "123456789" as a string
+    blocked = _one("sendgrid", (SAMPLES / "sendgrid_docs_bounce_blocked.json").read_text())
+    assert (blocked["event_type"], blocked["bounce_class"]) == ("bounce", "block")
+    from_smtp = _one("sendgrid", (SAMPLES / "sendgrid_anymail_dropped_invalid_event.json").read_text())
+    assert from_smtp["provider_message_id"] == "wrfRRvF7Q0GgwUo2CvDmEA"
+    machine = _one("sendgrid", [{"email": "a@b.co", "timestamp": 1700000000, "event": "open", "sg_event_id": "x1",
+                                 "sg_message_id": "abc.filter1", "sg_machine_open": True}])
+    assert machine["is_machine_open"] is True
+    human = _one("sendgrid", (SAMPLES / "sendgrid_docs_open.json").read_text())
+    assert human["is_machine_open"] is False
+    no_id = (SAMPLES / "sendgrid_docs_click_with_unique_args.json").read_text()
+    assert _one("sendgrid", no_id)["event_id"] == _one("sendgrid", no_id)["event_id"]  # stable composite
+
+
+def test_postmark_quirks():
+    d = _one("postmark", (SAMPLES / "postmark_anymail_delivered_event.json").read_text())
+    assert d["occurred_at"] == utc(2014, 8, 1, 17, 28, 10, 273539)  # -04:00 offset, 7 fraction digits
+    b = _one("postmark", (SAMPLES / "postmark_anymail_bounce_event.json").read_text())
+    assert (b["event_type"], b["bounce_class"], b["event_id"]) == ("bounce", "hard", "pm-901542550")
+    o = _one("postmark", (SAMPLES / "postmark_anymail_open_event.json").read_text())
+    assert o["event_id"].startswith("pm:") and o["occurred_at"] == utc(2016, 4, 27, 20, 21, 41, 249368)
+    c = _one("postmark", (SAMPLES / "postmark_anymail_click_event.json").read_text())
+    assert c["url"] == "https://example.com/click/me" and c["ip"] == "8.8.8.8"
+    ch = _one("postmark", (SAMPLES / "postmark_docs_subscription_change.json").read_text())
+    assert ch["occurred_at"] == utc(2020, 2, 1, 10, 53, 34, 416071)
+    no_time = _one("postmark", (SAMPLES / "postmark_anymail_bounce_unsubscribe_variant.json").read_text(),
+                   received_at="2024-03-01T12:00:00Z")
+    assert no_time["event_type"] == "unsubscribe" and no_time["occurred_at"] == utc(2024, 3, 1, 12)
+
+
+def test_resend_quirks():
+    o = _one("resend", (SAMPLES / "resend_anymail_opened_event.json").read_text(), headers={"svix-id": "msg_abc"})
+    assert o["occurred_at"] == utc(2023, 9, 28, 17, 20, 38, 990000)  # top-level, not data.created_at
+    assert o["event_id"] == "msg_abc"
+    sent = _one("resend", (SAMPLES / "resend_anymail_sent_event.json").read_text())
+    assert sent["tags"] == ["tag1:Tag_1_value", "tag2:Tag_2_value"] and sent["recipient"] == "to@example.org"
+    listed = json.loads((SAMPLES / "resend_docs_email_clicked.json").read_text())
+    listed["data"]["tags"] = [{"name": "category", "value": "confirm_email"}]
+    assert _one("resend", listed)["tags"] == ["category:confirm_email"]
+    click = _one("resend", (SAMPLES / "resend_docs_email_clicked.json").read_text())
+    assert (click["url"], click["ip"]) == ("https://resend.com", "122.115.53.11")
+    assert _one("resend", (SAMPLES / "resend_anymail_hard_bounced_event.json").read_text())["bounce_class"] == "hard"
+    assert _one("resend", (SAMPLES / "resend_anymail_suppressed_event.json").read_text())["event_type"] == "dropped"
+
+
+def test_unknown_shapes_and_broken_lines_are_rejected_with_reasons():
+    lines = [
+        json.dumps({"provider": "sendgrid", "received_at": "2024-01-01T00:00:00Z", "headers": {}, "body": '[{"event":'}),
+        '{"provider":"postmark","received_at":"2024-01-01T00:00:00Z","headers":{},"body":"<html>502</html>"}',
+        json.dumps({"provider": "postmark", "received_at": None, "headers": {}, "body": json.dumps({"Record": "Open"})}),
+        json.dumps({"provider": "resend", "received_at": None, "headers": {},
+                    "body": json.dumps({"type": "contact.created", "created_at": "2024-01-01T00:00:00Z", "data": {}})}),
+        json.dumps({"provider": "mailgun", "received_at": None, "headers": {}, "body": "{}"}),
+        '{"provider":"sendgrid","received_at":"2024-01-01T00:00:00Z","headers":{},"body":"[{\\"ev',
+    ]
+    r = parse_lines(pl.DataFrame({"source_file": ["f.ndjson"] * len(lines), "source_line": range(1, 7), "line": lines}))
+    reasons = dict(zip(r.rejects["source_line"], r.rejects["reason"]))
+    assert r.events.height == 0 and len(reasons) == 6
+    assert reasons[1] == "body is not JSON" and reasons[2] == "body is not JSON"
+    assert reasons[3] == "Postmark record without RecordType"
+    assert reasons[4] == "unknown Resend event type contact.created"
+    assert reasons[5] == "unknown provider mailgun"
+    assert reasons[6] == "landing line is not a JSON object"
+    assert r.rejects.filter(pl.col("source_line") == 6)["raw_text"][0] == lines[5]
+
+
+# ------------------------------------------------------------------------------------- authentication
+
+
+def _vector(name: str) -> tuple[bytes, dict]:
+    return (SAMPLES / f"{name}_body.bin").read_bytes(), json.loads((SAMPLES / f"{name}_headers.json").read_text())
+
+
+@pytest.mark.parametrize("name", ["sendgrid_signed_dropped", "sendgrid_signed_nodejs_vector"])
+def test_sendgrid_signature_vectors(name):
+    body, headers = _vector(name)
+    key = auth.load_sendgrid_key(headers["_verification_public_key_base64_DER_SPKI"])
+    assert auth.verify_sendgrid(key, headers, body).ok
+    tampered = bytes([body[0] ^ 1]) + body[1:]
+    assert not auth.verify_sendgrid(key, headers, tampered).ok
+    assert not auth.verify_sendgrid(key, {**headers, "X-Twilio-Email-Event-Webhook-Timestamp": "1"}, body).ok
+    assert not auth.verify_sendgrid(None, headers, body).ok
+    other = auth.load_sendgrid_key(_vector("sendgrid_signed_nodejs_vector" if "dropped" in name else "sendgrid_signed_dropped")[1]
+                                   ["_verification_public_key_base64_DER_SPKI"])
+    assert not auth.verify_sendgrid(other, headers, body).ok
+
+
+def test_svix_signature_vector_rotation_and_staleness():
+    body, headers = _vector("svix_standardwebhooks_test_vector")
+    key = auth.svix_key(headers["_secret"])
+    ts = int(headers["svix-timestamp"])
+    assert auth.verify_svix(key, headers, body, now=ts).ok
+    assert not auth.verify_svix(key, headers, body + b" ", now=ts).ok
+    assert not auth.verify_svix(key, headers, body, now=ts + 6 * 60).ok  # stale
+    assert not auth.verify_svix(key, headers, body, now=ts - 6 * 60).ok  # from the future
+    rotated = {**headers, "svix-signature": "v1,bm90IHRoZSByaWdodCBvbmU= " + headers["svix-signature"]}
+    assert auth.verify_svix(key, rotated, body, now=ts).ok
+    assert not auth.verify_svix(key, {**headers, "svix-signature": "v1,bm90IHRoZSByaWdodCBvbmU="}, body, now=ts).ok
+    assert not auth.verify_svix(None, headers, body, now=ts).ok
+
+
+def test_postmark_basic_auth():
+    good = {"Authorization": "Basic " + base64.b64encode(b"hook:pa:ss").decode()}
+    assert auth.verify_basic("hook", "pa:ss", good).ok
+    assert not auth.verify_basic("hook", "other", good).ok
+    assert not auth.verify_basic("hook", "pa:ss", {}).ok
+    assert not auth.verify_basic(None, None, good).ok
+
+
+# ------------------------------------------------------------------------------------- loading
+
+
+def _copy_landing(src: Path, dst: Path) -> Path:
+    shutil.copytree(src, dst)
+    return dst
+
+
+@pytest.fixture(params=["duckdb", "postgres"])
+def warehouse(request, pg_server, workdir):
+    if request.param == "duckdb":
+        path = workdir / f"wh-{time.monotonic_ns()}.duckdb"
+        wh = DuckDBWarehouse(path)
+    else:
+        wh = PostgresWarehouse(new_database(pg_server, f"wh_{time.monotonic_ns()}"))
+    yield wh
+    wh.close()
+
+
+def test_load_landing_zone_idempotently(warehouse, tiny_source, workdir):
+    landing = _copy_landing(tiny_source[0].email_events_dir, workdir / f"landing-{time.monotonic_ns()}")
+    lines, _ = read_new_lines(landing, {})
+    expected = parse_lines(lines)
+    r1 = ingest_email_events(warehouse, landing)
+    assert r1.events_new == expected.events.height > 1000 and r1.rejected == 0
+    stored = warehouse.query("SELECT provider, event_id FROM raw.email_events")
+    assert stored.height == expected.events.height == stored.unique().height
+    r2 = ingest_email_events(warehouse, landing)
+    assert (r2.lines_read, r2.events_new) == (0, 0)
+    assert warehouse.query("SELECT count(*) AS n FROM raw.email_events")["n"][0] == stored.height
+    # what the mart layer will join on: every delivered event names a message id and a UTC time
+    bad = warehouse.query("SELECT count(*) AS n FROM raw.email_events WHERE provider_message_id IS NULL OR occurred_at IS NULL")
+    assert bad["n"][0] == 0
+
+
+def test_duplicates_malformed_and_lines_still_being_written(warehouse, workdir):
+    landing = workdir / f"landing-{time.monotonic_ns()}"
+    f = landing / "resend" / "dt=2024-11-22" / "23-test.ndjson"
+    f.parent.mkdir(parents=True)
+    body = (SAMPLES / "resend_docs_email_clicked.json").read_text()
+    good = json.dumps({"provider": "resend", "received_at": "2024-11-22T23:41:13Z", "headers": {"svix-id": "msg_1"}, "body": body})
+    retry = json.dumps({"provider": "resend", "received_at": "2024-11-22T23:45:00Z", "headers": {"svix-id": "msg_1"}, "body": body})
+    f.write_text(good + "\n" + retry + "\n" + "{not json\n" + good[:40])  # last line still being written
+    r = ingest_email_events(warehouse, landing)
+    assert (r.lines_read, r.events_new, r.duplicates, r.rejected) == (3, 1, 1, 1)
+    q = warehouse.query("SELECT source_file, source_line, reason, raw_text FROM quarantine.email_events")
+    assert q.rows() == [("resend/dt=2024-11-22/23-test.ndjson", 3, "landing line is not a JSON object", "{not json")]
+    with open(f, "a") as fh:  # the writer finishes its line; a retry arrives later still
+        fh.write(good[40:] + "\n" + retry + "\n")
+    r = ingest_email_events(warehouse, landing)
+    assert (r.lines_read, r.events_new, r.duplicates) == (2, 0, 2)
+    assert warehouse.query("SELECT count(*) AS n FROM raw.email_events")["n"][0] == 1
+    assert warehouse.query("SELECT count(*) AS n FROM quarantine.email_events")["n"][0] == 1
+
+
+def test_crash_before_commit_leaves_state_and_next_run_completes(workdir, tiny_source, monkeypatch):
+    import ingest.email_events.load as load
+
+    landing = _copy_landing(tiny_source[0].email_events_dir, workdir / f"landing-{time.monotonic_ns()}")
+    wh = DuckDBWarehouse(workdir / f"crash-{time.monotonic_ns()}.duckdb")
+    original = load.parse_lines
+
+    def crash(*a, **k):
+        original(*a, **k)
+        raise KeyboardInterrupt("killed")
+
+    monkeypatch.setattr(load, "parse_lines", crash)
+    with pytest.raises(KeyboardInterrupt):
+        ingest_email_events(wh, landing)
+    monkeypatch.setattr(load, "parse_lines", original)
+    assert wh.query("SELECT count(*) AS n FROM raw.email_events")["n"][0] == 0
+    assert wh.query("SELECT count(*) AS n FROM ops.email_landing_files")["n"][0] == 0
+    r = ingest_email_events(wh, landing)
+    assert r.events_new > 0
+    assert wh.query("SELECT count(*) - count(DISTINCT (provider, event_id)) AS d FROM raw.email_events")["d"][0] == 0
+    wh.close()
+
+
+def test_dagster_asset_materializes_into_the_warehouse(tiny_source, workdir, monkeypatch):
+    import dagster as dg
+
+    from orchestration.defs.email.assets import raw_email_events
+
+    home = workdir / f"dagster-{time.monotonic_ns()}"
+    monkeypatch.setenv("CRM_HOME", str(home))
+    monkeypatch.setenv("CRM_EMAIL_EVENTS_DIR", str(tiny_source[0].email_events_dir))
+    monkeypatch.setenv("CRM_WAREHOUSE", "duckdb")
+    result = dg.materialize([raw_email_events], instance=dg.DagsterInstance.ephemeral())
+    assert result.success
+    mats = result.asset_materializations_for_node("raw__email_events")
+    meta = mats[0].metadata
+    assert meta["events_new"].value > 1000 and meta["quarantined"].value == 0
+    wh = DuckDBWarehouse(home / "warehouse.duckdb")
+    n = wh.query("SELECT count(*) AS n FROM raw.email_events")["n"][0]
+    wh.close()
+    assert n == meta["events_new"].value
+    by_type = meta["new_by_provider_and_type"].value
+    assert {"sendgrid/open", "postmark/delivered", "resend/click"} <= set(by_type)
