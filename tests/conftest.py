@@ -14,7 +14,12 @@ from ingest.config import Settings, settings
 from ingest.postgres_server import start_embedded, stop_embedded
 
 SAMPLES = Path(__file__).resolve().parents[1].parent / "shared" / "email_event_samples"
-END_DATE = "2026-06-30"  # in the past, so `advance` never writes future timestamps
+END_DATE = "2026-06-30"
+
+
+def pytest_configure(config):
+    if not SAMPLES.is_dir():
+        raise pytest.UsageError(f"the provider samples are missing: expected {SAMPLES} (shared/ beside the clone)")  # in the past, so `advance` never writes future timestamps
 
 
 @pytest.fixture(scope="session")

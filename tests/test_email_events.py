@@ -268,3 +268,19 @@ def test_dagster_asset_materializes_into_the_warehouse(tiny_source, workdir, mon
     assert n == meta["events_new"].value
     by_type = meta["new_by_provider_and_type"].value
     assert {"sendgrid/open", "postmark/delivered", "resend/click"} <= set(by_type)
+
+
+def test_demo_command_summarizes_source_and_loads_events(tiny_source, workdir, monkeypatch, capsys):
+    from crm_warehouse.cli import main
+
+    home = workdir / f"demo-{time.monotonic_ns()}"
+    monkeypatch.setenv("CRM_HOME", str(home))
+    monkeypatch.setenv("CRM_SOURCE_URL", tiny_source[1])
+    monkeypatch.setenv("CRM_EMAIL_EVENTS_DIR", str(tiny_source[0].email_events_dir))
+    monkeypatch.delenv("CRM_WAREHOUSE", raising=False)
+    assert main(["demo"]) == 0
+    out = capsys.readouterr().out
+    assert "lead_activities" in out and "raw.email_events" in out and str(home / "warehouse.duckdb") in out
+    wh = DuckDBWarehouse(home / "warehouse.duckdb")
+    assert wh.query("SELECT count(*) AS n FROM raw.email_events")["n"][0] > 1000
+    wh.close()
