@@ -10,7 +10,7 @@ import psycopg
 
 def pg_array(col: pl.Expr) -> pl.Expr:
     """A List[str] column as a PostgreSQL array literal (elements quoted)."""
-    escaped = pl.element().str.replace_all("\\", "\\\\", literal=True).str.replace_all('"', '\\"', literal=True)
+    escaped = pl.element().cast(pl.String).str.replace_all("\\", "\\\\", literal=True).str.replace_all('"', '\\"', literal=True)
     inner = col.list.eval(pl.lit('"') + escaped + pl.lit('"'))
     return pl.lit("{") + inner.list.join(",") + pl.lit("}")
 

@@ -15,6 +15,7 @@ from typing import Iterator
 import duckdb
 import polars as pl
 import psycopg
+import pyarrow as pa
 
 from ingest.config import Settings
 from ingest.pg_copy import copy_frame
@@ -74,9 +75,9 @@ class DuckDBWarehouse:
         pk = f", PRIMARY KEY ({', '.join(primary_key)})" if primary_key else ""
         self.con.execute(f"CREATE TABLE IF NOT EXISTS {table} ({cols}{pk})")
 
-    def stage(self, name: str, df: pl.DataFrame) -> str:
-        """Make ``df`` readable as the relation ``name`` inside the current transaction."""
-        self.con.register(name, df.to_arrow())
+    def stage(self, name: str, df: "pl.DataFrame | pa.Table") -> str:
+        """Make ``df`` (Polars or Arrow) readable as the relation ``name`` inside the current transaction."""
+        self.con.register(name, df.to_arrow() if isinstance(df, pl.DataFrame) else df)
         return name
 
     def unstage(self, name: str) -> None:

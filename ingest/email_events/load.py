@@ -31,8 +31,8 @@ FILES_COLUMNS = (("source_file", "VARCHAR"), ("byte_offset", "BIGINT"), ("lines"
                  ("_batch_id", "VARCHAR"), ("updated_at", "TIMESTAMPTZ"))
 BATCH_COLUMNS = (
     ("batch_id", "VARCHAR"), ("asset", "VARCHAR"), ("started_at", "TIMESTAMPTZ"), ("finished_at", "TIMESTAMPTZ"),
-    ("rows_read", "BIGINT"), ("rows_new", "BIGINT"), ("duplicates", "BIGINT"), ("rejected", "BIGINT"),
-    ("status", "VARCHAR"), ("message", "VARCHAR"),
+    ("rows_read", "BIGINT"), ("rows_written", "BIGINT"), ("rows_deleted", "BIGINT"), ("duplicates", "BIGINT"),
+    ("rejected", "BIGINT"), ("status", "VARCHAR"), ("message", "VARCHAR"),
 )
 
 
@@ -105,7 +105,7 @@ def ingest_email_events(wh: Warehouse, landing_dir: Path, *, full_refresh: bool 
             wh.execute(f"INSERT INTO ops.email_landing_files SELECT * FROM {staged}")
             wh.unstage(staged)
         result.seconds = time.perf_counter() - t0
-        wh.execute("INSERT INTO ops.ingest_batches VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        wh.execute("INSERT INTO ops.ingest_batches VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                    (result.batch_id, "raw/email_events", started, dt.datetime.now(dt.timezone.utc),
-                    result.lines_read, result.events_new, result.duplicates, result.rejected, "success", None))
+                    result.lines_read, result.events_new, 0, result.duplicates, result.rejected, "success", None))
     return result

@@ -924,10 +924,4 @@ def triggers_sql() -> str:
     return "\n".join(parts)
 
 
-SOURCE_TABLES: tuple[str, ...] = (
-    "auth.users", "companies", "user_profiles", "leads", "lead_activities", "demo_requests",
-    "sales_contact_requests", "contacts", "opportunities", "pipeline_templates", "pipeline_stages",
-    "deals", "deal_stage_history", "deal_activities", "crm_activities", "email_campaigns",
-    "email_sends", "email_queue", "email_clicks", "email_unsubscribes", "email_preferences",
-    "sales_quotas", "lead_routing_rules", "pipeline_metrics", "estimates", "tasks",
-)
+from ingest.tables import SOURCE_TABLES  # noqa: E402,F401  (the warehouse contract lists the tables)

@@ -1,0 +1,203 @@
+"""Source tables → ``raw.<table>`` on either warehouse target, incrementally and idempotently.
+
+Per table, one transaction holds everything: schema drift handling, the extracted rows merged on
+the primary key, deletions flagged, the cursor and the batch row in ``ops``. A run killed at
+any moment leaves the table and its state as the previous run left them.
+
+Merge: an extracted row is written only when it is new, differs from the stored row, or revives
+a deleted key; so re-running with no source change changes nothing (not even ``_ingested_at``).
+Hard deletes: keys present in ``raw`` but no longer in the source get ``_deleted_at``; a key
+that comes back is revived by the merge.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import os
+import time
+from dataclasses import dataclass, field
+from typing import Callable
+
+import polars as pl
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from ingest.email_events.load import BATCH_COLUMNS, new_batch_id
+from ingest.postgres_source import Column, PostgresSource, SourceTable
+from ingest.tables import TableSpec
+from ingest.warehouse import Warehouse
+
+META_COLUMNS = (("_ingested_at", "TIMESTAMPTZ"), ("_batch_id", "VARCHAR"), ("_deleted_at", "TIMESTAMPTZ"))
+STATE_COLUMNS = (
+    ("table_name", "VARCHAR"), ("kind", "VARCHAR"), ("cursor_column", "VARCHAR"), ("cursor_value", "TIMESTAMPTZ"),
+    ("columns_json", "VARCHAR"), ("last_batch_id", "VARCHAR"), ("rows_live", "BIGINT"), ("rows_deleted", "BIGINT"),
+    ("updated_at", "TIMESTAMPTZ"),
+)
+Progress = Callable[[str], None]
+
+
+class IngestError(RuntimeError):
+    """A table could not be ingested; the message names the table and what to do."""
+
+
+def lookback() -> dt.timedelta:
+    return dt.timedelta(hours=float(os.environ.get("CRM_INGEST_LOOKBACK_HOURS", "24")))
+
+
+@dataclass
+class TableResult:
+    table: str
+    batch_id: str
+    mode: str = "incremental"
+    rows_extracted: int = 0
+    rows_written: int = 0
+    rows_deleted: int = 0
+    rows_live: int = 0
+    cursor_value: dt.datetime | None = None
+    columns_added: list[str] = field(default_factory=list)
+    seconds: float = 0.0
+    extract_seconds: float = 0.0
+
+
+def ensure_ops(wh: Warehouse) -> None:
+    wh.create_table("ops.ingest_state", STATE_COLUMNS, ("table_name",))
+    wh.create_table("ops.ingest_batches", BATCH_COLUMNS, ("batch_id",))
+
+
+def _target_type(wh: Warehouse, col: Column) -> str:
+    return col.duck_type if wh.kind == "duckdb" else col.pg_type
+
+
+def _raw_columns(wh: Warehouse, table: str) -> dict[str, str]:
+    df = wh.query("SELECT column_name, data_type FROM information_schema.columns "
+                  "WHERE table_schema = 'raw' AND table_name = ? ORDER BY ordinal_position", (table,))
+    return dict(df.iter_rows())
+
+
+def _create_raw(wh: Warehouse, spec: TableSpec, st: SourceTable) -> None:
+    cols = [f'"{c.name}" {_target_type(wh, c)}' for c in st.columns]
+    cols += [f"{n} {'timestamptz' if t == 'TIMESTAMPTZ' and wh.kind == 'postgres' else ('text' if wh.kind == 'postgres' else t)}"
+             for n, t in META_COLUMNS]
+    pk = f", PRIMARY KEY ({', '.join(st.primary_key)})" if wh.kind == "postgres" else ""
+    wh.execute(f"CREATE TABLE raw.{spec.raw} ({', '.join(cols)}{pk})")
+
+
+def _drift(wh: Warehouse, spec: TableSpec, st: SourceTable, previous: dict[str, str] | None) -> list[str]:
+    """Add new source columns to raw; fail on an incompatible type change. Returns added columns."""
+    existing = _raw_columns(wh, spec.raw)
+    added = []
+    for c in st.columns:
+        if c.name not in existing:
+            wh.execute(f'ALTER TABLE raw.{spec.raw} ADD COLUMN "{c.name}" {_target_type(wh, c)}')
+            added.append(c.name)
+        elif previous and c.name in previous and previous[c.name] != c.pg_type:
+            old = Column(c.name, previous[c.name])
+            if _target_type(wh, old) != _target_type(wh, c):
+                raise IngestError(
+                    f"raw.{spec.raw}: column {c.name} changed type in the source from {previous[c.name]} to "
+                    f"{c.pg_type}, which raw.{spec.raw} cannot hold; run `crm-warehouse refresh --full-refresh` "
+                    "to rebuild the table, or revert the source change")
+    return added
+
+
+def _cast_select(wh: Warehouse, st: SourceTable, alias: str = "s") -> str:
+    return ", ".join(f'CAST({alias}."{c.name}" AS {_target_type(wh, c)}) AS "{c.name}"' for c in st.columns)
+
+
+def _stage(wh: Warehouse, name: str, batch: pa.RecordBatch | pa.Table) -> str:
+    table = pa.Table.from_batches([batch]) if isinstance(batch, pa.RecordBatch) else batch
+    return wh.stage(name, table if wh.kind == "duckdb" else pl.from_arrow(table))  # DuckDB reads Arrow as is
+
+
+def ingest_table(wh: Warehouse, src: PostgresSource, spec: TableSpec, *, full_refresh: bool = False,
+                 progress: Progress = lambda _: None) -> TableResult:
+    t0 = time.perf_counter()
+    st = src.describe(spec.source)
+    res = TableResult(spec.raw, new_batch_id(f"raw_{spec.raw}"))
+    now = dt.datetime.now(dt.timezone.utc)
+    ensure_ops(wh)
+    with wh.transaction():
+        state = wh.query("SELECT cursor_value, columns_json FROM ops.ingest_state WHERE table_name = ?", (spec.raw,))
+        exists = bool(_raw_columns(wh, spec.raw))
+        if full_refresh and exists:
+            wh.execute(f"DROP TABLE raw.{spec.raw}")
+            exists = False
+        previous = json.loads(state["columns_json"][0]) if state.height and exists else None
+        cursor = state["cursor_value"][0] if state.height and exists and not full_refresh else None
+        if not exists:
+            _create_raw(wh, spec, st)
+            res.mode = "full"
+        else:
+            res.columns_added = _drift(wh, spec, st, previous)
+        empty = not exists
+        where, params = "", ()
+        if spec.kind != "full" and cursor is not None:
+            where, params = f'"{spec.cursor}" >= $1', (cursor - lookback(),)
+        elif exists:
+            res.mode = "full-compare"
+        cols = ", ".join(f'"{c.name}"' for c in st.columns)
+        key_join = " AND ".join(f'r."{k}" = s."{k}"' for k in st.primary_key)
+        differs = " OR ".join(f'r."{c.name}" IS DISTINCT FROM s."{c.name}"' for c in st.columns
+                              if c.name not in st.primary_key) or "false"
+        max_cursor = cursor
+        t_extract = 0.0
+        batches = src.batches(st, where, params)
+        while True:
+            te = time.perf_counter()
+            batch = next(batches, None)
+            t_extract += time.perf_counter() - te
+            if batch is None:
+                break
+            res.rows_extracted += batch.num_rows
+            if spec.cursor:
+                m = pc.max(batch.column(spec.cursor)).as_py()
+                if m is not None and (max_cursor is None or m > max_cursor):
+                    max_cursor = m
+            staged = _stage(wh, "raw_batch", batch)
+            typed = f"(SELECT {_cast_select(wh, st)} FROM {staged} s)"
+            if empty:
+                wh.execute(f"INSERT INTO raw.{spec.raw} ({cols}, _ingested_at, _batch_id) "
+                           f"SELECT {cols}, ?, ? FROM {typed} t", (now, res.batch_id))
+                res.rows_written += batch.num_rows
+            else:
+                wh.execute("DROP TABLE IF EXISTS raw_changed")
+                wh.execute(f"CREATE TEMP TABLE raw_changed AS SELECT s.* FROM {typed} s "
+                           f"LEFT JOIN raw.{spec.raw} r ON {key_join} "
+                           f"WHERE r.\"{st.primary_key[0]}\" IS NULL OR r._deleted_at IS NOT NULL OR {differs}")
+                n = int(wh.query("SELECT count(*) AS n FROM raw_changed")["n"][0])
+                if n:
+                    keys = ", ".join(f'"{k}"' for k in st.primary_key)
+                    wh.execute(f"DELETE FROM raw.{spec.raw} WHERE ({keys}) IN (SELECT {keys} FROM raw_changed)")
+                    wh.execute(f"INSERT INTO raw.{spec.raw} ({cols}, _ingested_at, _batch_id) "
+                               f"SELECT {cols}, ?, ? FROM raw_changed", (now, res.batch_id))
+                res.rows_written += n
+                wh.execute("DROP TABLE raw_changed")
+            wh.unstage(staged)
+            progress(f"raw.{spec.raw}: {res.rows_extracted:,} rows read")
+        res.extract_seconds = t_extract
+        if not empty:
+            keys_tbl = src.keys(st)
+            staged = _stage(wh, "raw_keys", keys_tbl)
+            match = " AND ".join(f'CAST({spec.raw}."{k}" AS VARCHAR) = k."{k}"' for k in st.primary_key)
+            before = int(wh.query(f"SELECT count(*) AS n FROM raw.{spec.raw} WHERE _deleted_at IS NULL")["n"][0])
+            wh.execute(f"UPDATE raw.{spec.raw} SET _deleted_at = ?, _batch_id = ? WHERE _deleted_at IS NULL "
+                       f"AND NOT EXISTS (SELECT 1 FROM {staged} k WHERE {match})", (now, res.batch_id))
+            after = int(wh.query(f"SELECT count(*) AS n FROM raw.{spec.raw} WHERE _deleted_at IS NULL")["n"][0])
+            res.rows_deleted = before - after
+            wh.unstage(staged)
+        counts = wh.query(f"SELECT count(*) FILTER (WHERE _deleted_at IS NULL) AS live, "
+                          f"count(*) FILTER (WHERE _deleted_at IS NOT NULL) AS deleted FROM raw.{spec.raw}")
+        res.rows_live = int(counts["live"][0])
+        res.cursor_value = max_cursor
+        columns_json = json.dumps({c.name: c.pg_type for c in st.columns} | (
+            {k: v for k, v in (previous or {}).items() if k not in {c.name for c in st.columns}}))
+        wh.execute("DELETE FROM ops.ingest_state WHERE table_name = ?", (spec.raw,))
+        wh.execute("INSERT INTO ops.ingest_state VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                   (spec.raw, spec.kind, spec.cursor, max_cursor, columns_json, res.batch_id, res.rows_live,
+                    int(counts["deleted"][0]), now))
+        res.seconds = time.perf_counter() - t0
+        wh.execute("INSERT INTO ops.ingest_batches VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                   (res.batch_id, f"raw/{spec.raw}", now, dt.datetime.now(dt.timezone.utc), res.rows_extracted,
+                    res.rows_written, res.rows_deleted, 0, 0, "success", res.mode))
+    return res
