@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 import time
 from typing import Sequence
@@ -118,6 +119,65 @@ def cmd_webhooks_serve(cfg: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
+def dagster_instance(cfg: Settings):
+    import os
+
+    import dagster as dg
+
+    home = cfg.home / "dagster"
+    home.mkdir(parents=True, exist_ok=True)
+    os.environ.setdefault("DAGSTER_HOME", str(home))
+    return dg.DagsterInstance.get()
+
+
+def run_ingest(cfg: Settings, *, full_refresh: bool) -> tuple[bool, list[tuple[str, str]], dict[str, dict]]:
+    """The ingest job in-process: (success, [(asset, error)], {asset: metadata})."""
+    import dagster as dg
+
+    from orchestration.definitions import defs
+    from orchestration.defs.ingest.assets import FULL_REFRESH_TAG
+
+    job = defs.resolve_job_def("ingest")
+    result = job.execute_in_process(
+        instance=dagster_instance(cfg), raise_on_error=False,
+        tags={FULL_REFRESH_TAG: "true" if full_refresh else "false"},
+        run_config={"loggers": {"console": {"config": {"log_level": "INFO"}}}},
+    )
+    failures, meta = [], {}
+    for event in result.all_events:
+        if event.event_type == dg.DagsterEventType.STEP_FAILURE:
+            err = event.step_failure_data.error
+            msg = err.cause.message if err and err.cause else (err.message if err else "failed")
+            failures.append((event.step_key, redact(msg.strip().splitlines()[-1] if msg.strip() else msg)))
+        if event.event_type == dg.DagsterEventType.ASSET_MATERIALIZATION:
+            m = event.event_specific_data.materialization
+            meta["/".join(m.asset_key.path)] = {k: v.value for k, v in m.metadata.items()}
+    return result.success, failures, meta
+
+
+def cmd_refresh(cfg: Settings, args: argparse.Namespace) -> int:
+    if args.target:
+        import dataclasses
+
+        cfg = dataclasses.replace(cfg, warehouse=args.target)
+        os.environ["CRM_WAREHOUSE"] = args.target
+    t0 = time.perf_counter()
+    ok, failures, meta = run_ingest(cfg, full_refresh=args.full_refresh)
+    table = Table("asset", "mode", "read", "written", "deleted", "rows", title=f"ingest into the {cfg.warehouse} warehouse")
+    for key in sorted(meta):
+        m = meta[key]
+        if "rows_extracted" in m:
+            table.add_row(key, m["mode"], f"{m['rows_extracted']:,}", f"{m['rows_written']:,}", f"{m['rows_deleted']:,}", f"{m['row_count']:,}")
+        else:
+            table.add_row(key, "landing", f"{m['lines_read']:,}", f"{m['events_new']:,}", "0", f"dup {m['duplicates']:,} / quarantined {m['quarantined']:,}")
+    out.print(table)
+    for step, msg in failures:
+        console.print(f"[bold red]failed:[/] {step}: {msg}", highlight=False, soft_wrap=True)
+    out.print(f"{'ok' if ok else 'FAILED'} in {time.perf_counter() - t0:.1f} s "
+              "(raw layer only: dbt marts and quality gates are not built yet)", highlight=False)
+    return 0 if ok else 1
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="crm-warehouse", description="BuildDesk CRM analytics warehouse")
     sub = p.add_subparsers(dest="command", required=True)
@@ -144,6 +204,11 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--host", default="127.0.0.1")
     serve.add_argument("--port", type=int, default=8787)
     serve.set_defaults(func=cmd_webhooks_serve)
+
+    refresh = sub.add_parser("refresh", help="the daily job (today: ingest of every source table and the webhook events)")
+    refresh.add_argument("--target", choices=["duckdb", "postgres"], default=None)
+    refresh.add_argument("--full-refresh", action="store_true", help="rebuild the raw tables from scratch")
+    refresh.set_defaults(func=cmd_refresh)
 
     demo = sub.add_parser("demo", help="source up (small) where none exists, then a summary")
     demo.add_argument("--seed", type=int, default=42)

@@ -63,3 +63,27 @@ def connect(url: str, *, autocommit: bool = False, connect_timeout: int = 10) ->
             f"cannot connect to PostgreSQL at {redact(url)}: {redact(first)}; "
             "check the URL, that the server runs and the credentials"
         ) from None
+
+
+SOURCE_DB = "builddesk"
+WAREHOUSE_DB = "warehouse"
+
+
+def embedded_database_url(pgdata: Path, dbname: str) -> str:
+    """Start the embedded server in ``pgdata`` if needed and return the URL of ``dbname`` in it
+    (created when missing)."""
+    url = start_embedded(pgdata)
+    with connect(url, autocommit=True) as conn:
+        if not conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (dbname,)).fetchone():
+            conn.execute(f"CREATE DATABASE {dbname}")
+    return url.replace("/postgres?", f"/{dbname}?")
+
+
+def source_url(settings) -> str:
+    """CRM_SOURCE_URL, or the embedded source under $CRM_HOME/source-pg (which must exist)."""
+    if settings.source_url:
+        return settings.source_url
+    if not (settings.source_pgdata / "PG_VERSION").exists():
+        raise SourceError(f"no source at {settings.source_pgdata} and CRM_SOURCE_URL is unset: "
+                          "run `crm-warehouse source up` or set CRM_SOURCE_URL")
+    return embedded_database_url(settings.source_pgdata, SOURCE_DB)

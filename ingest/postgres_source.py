@@ -72,6 +72,9 @@ class SourceTable:
     primary_key: tuple[str, ...]
 
 
+BATCH_BYTES = 64 * 1024 * 1024  # ADBC batch size hint: bounds memory per batch, not per table
+
+
 class PostgresSource:
     def __init__(self, url: str) -> None:
         self.url = url
@@ -102,8 +105,7 @@ class PostgresSource:
                               "deletes detected; add a primary key to it")
         return SourceTable(f"{schema}.{name}", tuple(Column(n, t) for n, t in rows), tuple(r[0] for r in pk))
 
-    def batches(self, table: SourceTable, where: str = "", params: tuple = (), batch_rows: int = 200_000
-                ) -> Iterator[pa.RecordBatch]:
+    def batches(self, table: SourceTable, where: str = "", params: tuple = ()) -> Iterator[pa.RecordBatch]:
         """The table's rows (optionally filtered) as Arrow record batches, streamed."""
         import adbc_driver_postgresql.dbapi as adbc
 
@@ -111,7 +113,7 @@ class PostgresSource:
         sql = f"SELECT {cols} FROM {table.name}" + (f" WHERE {where}" if where else "")
         with adbc.connect(self.url) as conn:
             cur = conn.cursor()
-            cur.adbc_statement.set_options(**{"adbc.postgresql.batch_size_hint_bytes": str(64 * 1024 * 1024)})
+            cur.adbc_statement.set_options(**{"adbc.postgresql.batch_size_hint_bytes": str(BATCH_BYTES)})
             cur.execute(sql, params or None)
             reader = cur.fetch_record_batch()
             for batch in reader:

@@ -26,7 +26,7 @@ import pyarrow.compute as pc
 from ingest.email_events.load import BATCH_COLUMNS, new_batch_id
 from ingest.postgres_source import Column, PostgresSource, SourceTable
 from ingest.tables import TableSpec
-from ingest.warehouse import Warehouse
+from ingest.warehouse import Warehouse, insert_row
 
 META_COLUMNS = (("_ingested_at", "TIMESTAMPTZ"), ("_batch_id", "VARCHAR"), ("_deleted_at", "TIMESTAMPTZ"))
 STATE_COLUMNS = (
@@ -193,11 +193,13 @@ def ingest_table(wh: Warehouse, src: PostgresSource, spec: TableSpec, *, full_re
         columns_json = json.dumps({c.name: c.pg_type for c in st.columns} | (
             {k: v for k, v in (previous or {}).items() if k not in {c.name for c in st.columns}}))
         wh.execute("DELETE FROM ops.ingest_state WHERE table_name = ?", (spec.raw,))
-        wh.execute("INSERT INTO ops.ingest_state VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                   (spec.raw, spec.kind, spec.cursor, max_cursor, columns_json, res.batch_id, res.rows_live,
-                    int(counts["deleted"][0]), now))
+        insert_row(wh, "ops.ingest_state", dict(
+            table_name=spec.raw, kind=spec.kind, cursor_column=spec.cursor, cursor_value=max_cursor,
+            columns_json=columns_json, last_batch_id=res.batch_id, rows_live=res.rows_live,
+            rows_deleted=int(counts["deleted"][0]), updated_at=now))
         res.seconds = time.perf_counter() - t0
-        wh.execute("INSERT INTO ops.ingest_batches VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                   (res.batch_id, f"raw/{spec.raw}", now, dt.datetime.now(dt.timezone.utc), res.rows_extracted,
-                    res.rows_written, res.rows_deleted, 0, 0, "success", res.mode))
+        insert_row(wh, "ops.ingest_batches", dict(
+            batch_id=res.batch_id, asset=f"raw/{spec.raw}", started_at=now, finished_at=dt.datetime.now(dt.timezone.utc),
+            rows_read=res.rows_extracted, rows_written=res.rows_written, rows_deleted=res.rows_deleted,
+            duplicates=0, rejected=0, status="success", message=res.mode))
     return res

@@ -19,10 +19,9 @@ import pyarrow as pa
 
 from ingest.config import Settings
 from ingest.pg_copy import copy_frame
-from ingest.postgres_server import connect, start_embedded
+from ingest.postgres_server import WAREHOUSE_DB, connect, embedded_database_url
 
 SCHEMAS = ("raw", "quarantine", "ops", "staging", "intermediate", "marts")
-WAREHOUSE_DB = "warehouse"
 
 # DuckDB type → PostgreSQL type, for tables declared once in DuckDB terms.
 PG_TYPES = {"VARCHAR": "text", "TIMESTAMPTZ": "timestamptz", "BOOLEAN": "boolean", "BIGINT": "bigint",
@@ -31,11 +30,7 @@ PG_TYPES = {"VARCHAR": "text", "TIMESTAMPTZ": "timestamptz", "BOOLEAN": "boolean
 
 
 def embedded_warehouse_url(settings: Settings) -> str:
-    url = start_embedded(settings.warehouse_pgdata)
-    with connect(url, autocommit=True) as conn:
-        if not conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (WAREHOUSE_DB,)).fetchone():
-            conn.execute(f"CREATE DATABASE {WAREHOUSE_DB}")
-    return url.replace("/postgres?", f"/{WAREHOUSE_DB}?")
+    return embedded_database_url(settings.warehouse_pgdata, WAREHOUSE_DB)
 
 
 @dataclass
@@ -74,6 +69,8 @@ class DuckDBWarehouse:
         cols = ", ".join(f"{c} {t}" for c, t in columns)
         pk = f", PRIMARY KEY ({', '.join(primary_key)})" if primary_key else ""
         self.con.execute(f"CREATE TABLE IF NOT EXISTS {table} ({cols}{pk})")
+        for c, t in columns:  # tables made by an older version get the columns added since
+            self.con.execute(f"ALTER TABLE {table} ADD COLUMN IF NOT EXISTS {c} {t}")
 
     def stage(self, name: str, df: "pl.DataFrame | pa.Table") -> str:
         """Make ``df`` (Polars or Arrow) readable as the relation ``name`` inside the current transaction."""
@@ -121,6 +118,8 @@ class PostgresWarehouse:
         cols = ", ".join(f"{c} {PG_TYPES.get(t, t)}" for c, t in columns)
         pk = f", PRIMARY KEY ({', '.join(primary_key)})" if primary_key else ""
         self.conn.execute(f"CREATE TABLE IF NOT EXISTS {table} ({cols}{pk})")
+        for c, t in columns:
+            self.conn.execute(f"ALTER TABLE {table} ADD COLUMN IF NOT EXISTS {c} {PG_TYPES.get(t, t)}")
 
     def stage(self, name: str, df: pl.DataFrame, types: dict[str, str] | None = None) -> str:
         """COPY ``df`` into a temporary table ``name`` (dropped at commit)."""
@@ -136,6 +135,11 @@ class PostgresWarehouse:
 
 
 Warehouse = DuckDBWarehouse | PostgresWarehouse
+
+
+def insert_row(wh: "Warehouse", table: str, row: dict) -> None:
+    cols = ", ".join(row)
+    wh.execute(f"INSERT INTO {table} ({cols}) VALUES ({', '.join('?' for _ in row)})", tuple(row.values()))
 
 
 def _pg_params(sql: str) -> str:

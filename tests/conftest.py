@@ -65,3 +65,14 @@ def tiny_source(pg_server, workdir):
 def source_conn(tiny_source):
     with psycopg.connect(tiny_source[1]) as conn:
         yield conn
+
+
+@pytest.fixture(scope="session")
+def variant_source(pg_server, workdir):
+    """(settings, url) of a tiny source with the later `leads` definition (`status` + project columns)."""
+    from ingest.simulator import source
+
+    url = new_database(pg_server, "variant_source")
+    cfg = cfg_for(workdir, url, "variant")
+    source.up(cfg, scale="tiny", seed=3, history_days=60, end_date="2026-01-31", leads_variant="status")
+    return cfg, url

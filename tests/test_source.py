@@ -233,13 +233,8 @@ def test_same_seed_same_data_other_seed_other_data():
     assert a.tables["deal_stage_history"]["moved_at"].max() < np.datetime64(end_us, "us")
 
 
-def test_leads_status_variant(pg_server, workdir):
-    from ingest.simulator import source
-
-    url = new_database(pg_server, "variant_source")
-    source.up(cfg_for(workdir, url, "variant"), scale="tiny", seed=3, history_days=60,
-              end_date="2026-01-31", leads_variant="status")
-    with psycopg.connect(url) as conn:
+def test_leads_status_variant(variant_source):
+    with psycopg.connect(variant_source[1]) as conn:
         cols = {r[0] for r in conn.execute(
             "SELECT column_name FROM information_schema.columns WHERE table_name = 'leads'")}
         statuses = {r[0] for r in conn.execute("SELECT DISTINCT status FROM leads")}

@@ -20,7 +20,7 @@ import polars as pl
 from ingest.email_events.landing import FileMark, read_new_lines
 from ingest.email_events.model import EVENT_COLUMNS, EVENT_COLUMN_NAMES
 from ingest.email_events.parse import parse_lines
-from ingest.warehouse import Warehouse
+from ingest.warehouse import Warehouse, insert_row
 
 RAW_COLUMNS = EVENT_COLUMNS + (("_ingested_at", "TIMESTAMPTZ"), ("_batch_id", "VARCHAR"), ("_deleted_at", "TIMESTAMPTZ"))
 QUARANTINE_COLUMNS = (
@@ -105,7 +105,8 @@ def ingest_email_events(wh: Warehouse, landing_dir: Path, *, full_refresh: bool 
             wh.execute(f"INSERT INTO ops.email_landing_files SELECT * FROM {staged}")
             wh.unstage(staged)
         result.seconds = time.perf_counter() - t0
-        wh.execute("INSERT INTO ops.ingest_batches VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                   (result.batch_id, "raw/email_events", started, dt.datetime.now(dt.timezone.utc),
-                    result.lines_read, result.events_new, 0, result.duplicates, result.rejected, "success", None))
+        insert_row(wh, "ops.ingest_batches", dict(
+            batch_id=result.batch_id, asset="raw/email_events", started_at=started,
+            finished_at=dt.datetime.now(dt.timezone.utc), rows_read=result.lines_read, rows_written=result.events_new,
+            rows_deleted=0, duplicates=result.duplicates, rejected=result.rejected, status="success", message=None))
     return result

@@ -20,14 +20,14 @@ import polars as pl
 import psycopg
 
 from ingest.config import Settings, redact
-from ingest.postgres_server import SourceError, connect, start_embedded, stop_embedded
+from ingest.postgres_server import SOURCE_DB, SourceError, connect, embedded_database_url, stop_embedded
 from ingest.simulator import schema
 from ingest.simulator.generate import build, strip_private
 from ingest.simulator.scales import get_scale
 from ingest.simulator.vec import US_PER_DAY, copy_frame
 
 log = logging.getLogger(__name__)
-EMBEDDED_DB = "builddesk"
+EMBEDDED_DB = SOURCE_DB
 Progress = Callable[[str], None]
 
 
@@ -55,12 +55,7 @@ def parse_date(text: str | None) -> dt.date:
 
 def embedded_url(settings: Settings) -> str:
     """Start the embedded source server if needed; return the URL of its BuildDesk database."""
-    url = start_embedded(settings.source_pgdata)
-    with connect(url, autocommit=True) as conn:
-        exists = conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (EMBEDDED_DB,)).fetchone()
-        if not exists:
-            conn.execute(f"CREATE DATABASE {EMBEDDED_DB}")
-    return url.replace("/postgres?", f"/{EMBEDDED_DB}?")
+    return embedded_database_url(settings.source_pgdata, EMBEDDED_DB)
 
 
 def source_url(settings: Settings, *, start: bool = True) -> str:
