@@ -9,7 +9,7 @@ the extraction query casts them to text and the loader casts them back to the ta
 | uuid              | string             | UUID             | uuid           |
 | uuid[]            | list<string>       | UUID[]           | uuid[]         |
 | jsonb / json      | string             | JSON             | jsonb          |
-| inet              | string             | VARCHAR          | inet           |
+| inet              | string (abbrev)    | VARCHAR          | inet           |
 | numeric(p,s)      | string             | DECIMAL(p,s)     | numeric(p,s)   |
 | numeric           | string             | DECIMAL(38,10)   | numeric        |
 | timestamptz       | timestamp[us, UTC] | TIMESTAMPTZ      | timestamptz    |
@@ -45,7 +45,9 @@ class Column:
         q = f'"{self.name}"'
         if t.endswith("[]"):
             return f"{q}::text[] AS {q}" if not t.startswith(("integer", "bigint", "smallint")) else q
-        if t in ("uuid", "jsonb", "json", "inet", "cidr") or t.startswith("numeric") or t.startswith("interval"):
+        if t in ("inet", "cidr"):
+            return f"abbrev({q}) AS {q}"  # '10.1.2.3', not '10.1.2.3/32' as ::text gives
+        if t in ("uuid", "jsonb", "json") or t.startswith("numeric") or t.startswith("interval"):
             return f"{q}::text AS {q}"
         return q
 

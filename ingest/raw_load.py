@@ -4,6 +4,10 @@ Per table, one transaction holds everything: schema drift handling, the extracte
 the primary key, deletions flagged, the cursor and the batch row in ``ops``. A run killed at
 any moment leaves the table and its state as the previous run left them.
 
+Schema drift: a new source column is added to raw; a dropped one stays (null on rows written
+since); a type change raw can absorb (to text, to a wider integer) alters the raw column; any
+other type change fails that table, naming table, column, old and new type.
+
 Merge: an extracted row is written only when it is new, differs from the stored row, or revives
 a deleted key; so re-running with no source change changes nothing (not even ``_ingested_at``).
 Hard deletes: keys present in ``raw`` but no longer in the source get ``_deleted_at``; a key
@@ -61,8 +65,9 @@ class TableResult:
 
 
 def ensure_ops(wh: Warehouse) -> None:
-    wh.create_table("ops.ingest_state", STATE_COLUMNS, ("table_name",))
-    wh.create_table("ops.ingest_batches", BATCH_COLUMNS, ("batch_id",))
+    with wh.transaction():  # committed on its own: state tables exist even if the load fails
+        wh.create_table("ops.ingest_state", STATE_COLUMNS, ("table_name",))
+        wh.create_table("ops.ingest_batches", BATCH_COLUMNS, ("batch_id",))
 
 
 def _target_type(wh: Warehouse, col: Column) -> str:
@@ -93,12 +98,25 @@ def _drift(wh: Warehouse, spec: TableSpec, st: SourceTable, previous: dict[str, 
             added.append(c.name)
         elif previous and c.name in previous and previous[c.name] != c.pg_type:
             old = Column(c.name, previous[c.name])
-            if _target_type(wh, old) != _target_type(wh, c):
+            if _target_type(wh, old) == _target_type(wh, c):
+                continue
+            if _widening(old, c):
+                using = f' USING "{c.name}"::{_target_type(wh, c)}' if wh.kind == "postgres" else ""
+                wh.execute(f'ALTER TABLE raw.{spec.raw} ALTER COLUMN "{c.name}" TYPE {_target_type(wh, c)}{using}')
+            else:
                 raise IngestError(
                     f"raw.{spec.raw}: column {c.name} changed type in the source from {previous[c.name]} to "
                     f"{c.pg_type}, which raw.{spec.raw} cannot hold; run `crm-warehouse refresh --full-refresh` "
                     "to rebuild the table, or revert the source change")
     return added
+
+
+def _widening(old: Column, new: Column) -> bool:
+    """Type changes raw absorbs by altering its column: to text, or to a wider integer."""
+    if new.duck_type == "VARCHAR" and not old.duck_type.endswith("[]"):
+        return True
+    order = ["SMALLINT", "INTEGER", "BIGINT"]
+    return old.duck_type in order and new.duck_type in order and order.index(new.duck_type) > order.index(old.duck_type)
 
 
 def _cast_select(wh: Warehouse, st: SourceTable, alias: str = "s") -> str:

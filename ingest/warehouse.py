@@ -88,6 +88,10 @@ class PostgresWarehouse:
 
     def __post_init__(self) -> None:
         self.conn = connect(self.url)
+        from psycopg.types.string import TextLoader
+
+        for typ in ("json", "jsonb", "uuid", "inet", "cidr"):  # as text: no dict → struct guessing, no Object columns
+            self.conn.adapters.register_loader(typ, TextLoader)
         self.conn.execute("SET TIME ZONE 'UTC'")
         for s in SCHEMAS:
             self.conn.execute(f"CREATE SCHEMA IF NOT EXISTS {s}")

@@ -55,10 +55,11 @@ def new_batch_id(prefix: str) -> str:
 
 
 def ensure_tables(wh: Warehouse) -> None:
-    wh.create_table("raw.email_events", RAW_COLUMNS, ("provider", "event_id"))
-    wh.create_table("quarantine.email_events", QUARANTINE_COLUMNS)
-    wh.create_table("ops.email_landing_files", FILES_COLUMNS, ("source_file",))
-    wh.create_table("ops.ingest_batches", BATCH_COLUMNS, ("batch_id",))
+    with wh.transaction():
+        wh.create_table("raw.email_events", RAW_COLUMNS, ("provider", "event_id"))
+        wh.create_table("quarantine.email_events", QUARANTINE_COLUMNS)
+        wh.create_table("ops.email_landing_files", FILES_COLUMNS, ("source_file",))
+        wh.create_table("ops.ingest_batches", BATCH_COLUMNS, ("batch_id",))
 
 
 def ingest_email_events(wh: Warehouse, landing_dir: Path, *, full_refresh: bool = False) -> EmailIngestResult:
