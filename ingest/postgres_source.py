@@ -1,14 +1,16 @@
 """Reading any PostgreSQL source as Arrow record batches (ADBC), with its catalogue.
 
 Type mapping (decided once, used by both warehouse targets). ADBC hands UUID, JSONB, INET and
-NUMERIC as Arrow extension/opaque types that neither DuckDB nor a CSV COPY reads faithfully, so
-the extraction query casts them to text and the loader casts them back to the target's type:
+NUMERIC as Arrow extension/opaque types. DuckDB reads the UUID and JSON extensions natively, so
+for a DuckDB target they travel as they are; INET and NUMERIC (opaque) are cast to text by the
+extraction query and back by the loader; for a PostgreSQL target (loaded through a CSV COPY)
+UUID and JSON are sent as text too:
 
 | source            | Arrow in transit   | DuckDB raw       | PostgreSQL raw |
 |-------------------|--------------------|------------------|----------------|
-| uuid              | string             | UUID             | uuid           |
-| uuid[]            | list<string>       | UUID[]           | uuid[]         |
-| jsonb / json      | string             | JSON             | jsonb          |
+| uuid              | arrow.uuid (DuckDB) / string (PG) | UUID | uuid     |
+| uuid[]            | list<arrow.uuid> / list<string> | UUID[] | uuid[]     |
+| jsonb / json      | arrow.json (DuckDB) / string (PG) | JSON | jsonb      |
 | inet              | string (abbrev)    | VARCHAR          | inet           |
 | numeric(p,s)      | string             | DECIMAL(p,s)     | numeric(p,s)   |
 | numeric           | string             | DECIMAL(38,10)   | numeric        |
@@ -38,15 +40,22 @@ class Column:
     def duck_type(self) -> str:
         return duck_type(self.pg_type)
 
-    @property
-    def select_expr(self) -> str:
-        """How the extraction query reads the column (text for types Arrow cannot carry faithfully)."""
+    def select_expr(self, native: bool = False) -> str:
+        """How the extraction query reads the column: as text where Arrow cannot carry it faithfully.
+
+        ``native``: the reader takes ADBC's ``arrow.uuid`` / ``arrow.json`` extension types as they
+        are (DuckDB does), so UUID and JSON columns travel in binary/JSON form, not as text.
+        """
         t = self.pg_type
         q = f'"{self.name}"'
         if t.endswith("[]"):
-            return f"{q}::text[] AS {q}" if not t.startswith(("integer", "bigint", "smallint")) else q
+            if t.startswith(("integer", "bigint", "smallint")) or (native and t == "uuid[]"):
+                return q
+            return f"{q}::text[] AS {q}"
         if t in ("inet", "cidr"):
             return f"abbrev({q}) AS {q}"  # '10.1.2.3', not '10.1.2.3/32' as ::text gives
+        if native and t in ("uuid", "jsonb", "json"):
+            return q
         if t in ("uuid", "jsonb", "json") or t.startswith("numeric") or t.startswith("interval"):
             return f"{q}::text AS {q}"
         return q
@@ -81,9 +90,21 @@ class PostgresSource:
     def __init__(self, url: str) -> None:
         self.url = url
         self.conn = connect(url, autocommit=True)
+        self._adbc = None
 
     def close(self) -> None:
         self.conn.close()
+        if self._adbc is not None:
+            self._adbc.close()
+            self._adbc = None
+
+    def adbc(self):
+        """One ADBC connection per source, reused by every extraction (one at a time)."""
+        if self._adbc is None:
+            import adbc_driver_postgresql.dbapi as adbc
+
+            self._adbc = adbc.connect(self.url, autocommit=True)
+        return self._adbc
 
     def describe(self, table: str) -> SourceTable:
         schema, _, name = table.rpartition(".")
@@ -107,29 +128,69 @@ class PostgresSource:
                               "deletes detected; add a primary key to it")
         return SourceTable(f"{schema}.{name}", tuple(Column(n, t) for n, t in rows), tuple(r[0] for r in pk))
 
-    def batches(self, table: SourceTable, where: str = "", params: tuple = ()) -> Iterator[pa.RecordBatch]:
+    def batches(self, table: SourceTable, where: str = "", params: tuple = (), native: bool = False
+                ) -> Iterator[pa.RecordBatch]:
         """The table's rows (optionally filtered) as Arrow record batches, streamed."""
-        import adbc_driver_postgresql.dbapi as adbc
-
-        cols = ", ".join(c.select_expr for c in table.columns)
+        cols = ", ".join(c.select_expr(native) for c in table.columns)
         sql = f"SELECT {cols} FROM {table.name}" + (f" WHERE {where}" if where else "")
-        with adbc.connect(self.url) as conn:
-            cur = conn.cursor()
+        cur = self.adbc().cursor()
+        try:
             cur.adbc_statement.set_options(**{"adbc.postgresql.batch_size_hint_bytes": str(BATCH_BYTES)})
             cur.execute(sql, params or None)
-            reader = cur.fetch_record_batch()
-            for batch in reader:
+            for batch in cur.fetch_record_batch():
                 if batch.num_rows:
                     yield batch
+        finally:
             cur.close()
+
+    def count(self, table: SourceTable) -> int:
+        return int(self.conn.execute(f"SELECT count(*) FROM {table.name}").fetchone()[0])
+
+    def prefetched(self, table: SourceTable, where: str = "", params: tuple = (), native: bool = False,
+                   depth: int = 2) -> Iterator[pa.RecordBatch]:
+        """``batches`` read ahead on a thread (at most ``depth`` batches waiting), so extraction and
+        loading overlap: ADBC and DuckDB both release the GIL while they work."""
+        import queue
+        import threading
+
+        q: queue.Queue = queue.Queue(maxsize=depth)
+        done = object()
+        stop = threading.Event()
+
+        def produce() -> None:
+            try:
+                for b in self.batches(table, where, params, native):
+                    while not stop.is_set():
+                        try:
+                            q.put(b, timeout=0.1)
+                            break
+                        except queue.Full:
+                            continue
+                    if stop.is_set():
+                        return
+                q.put(done)
+            except BaseException as err:  # handed to the consumer
+                q.put(err)
+
+        t = threading.Thread(target=produce, name=f"extract-{table.name}", daemon=True)
+        t.start()
+        try:
+            while True:
+                item = q.get()
+                if item is done:
+                    return
+                if isinstance(item, BaseException):
+                    raise item
+                yield item
+        finally:
+            stop.set()
+            t.join(timeout=30)
 
     def keys(self, table: SourceTable) -> pa.Table:
-        import adbc_driver_postgresql.dbapi as adbc
-
         cols = ", ".join(f'"{k}"::text AS "{k}"' for k in table.primary_key)
-        with adbc.connect(self.url) as conn:
-            cur = conn.cursor()
+        cur = self.adbc().cursor()
+        try:
             cur.execute(f"SELECT {cols} FROM {table.name}")
-            out = cur.fetch_arrow_table()
+            return cur.fetch_arrow_table()
+        finally:
             cur.close()
-        return out

@@ -1,0 +1,168 @@
+"""Full and incremental ingest of every source table into DuckDB, against references measured in the same run.
+
+    python benchmarks/raw_ingest.py --source-url URL [--runs 3] [--advance] [--dlt]
+
+References:
+- a binary ``COPY (SELECT * FROM t) TO STDOUT (FORMAT binary)`` drain of the same tables
+  (psycopg, bytes read and dropped): the floor for moving the rows out of PostgreSQL;
+- with ``--dlt``: dlt's ``sql_database`` source, ConnectorX backend, loading the same tables into
+  DuckDB (the peer the issue names), when dlt is installed (``pip install "dlt[duckdb,sql_database]" connectorx``).
+
+With ``--advance``, one simulated day is added to the source (``source advance --days 1``) after
+the full runs, then an incremental run is timed against the last full run.
+Peak RSS of this process is sampled every 50 ms. Prints medians.
+"""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+import statistics
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import psutil
+import psycopg
+
+from ingest.postgres_source import PostgresSource
+from ingest.raw_load import ingest_table
+from ingest.tables import SPECS
+from ingest.warehouse import DuckDBWarehouse
+
+
+class PeakRSS:
+    def __init__(self) -> None:
+        self.proc, self.peak, self._stop = psutil.Process(), 0, threading.Event()
+        self.thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            self.peak = max(self.peak, self.proc.memory_info().rss)
+            time.sleep(0.05)
+
+    def __enter__(self):
+        self.base = self.proc.memory_info().rss
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self._stop.set()
+        self.thread.join()
+
+    @property
+    def growth_mb(self) -> float:
+        return (self.peak - self.base) / 2**20
+
+
+def copy_drain(url: str) -> tuple[float, int]:
+    t0, nbytes = time.perf_counter(), 0
+    with psycopg.connect(url) as conn, conn.cursor() as cur:
+        for s in SPECS:
+            with cur.copy(f"COPY (SELECT * FROM {s.source}) TO STDOUT (FORMAT binary)") as copy:
+                for chunk in copy:
+                    nbytes += len(chunk)
+    return time.perf_counter() - t0, nbytes
+
+
+def full_ingest(url: str, db: Path) -> tuple[float, int, float, dict[str, float]]:
+    wh = DuckDBWarehouse(db)
+    src = PostgresSource(url)
+    per_table: dict[str, float] = {}
+    rows = 0
+    with PeakRSS() as rss:
+        t0 = time.perf_counter()
+        for s in SPECS:
+            r = ingest_table(wh, src, s)
+            rows += r.rows_written
+            per_table[s.raw] = r.seconds
+        took = time.perf_counter() - t0
+    src.close()
+    wh.close()
+    return took, rows, rss.growth_mb, per_table
+
+
+def connectorx_tables(url: str) -> list[str]:
+    """public tables ConnectorX can read: it has no reader for uuid[] columns."""
+    with psycopg.connect(url) as conn:
+        bad = {r[0] for r in conn.execute(
+            "SELECT table_name FROM information_schema.columns WHERE table_schema = 'public' AND udt_name = '_uuid'")}
+    return [s.raw for s in SPECS if s.source.startswith("public.") and s.raw not in bad]
+
+
+def dlt_ingest(url: str, work: Path, tables: list[str]) -> float | None:
+    try:
+        import dlt
+        from dlt.sources.sql_database import sql_database
+    except ImportError:
+        return None
+    from urllib.parse import parse_qs, quote, urlsplit
+
+    # ConnectorX does not read libpq's ?host=/socket/dir but takes the URL-encoded socket path as host;
+    # SQLAlchemy/psycopg2 (dlt's reflection) take the ?host= form.
+    parts = urlsplit(url)
+    host = parse_qs(parts.query).get("host", [parts.hostname or "localhost"])[0]
+    user = parts.username or "postgres"
+    auth = f"{user}:{parts.password}@" if parts.password else f"{user}@"
+    port = f":{parts.port}" if parts.port else ""
+    cx_url = f"postgresql://{auth}{quote(host, safe='')}{port}{parts.path}"
+    sa_url = f"postgresql+psycopg2://{auth}{parts.hostname or ''}{port}{parts.path}" + (
+        f"?host={host}" if host.startswith("/") else "")
+    pipe = dlt.pipeline(pipeline_name=f"bench{time.monotonic_ns()}", destination=dlt.destinations.duckdb(str(work / "dlt.duckdb")),
+                        dataset_name="raw", pipelines_dir=str(work / "dlt_pipelines"))
+    t0 = time.perf_counter()
+    pipe.run(sql_database(sa_url, schema="public", table_names=tables, backend="connectorx",
+                          backend_kwargs={"conn": cx_url}))
+    return time.perf_counter() - t0
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--source-url", required=True)
+    ap.add_argument("--runs", type=int, default=3)
+    ap.add_argument("--advance", action="store_true")
+    ap.add_argument("--dlt", action="store_true")
+    args = ap.parse_args()
+    work = Path(tempfile.mkdtemp(prefix="bench-raw-"))
+    try:
+        runs = []
+        cx_tables = connectorx_tables(args.source_url)
+        for i in range(args.runs):
+            copy_s, nbytes = copy_drain(args.source_url)
+            db = work / f"run{i}.duckdb"
+            ingest_s, rows, rss, per_table = full_ingest(args.source_url, db)
+            ours_same = sum(per_table[t] for t in cx_tables)
+            dlt_s = dlt_ingest(args.source_url, work, cx_tables) if args.dlt else None
+            runs.append({"copy": copy_s, "ingest": ingest_s, "rss": rss, "dlt": dlt_s, "ours_same": ours_same})
+            print(f"run {i + 1}: {rows:,} rows; full ingest {ingest_s:.1f} s; binary COPY drain {copy_s:.1f} s "
+                  f"({nbytes / 2**20:,.0f} MiB); ratio {ingest_s / copy_s:.2f}x; peak RSS +{rss:,.0f} MB"
+                  + (f"; dlt+connectorx {dlt_s:.1f} s vs ours {ours_same:.1f} s on the same {len(cx_tables)} tables "
+                     f"({dlt_s / ours_same:.2f}x)" if dlt_s else ""), flush=True)
+        med = {k: statistics.median(r[k] for r in runs) for k in ("copy", "ingest", "rss")}
+        line = (f"\nmedian of {args.runs}: full ingest {med['ingest']:.1f} s, binary COPY drain {med['copy']:.1f} s, "
+                f"ratio {med['ingest'] / med['copy']:.2f}x (target <= 3x); peak RSS +{med['rss']:,.0f} MB")
+        if args.dlt and all(r["dlt"] for r in runs):
+            d = statistics.median(r["dlt"] for r in runs)
+            o = statistics.median(r["ours_same"] for r in runs)
+            line += (f"; dlt+connectorx {d:.1f} s vs ours {o:.1f} s on the {len(cx_tables)} tables it can read: "
+                     f"{d / o:.2f}x (target >= 2x)")
+        print(line)
+        if args.advance:
+            from ingest.config import settings
+            from ingest.simulator.advance import advance
+
+            advance(args.source_url, settings().email_events_dir, days=1)
+            last = work / f"run{args.runs - 1}.duckdb"
+            wh, src = DuckDBWarehouse(last), PostgresSource(args.source_url)
+            t0 = time.perf_counter()
+            written = sum(ingest_table(wh, src, s).rows_written for s in SPECS)
+            inc = time.perf_counter() - t0
+            print(f"incremental after one simulated day: {inc:.1f} s ({written:,} rows written) = "
+                  f"{100 * inc / med['ingest']:.1f}% of the full ingest (target < 10%)")
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
