@@ -277,3 +277,67 @@ def test_assets_run_alone_with_metadata(tiny_source, workdir, monkeypatch):
     assert result.success
     meta = result.asset_materializations_for_node("raw__leads")[0].metadata
     assert meta["row_count"].value == 500 and meta["mode"].value == "full" and meta["watermark"].value != "none"
+
+
+KILL_SCRIPT = """
+import sys
+from pathlib import Path
+import ingest.postgres_source as ps
+from ingest.postgres_source import PostgresSource
+from ingest.raw_load import ingest_table
+from ingest.tables import SPECS
+from ingest.warehouse import DuckDBWarehouse
+ps.BATCH_BYTES = 32 * 1024
+wh = DuckDBWarehouse(Path(sys.argv[2]))
+src = PostgresSource(sys.argv[1])
+print("started", flush=True)
+while True:
+    for s in SPECS:
+        ingest_table(wh, src, s)
+"""
+
+
+def test_kill_9_at_any_moment_leaves_nothing_duplicated_or_lost(tiny_source, workdir):
+    """A real SIGKILL of a process looping over the ingest, then a normal run: raw equals the source."""
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    db = workdir / f"killed-{time.monotonic_ns()}.duckdb"
+    for delay in (0.8, 1.7):
+        proc = subprocess.Popen([sys.executable, "-c", KILL_SCRIPT, tiny_source[1], str(db)],
+                                stdout=subprocess.PIPE, cwd=str(workdir.parent), env={**os.environ, "PYTHONPATH": os.getcwd()})
+        assert proc.stdout.readline().strip() == b"started"
+        time.sleep(delay)
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait(10)
+    wh = DuckDBWarehouse(db)
+    ingest_all(wh, tiny_source[1])
+    assert_raw_equals_source(wh, tiny_source[1])
+    dups = wh.query("SELECT count(*) - count(DISTINCT id) AS d FROM raw.lead_activities")["d"][0]
+    wh.close()
+    assert dups == 0
+
+
+def test_refresh_goes_on_when_one_table_fails_and_says_which(pg_server, workdir, monkeypatch, capsys):
+    from crm_warehouse.cli import main
+    from ingest.simulator import source
+
+    url = new_database(pg_server, f"broken_{time.monotonic_ns()}")
+    cfg = cfg_for(workdir, url, f"broken{time.monotonic_ns()}")
+    source.up(cfg, scale="tiny", seed=51, history_days=40, end_date=END_DATE)
+    with psycopg.connect(url) as conn:
+        conn.execute("DROP TABLE public.estimates")
+        conn.commit()
+    monkeypatch.setenv("CRM_HOME", str(cfg.home))
+    monkeypatch.setenv("CRM_SOURCE_URL", url)
+    monkeypatch.setenv("CRM_EMAIL_EVENTS_DIR", str(cfg.email_events_dir))
+    monkeypatch.setenv("CRM_WAREHOUSE", "duckdb")
+    assert main(["refresh"]) == 1
+    err = capsys.readouterr().err
+    assert "raw__estimates" in err and "public.estimates does not exist" in err
+    wh = DuckDBWarehouse(cfg.duckdb_path)
+    assert wh.query("SELECT count(*) AS n FROM raw.leads")["n"][0] == 500
+    assert wh.query("SELECT count(*) AS n FROM raw.email_events")["n"][0] > 100
+    wh.close()

@@ -1,5 +1,7 @@
 """Dagster wiring of the raw layer: one asset per BuildDesk source table (``raw/<table>``)."""
 
+import time
+
 import dagster as dg
 
 from ingest.config import settings
@@ -25,8 +27,15 @@ def raw_table_asset(spec: TableSpec) -> dg.AssetsDefinition:
         full = context.run.tags.get(FULL_REFRESH_TAG) == "true"
         src = PostgresSource(source_url(cfg))
         wh = open_warehouse(cfg)
+        last = [0.0]
+
+        def progress(message: str) -> None:  # long extractions report every few seconds
+            if time.monotonic() - last[0] > 3:
+                last[0] = time.monotonic()
+                context.log.info(message)
+
         try:
-            r = ingest_table(wh, src, spec, full_refresh=full)
+            r = ingest_table(wh, src, spec, full_refresh=full, progress=progress)
         finally:
             wh.close()
             src.close()
