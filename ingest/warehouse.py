@@ -14,7 +14,6 @@ from typing import Iterator
 
 import duckdb
 import polars as pl
-import psycopg
 import pyarrow as pa
 
 from ingest.config import Settings

@@ -3,16 +3,13 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import numpy as np
-import polars as pl
 import psycopg
 import pytest
 
 from ingest.simulator import generate, schema
 from ingest.simulator.scales import get_scale
-from ingest.simulator.vec import US_PER_DAY
 from tests.conftest import END_DATE, SAMPLES, cfg_for, new_database
 
 PK_EXCEPTIONS = {"email_preferences": "user_id"}

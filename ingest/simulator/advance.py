@@ -30,7 +30,7 @@ from ingest.simulator import email, history
 from ingest.simulator.generate import strip_private
 from ingest.simulator.scales import get_scale
 from ingest.simulator.source import read_state
-from ingest.simulator.vec import US_PER_DAY, US_PER_HOUR, copy_frame, day_weights, objs, pick, ts, uuids
+from ingest.simulator.vec import US_PER_DAY, US_PER_HOUR, copy_frame, day_weights, objs, ts, uuids
 
 Progress = Callable[[str], None]
 LATE_COMMIT_HOURS = 8  # how long before the day's start the slow transaction began

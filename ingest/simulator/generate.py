@@ -5,12 +5,11 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field
 
-import numpy as np
 import polars as pl
 
 from ingest.simulator import email, history
 from ingest.simulator.scales import Scale
-from ingest.simulator.vec import US_PER_DAY, ts
+from ingest.simulator.vec import US_PER_DAY
 
 STREAMS = ["tenants", "pipelines", "leads", "activities", "requests", "contacts", "deals", "deal_acts",
            "opps", "crm_acts", "tasks", "quotas", "campaigns", "sends", "fates", "app_email",
@@ -116,14 +115,6 @@ def build(scale: Scale, seed: int, end_us: int, history_days: int, leads_variant
     return History(tables=t, landing=landing, timings=timings)
 
 
-def end_of_day_us(day: np.datetime64) -> int:
-    return int((day.astype("datetime64[D]") + np.timedelta64(1, "D")).astype("datetime64[us]").astype(np.int64))
-
-
 def strip_private(df: pl.DataFrame) -> pl.DataFrame:
     """Drop the generator's helper columns (prefixed ``_``)."""
     return df.select([c for c in df.columns if not c.startswith("_")])
-
-
-def as_of(us: int) -> pl.Series:
-    return ts(np.array([us]))

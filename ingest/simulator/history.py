@@ -30,7 +30,6 @@ from ingest.simulator.vec import (
     US_PER_DAY,
     after,
     business_times,
-    pg_array,
     pick,
     ts,
     uuids,
@@ -420,7 +419,6 @@ def deal_paths(rng: np.random.Generator, deals: pl.DataFrame, stages: pl.DataFra
     ``deals`` needs: deal_idx, template_id, created_us, k (open stages), reach (highest open
     stage order reached), back (one step back at ``back_at``), outcome (won/lost/open).
     """
-    n = deals.height
     closed = deals["outcome"] != "open"
     d = deals.with_columns(
         steps=pl.col("reach") + 2 * pl.col("back").cast(pl.Int64) + closed.cast(pl.Int64),
@@ -461,7 +459,6 @@ def deal_paths(rng: np.random.Generator, deals: pl.DataFrame, stages: pl.DataFra
 def deals_and_history(rng: np.random.Generator, n: int, w: Window, leads_df: pl.DataFrame,
                       contacts_df: pl.DataFrame, companies: pl.DataFrame, templates: pl.DataFrame,
                       stages: pl.DataFrame, rep_mat, rep_n) -> dict[str, pl.DataFrame]:
-    nc = companies.height
     cid_index = {c: i for i, c in enumerate(companies["id"].to_list())}
     # 80% of deals from leads, chosen by source conversion rate; the rest from contacts
     n_lead = min(int(n * 0.8), leads_df.height)
