@@ -230,6 +230,17 @@ def test_same_seed_same_data_other_seed_other_data():
     assert a.tables["deal_stage_history"]["moved_at"].max() < np.datetime64(end_us, "us")
 
 
+@pytest.mark.parametrize("seed,end,days", [(1, "2026-10-31", 365), (2, "2026-02-01", 31), (3, "2025-12-31", 90),
+                                           (42, "2026-10-31", 365), (5, "2026-07-15", 200)])
+def test_every_deal_has_a_path_whatever_the_seed_and_window(seed, end, days):
+    """Regression: deals of leads created on the last day were dated past the end and lost their path."""
+    end_us = int(np.datetime64(end, "us").astype(np.int64))
+    h = generate.build(get_scale("tiny"), seed, end_us, days, "lead_status")
+    deals, hist = h.tables["deals"], h.tables["deal_stage_history"]
+    assert set(deals["id"]) == set(hist["deal_id"])
+    assert deals["created_at"].max() < np.datetime64(end_us, "us")
+
+
 def test_leads_status_variant(variant_source):
     with psycopg.connect(variant_source[1]) as conn:
         cols = {r[0] for r in conn.execute(

@@ -78,7 +78,7 @@ def after(rng: np.random.Generator, base_us: np.ndarray, mean_days: float, end_u
     span = np.maximum(end_us - base_us, 1)
     late = t >= end_us
     t[late] = base_us[late] + (rng.random(int(late.sum())) * span[late]).astype(np.int64)
-    return t
+    return np.minimum(t, end_us - 1)  # a base at or past the end stays inside the window
 
 
 def ts(us: np.ndarray) -> pl.Series:
