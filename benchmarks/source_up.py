@@ -21,7 +21,6 @@ import time
 from pathlib import Path
 
 import numpy as np
-import psutil
 
 from ingest.postgres_server import start_embedded, stop_embedded
 from ingest.simulator.source import populate
@@ -35,13 +34,14 @@ def one_run(scale: str, seed: int) -> dict[str, float]:
     try:
         url = start_embedded(work / "pg", stop_at_exit=True)
         end_us = int(np.datetime64("2026-10-31", "us").astype(np.int64)) + US_PER_DAY
-        proc = psutil.Process()
-        rss0 = proc.memory_info().rss
-        t0 = time.perf_counter()
-        timings = populate(url, work / "email_events", scale=scale, seed=seed, end_us=end_us,
-                           history_days=365, leads_variant="lead_status")
-        timings["wall"] = time.perf_counter() - t0
-        timings["peak_rss_mb"] = (proc.memory_info().rss - rss0) / 2**20
+        from benchmarks.raw_ingest import PeakRSS
+
+        with PeakRSS() as rss:
+            t0 = time.perf_counter()
+            timings = populate(url, work / "email_events", scale=scale, seed=seed, end_us=end_us,
+                               history_days=365, leads_variant="lead_status")
+            timings["wall"] = time.perf_counter() - t0
+        timings["peak_rss_mb"] = rss.growth_mb
         stop_embedded(work / "pg")
         return timings
     finally:
@@ -58,8 +58,9 @@ def main() -> None:
     for i in range(args.runs):
         r = one_run(args.scale, args.seed)
         runs.append(r)
-        print(f"run {i + 1}: total {r['wall']:.1f} s, copy {r['copy']:.1f} s, constraints {r['constraints']:.1f} s, "
-              f"ratio total/copy {r['wall'] / r['copy']:.2f}", flush=True)
+        print(f"run {i + 1}: total {r['wall']:.1f} s, generate {r['generate']:.1f} s, landing {r['write landing']:.1f} s, "
+              f"copy {r['copy']:.1f} s, constraints {r['constraints']:.1f} s, ratio total/copy {r['wall'] / r['copy']:.2f}, "
+              f"peak RSS +{r['peak_rss_mb']:,.0f} MB", flush=True)
     med = {k: statistics.median(r[k] for r in runs) for k in runs[0]}
     print(f"\nscale {args.scale}, median of {args.runs} runs")
     for k, v in sorted(med.items(), key=lambda kv: -kv[1]):

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
+from typing import Iterator
 
+import numpy as np
 import polars as pl
 
 from ingest.simulator import email, history
@@ -23,9 +25,66 @@ class History:
     timings: dict[str, float] = field(default_factory=dict)
 
 
+# Tiers above this many leads are generated and loaded in chunks of whole tenants, so memory
+# stays that of one chunk (a medium-sized history, about 4.5 GB at its peak) whatever the tier.
+LEADS_PER_CHUNK = 100_000
+
+
+def chunk_count(scale: Scale) -> int:
+    return max(1, min(scale.tenants, -(-scale.leads // LEADS_PER_CHUNK)))
+
+
 def build(scale: Scale, seed: int, end_us: int, history_days: int, leads_variant: str) -> History:
+    """The whole history in memory (tiers of one chunk: tiny, small, medium)."""
+    parts = list(build_chunks(scale, seed, end_us, history_days, leads_variant))
+    if len(parts) == 1:
+        return parts[0]
+    tables = {k: pl.concat([p.tables[k] for p in parts if k in p.tables], how="vertical_relaxed")
+              for k in {k for p in parts for k in p.tables}}
+    return History(tables=tables, landing=pl.concat([p.landing for p in parts]), timings=parts[0].timings)
+
+
+def build_chunks(scale: Scale, seed: int, end_us: int, history_days: int, leads_variant: str) -> Iterator[History]:
+    """The history as one or more chunks of whole tenants, each a History to load on its own.
+
+    Global tables (companies, people, pipelines, preferences) come with the first chunk; the
+    campaigns, whose totals add up every chunk's sends, with the last. One chunk uses the seed's
+    streams exactly as they always did, so tiny to medium are unchanged by chunking.
+    """
+    n_chunks = chunk_count(scale)
     w = history.Window(end_us - history_days * US_PER_DAY, end_us)
-    r = history.rngs(seed, STREAMS)
+    g = history.rngs(seed, STREAMS)
+    t0 = time.perf_counter()
+    base = history.companies_and_users(g["tenants"], scale, w)
+    base |= history.pipelines(g["pipelines"], base["companies"], base["user_profiles"])
+    camp = email.campaigns(g["campaigns"], w, None)
+    totals: list[pl.DataFrame] = []
+    setup_s = time.perf_counter() - t0
+    for c in range(n_chunks):
+        r = g if n_chunks == 1 else history.rngs(int(np.random.SeedSequence([seed, c + 1]).generate_state(1)[0]), STREAMS)
+        companies = base["companies"][c::n_chunks] if n_chunks > 1 else base["companies"]
+        part = _chunk(r, scale, n_chunks, c, w, end_us, leads_variant, base, companies, camp)
+        totals.append(part.tables.pop("email_campaigns"))
+        if c == 0:
+            part.tables |= base
+            part.timings["setup"] = setup_s
+        if c == n_chunks - 1:
+            part.tables["email_campaigns"] = _campaign_totals(camp, totals)
+        yield part
+
+
+def _campaign_totals(camp: pl.DataFrame, parts: list[pl.DataFrame]) -> pl.DataFrame:
+    if len(parts) == 1:
+        return parts[0]
+    cols = [c for c in parts[0].columns if c.startswith("total_")]
+    summed = (pl.concat([p.select("id", *cols, "last_sent_at") for p in parts])
+              .group_by("id").agg(*[pl.col(c).sum().cast(pl.Int32) for c in cols], pl.col("last_sent_at").max()))
+    return (camp.join(summed, on="id", how="left")
+            .with_columns(pl.col("^total_.*$").fill_null(0), updated_at=pl.max_horizontal("updated_at", "last_sent_at")))
+
+
+def _chunk(r: dict[str, np.random.Generator], scale: Scale, n_chunks: int, c: int, w: history.Window, end_us: int,
+           leads_variant: str, base: dict[str, pl.DataFrame], companies: pl.DataFrame, camp: pl.DataFrame) -> History:
     timings: dict[str, float] = {}
     t0 = time.perf_counter()
 
@@ -34,17 +93,22 @@ def build(scale: Scale, seed: int, end_us: int, history_days: int, leads_variant
         timings[name] = time.perf_counter() - t0
         t0 = time.perf_counter()
 
-    t = history.companies_and_users(r["tenants"], scale, w)
-    companies, profiles = t["companies"], t["user_profiles"]
+    def share(n: int) -> int:
+        return n // n_chunks + (1 if c < n % n_chunks else 0)
+
+    profiles = base["user_profiles"]
+    if n_chunks > 1:
+        profiles = profiles.filter(pl.col("company_id").is_in(companies["id"].implode()))
     rep_mat, rep_n = history.reps_of(profiles, companies)
-    t |= history.pipelines(r["pipelines"], companies, profiles)
-    leads = history.leads(r["leads"], scale.leads, w, companies, rep_mat, rep_n, leads_variant)
-    acts = history.lead_activities(r["activities"], leads, scale.lead_activities, w)
+    t: dict[str, pl.DataFrame] = {}
+    leads = history.leads(r["leads"], share(scale.leads), w, companies, rep_mat, rep_n, leads_variant,
+                          email_offset=c * 10 * LEADS_PER_CHUNK)
+    acts = history.lead_activities(r["activities"], leads, share(scale.lead_activities), w)
     lap("leads")
     t |= history.lead_requests(r["requests"], leads, acts, w, rep_mat, rep_n)
-    standalone = history.contacts(r["contacts"], max(scale.deals // 2, 10), w, companies, rep_mat, rep_n)
-    d = history.deals_and_history(r["deals"], scale.deals, w, leads, standalone, companies,
-                                  t["pipeline_templates"], t["pipeline_stages"], rep_mat, rep_n)
+    standalone = history.contacts(r["contacts"], max(share(scale.deals) // 2, 10), w, companies, rep_mat, rep_n)
+    d = history.deals_and_history(r["deals"], share(scale.deals), w, leads, standalone, companies,
+                                  base["pipeline_templates"], base["pipeline_stages"], rep_mat, rep_n)
     deals = d["deals"]
     # a contact is created for each lead that became a deal, and the deal points at it
     from_leads = (deals.filter(pl.col("lead_id").is_not_null())
@@ -95,19 +159,20 @@ def build(scale: Scale, seed: int, end_us: int, history_days: int, leads_variant
     t["deals"] = deals
     t["deal_stage_history"] = d["deal_stage_history"]
     t["deal_activities"] = history.deal_activities(r["deal_acts"], deals, w)
-    t |= history.opportunities_estimates(r["opps"], max(scale.deals // 2, 5), w, contacts, companies, rep_mat, rep_n)
+    t |= history.opportunities_estimates(r["opps"], max(share(scale.deals) // 2, 5), w, contacts, companies, rep_mat, rep_n)
     t["crm_activities"] = history.crm_activities(r["crm_acts"], leads, t["opportunities"], w, rep_mat, rep_n)
     t["tasks"] = history.tasks(r["tasks"], deals, leads, w)
     t |= history.quotas_and_rules(r["quotas"], w, companies, profiles, deals, end_us)
-    t["pipeline_metrics"] = history.operational_pipeline_metrics(deals, t["pipeline_templates"], w)
+    t["pipeline_metrics"] = history.operational_pipeline_metrics(deals, base["pipeline_templates"], w)
     lap("sales")
 
-    root_admin = None
-    camp = email.campaigns(r["campaigns"], w, root_admin)
-    n_sends = max(int(scale.email_events / 3.0), 50)
-    sends = email.sends(r["sends"], n_sends, w, camp, leads, t["auth.users"])
+    n_sends = max(int(share(scale.email_events) / 3.0), 50)
+    sends = email.sends(r["sends"], n_sends, w, camp, leads, base["auth.users"])
     ev = email.fates(r["fates"], sends, end_us)
-    t |= email.app_tables(r["app_email"], sends, ev, camp, t["auth.users"], end_us)
+    app = email.app_tables(r["app_email"], sends, ev, camp, base["auth.users"], end_us)
+    if c > 0:
+        app.pop("email_preferences")  # one row per user: the first chunk has them
+    t |= app
     lap("email tables")
     bodies = email.provider_bodies(ev, sends, r["bodies"])
     landing = email.landing_lines(email.deliveries(bodies, r["deliveries"]))

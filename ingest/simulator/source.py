@@ -22,7 +22,7 @@ import psycopg
 from ingest.config import Settings, redact
 from ingest.postgres_server import SOURCE_DB, SourceError, connect, embedded_database_url, stop_embedded
 from ingest.simulator import schema
-from ingest.simulator.generate import build, strip_private
+from ingest.simulator.generate import build_chunks, chunk_count, strip_private
 from ingest.simulator.scales import get_scale
 from ingest.simulator.vec import US_PER_DAY, copy_frame
 
@@ -118,44 +118,60 @@ def up(settings: Settings, *, scale: str = "small", seed: int = 42, history_days
 
 def populate(url: str, landing_dir: Path, *, scale: str, seed: int, end_us: int, history_days: int,
              leads_variant: str, progress: Progress = _noop) -> dict[str, float]:
-    """Generate the history and load it in one transaction; land the webhooks once it committed."""
+    """Generate the history and load it in one transaction; land the webhooks once it committed.
+
+    Large tiers come in chunks of whole tenants (``generate.build_chunks``): each chunk is
+    generated, its webhook lines staged and its rows COPY'd before the next is made, so memory
+    is that of one chunk. Everything still commits (or not) as one transaction.
+    """
+    from ingest.simulator.email import write_landing
+
     sc = get_scale(scale)
     t0 = time.perf_counter()
-    progress(f"generating {sc.name} history ({history_days} days, seed {seed})")
-    h = build(sc, seed, end_us, history_days, leads_variant)
-    timings = {f"generate {k}": v for k, v in h.timings.items()}
+    n_chunks = chunk_count(sc)
+    progress(f"generating {sc.name} history ({history_days} days, seed {seed}"
+             + (f", {n_chunks} chunks of tenants)" if n_chunks > 1 else ")"))
+    timings: dict[str, float] = {"generate": 0.0, "write landing": 0.0, "copy": 0.0}
     landing_dir.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=".staging-", dir=landing_dir))
+    deliveries, files = 0, set()
     try:
-        t1 = time.perf_counter()
-        from ingest.simulator.email import write_landing
-
-        files = write_landing(h.landing, staging, f"sim{seed}")
-        timings["write landing"] = time.perf_counter() - t1
-        t1 = time.perf_counter()
         with connect(url) as conn:
             conn.execute("SET session_replication_role = replica")  # bulk load: no triggers yet
             conn.execute(schema.tables_sql(leads_variant))
-            for table in schema.SOURCE_TABLES:
-                frame = strip_private(h.tables[table])
-                progress(f"loading {table} ({frame.height:,} rows)")
-                copy_frame(conn, schema.qualified(table), frame)
-            timings["copy"] = time.perf_counter() - t1
+            chunks = build_chunks(sc, seed, end_us, history_days, leads_variant)
+            for i in range(n_chunks):
+                t1 = time.perf_counter()
+                h = next(chunks)
+                timings["generate"] += time.perf_counter() - t1
+                t1 = time.perf_counter()
+                files |= set(write_landing(h.landing, staging, f"sim{seed}"))
+                deliveries += h.landing.height
+                timings["write landing"] += time.perf_counter() - t1
+                t1 = time.perf_counter()
+                for table in schema.SOURCE_TABLES:
+                    if table not in h.tables:
+                        continue
+                    frame = strip_private(h.tables.pop(table))
+                    progress(f"loading {table} ({frame.height:,} rows)" + (f", chunk {i + 1}/{n_chunks}" if n_chunks > 1 else ""))
+                    copy_frame(conn, schema.qualified(table), frame)
+                timings["copy"] += time.perf_counter() - t1
+                del h
             t1 = time.perf_counter()
             conn.execute("SET session_replication_role = origin")
             progress("adding keys, indexes and triggers")
             conn.execute(schema.constraints_sql(leads_variant))
             conn.execute(schema.triggers_sql())
-            _create_state(conn, sc.name, seed, leads_variant, end_us, h.landing.height)
+            _create_state(conn, sc.name, seed, leads_variant, end_us, deliveries)
             timings["constraints"] = time.perf_counter() - t1
             conn.commit()
-        _move_into(staging, landing_dir, files)  # only after the database committed
+        _move_into(staging, landing_dir, sorted(files))  # only after the database committed
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     with connect(url, autocommit=True) as conn:
         conn.execute("ANALYZE")
     timings["total"] = time.perf_counter() - t0
-    progress(f"source ready in {timings['total']:.1f} s: {h.landing.height:,} webhook deliveries in {landing_dir}")
+    progress(f"source ready in {timings['total']:.1f} s: {deliveries:,} webhook deliveries in {landing_dir}")
     return timings
 
 
