@@ -186,6 +186,27 @@ class PostgresSource:
             stop.set()
             t.join(timeout=30)
 
+    def key_buckets(self, table: SourceTable, chars: int) -> dict[str, int]:
+        """Row count per key-text prefix of ``chars`` characters (single-column keys)."""
+        k = table.primary_key[0]
+        rows = self.conn.execute(f'SELECT left("{k}"::text, {chars}), count(*) FROM {table.name} GROUP BY 1').fetchall()
+        return dict(rows)
+
+    def uuid_keys_in_buckets(self, table: SourceTable, buckets: list[str]) -> pa.Table:
+        """The keys whose text starts with one of ``buckets`` (hex prefixes of a UUID key), read by
+        index range scans rather than a pass over the table."""
+        k = table.primary_key[0]
+
+        def as_uuid(hex32: str) -> str:
+            return f"{hex32[:8]}-{hex32[8:12]}-{hex32[12:16]}-{hex32[16:20]}-{hex32[20:]}"
+
+        lo = [as_uuid(b.ljust(32, "0")) for b in buckets]
+        hi = [as_uuid(b.ljust(32, "f")) for b in buckets]
+        rows = self.conn.execute(
+            f'SELECT t."{k}"::text FROM unnest(%s::uuid[], %s::uuid[]) r(lo, hi) '
+            f'JOIN {table.name} t ON t."{k}" BETWEEN r.lo AND r.hi', (lo, hi)).fetchall()
+        return pa.table({k: pa.array([r[0] for r in rows], pa.string())})
+
     def keys(self, table: SourceTable) -> pa.Table:
         cols = ", ".join(f'"{k}"::text AS "{k}"' for k in table.primary_key)
         cur = self.adbc().cursor()

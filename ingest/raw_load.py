@@ -131,6 +131,45 @@ def _stage(wh: Warehouse, name: str, batch: pa.RecordBatch | pa.Table) -> str:
     return wh.stage(name, table if wh.kind == "duckdb" else pl.from_arrow(table))  # DuckDB reads Arrow as is
 
 
+BUCKET_CHARS = 3  # 4,096 buckets of a UUID key's leading hex digits
+
+
+def _flag_deletes(wh: Warehouse, src: PostgresSource, spec: TableSpec, st: SourceTable, now, batch_id: str) -> int:
+    """Set ``_deleted_at`` on raw's live rows whose key is gone from the source; returns how many.
+
+    For a UUID key, live-row counts per key prefix are compared first (one GROUP BY on each side)
+    and only the keys of buckets whose counts differ are read, by index range scans: a few
+    thousand keys instead of every key of a multi-million-row table. Other keys: all keys compared.
+    """
+    k = st.primary_key[0]
+    text_key = f'left(CAST({spec.raw}."{k}" AS VARCHAR), {BUCKET_CHARS})'
+    restrict = ""
+    uuid_key = len(st.primary_key) == 1 and next(c for c in st.columns if c.name == k).pg_type == "uuid"
+    if uuid_key:
+        src_counts = src.key_buckets(st, BUCKET_CHARS)
+        raw_counts = wh.query(f"SELECT {text_key} AS b, count(*) AS n FROM raw.{spec.raw} "
+                              f"WHERE _deleted_at IS NULL GROUP BY 1")
+        buckets = sorted(b for b, n in raw_counts.iter_rows() if src_counts.get(b, 0) != n)
+        if not buckets:
+            return 0
+        keys_tbl = src.uuid_keys_in_buckets(st, buckets)
+        staged_b = _stage(wh, "raw_key_buckets", pa.table({"b": pa.array(buckets, pa.string())}))
+        restrict = f" AND {text_key} IN (SELECT b FROM {staged_b})"
+    else:
+        keys_tbl = src.keys(st)
+    staged = _stage(wh, "raw_keys", keys_tbl)
+    match = " AND ".join(f'CAST({spec.raw}."{c}" AS VARCHAR) = k."{c}"' for c in st.primary_key)
+    count_live = f"SELECT count(*) AS n FROM raw.{spec.raw} WHERE _deleted_at IS NULL"
+    before = int(wh.query(count_live)["n"][0])
+    wh.execute(f"UPDATE raw.{spec.raw} SET _deleted_at = ?, _batch_id = ? WHERE _deleted_at IS NULL{restrict} "
+               f"AND NOT EXISTS (SELECT 1 FROM {staged} k WHERE {match})", (now, batch_id))
+    after = int(wh.query(count_live)["n"][0])
+    wh.unstage(staged)
+    if uuid_key:
+        wh.unstage("raw_key_buckets")
+    return before - after
+
+
 def ingest_table(wh: Warehouse, src: PostgresSource, spec: TableSpec, *, full_refresh: bool = False,
                  progress: Progress = lambda _: None) -> TableResult:
     t0 = time.perf_counter()
@@ -201,15 +240,7 @@ def ingest_table(wh: Warehouse, src: PostgresSource, spec: TableSpec, *, full_re
         # After the merge raw's live keys include every source key, so equal counts mean nothing was
         # deleted: the key-set comparison (a scan of every key) runs only when the counts differ.
         if not empty and live != src.count(st):
-            keys_tbl = src.keys(st)
-            staged = _stage(wh, "raw_keys", keys_tbl)
-            match = " AND ".join(f'CAST({spec.raw}."{k}" AS VARCHAR) = k."{k}"' for k in st.primary_key)
-            before = int(wh.query(f"SELECT count(*) AS n FROM raw.{spec.raw} WHERE _deleted_at IS NULL")["n"][0])
-            wh.execute(f"UPDATE raw.{spec.raw} SET _deleted_at = ?, _batch_id = ? WHERE _deleted_at IS NULL "
-                       f"AND NOT EXISTS (SELECT 1 FROM {staged} k WHERE {match})", (now, res.batch_id))
-            after = int(wh.query(f"SELECT count(*) AS n FROM raw.{spec.raw} WHERE _deleted_at IS NULL")["n"][0])
-            res.rows_deleted = before - after
-            wh.unstage(staged)
+            res.rows_deleted = _flag_deletes(wh, src, spec, st, now, res.batch_id)
         counts = wh.query(f"SELECT count(*) FILTER (WHERE _deleted_at IS NULL) AS live, "
                           f"count(*) FILTER (WHERE _deleted_at IS NOT NULL) AS deleted FROM raw.{spec.raw}")
         res.rows_live = int(counts["live"][0])
