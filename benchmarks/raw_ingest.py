@@ -19,41 +19,16 @@ import argparse
 import shutil
 import statistics
 import tempfile
-import threading
 import time
 from pathlib import Path
 
-import psutil
 import psycopg
+from _measure import PeakRSS
 
 from ingest.postgres_source import PostgresSource
 from ingest.raw_load import ingest_table
 from ingest.tables import SPECS
 from ingest.warehouse import DuckDBWarehouse
-
-
-class PeakRSS:
-    def __init__(self) -> None:
-        self.proc, self.peak, self._stop = psutil.Process(), 0, threading.Event()
-        self.thread = threading.Thread(target=self._run, daemon=True)
-
-    def _run(self) -> None:
-        while not self._stop.is_set():
-            self.peak = max(self.peak, self.proc.memory_info().rss)
-            time.sleep(0.05)
-
-    def __enter__(self):
-        self.base = self.proc.memory_info().rss
-        self.thread.start()
-        return self
-
-    def __exit__(self, *exc):
-        self._stop.set()
-        self.thread.join()
-
-    @property
-    def growth_mb(self) -> float:
-        return (self.peak - self.base) / 2**20
 
 
 def copy_drain(url: str) -> tuple[float, int]:

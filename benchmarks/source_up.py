@@ -22,6 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
+from _measure import PeakRSS
 from ingest.postgres_server import start_embedded, stop_embedded
 from ingest.simulator.source import populate
 from ingest.simulator.vec import US_PER_DAY
@@ -34,8 +35,6 @@ def one_run(scale: str, seed: int) -> dict[str, float]:
     try:
         url = start_embedded(work / "pg", stop_at_exit=True)
         end_us = int(np.datetime64("2026-10-31", "us").astype(np.int64)) + US_PER_DAY
-        from benchmarks.raw_ingest import PeakRSS
-
         with PeakRSS() as rss:
             t0 = time.perf_counter()
             timings = populate(url, work / "email_events", scale=scale, seed=seed, end_us=end_us,
