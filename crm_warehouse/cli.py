@@ -61,47 +61,60 @@ def cmd_source_down(cfg: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
+HEADLINES = {
+    "leads (live)": "SELECT count(*) FROM raw.leads WHERE _deleted_at IS NULL",
+    "open deals": "SELECT count(*) FROM raw.deals WHERE _deleted_at IS NULL AND status = 'active'",
+    "open pipeline value": "SELECT round(sum(estimated_value), 0) FROM raw.deals WHERE _deleted_at IS NULL AND status = 'active'",
+    "win rate, all closed deals (%)": "SELECT round(100.0 * count(*) FILTER (WHERE status = 'won') / "
+                                      "nullif(count(*) FILTER (WHERE status IN ('won', 'lost')), 0), 1) "
+                                      "FROM raw.deals WHERE _deleted_at IS NULL",
+    "email unique open rate over delivered (%)": "SELECT round(100.0 * count(DISTINCT provider_message_id) FILTER "
+                                                 "(WHERE event_type = 'open' AND NOT is_machine_open) / nullif(count("
+                                                 "DISTINCT provider_message_id) FILTER (WHERE event_type = 'delivered'), 0), 1) "
+                                                 "FROM raw.email_events",
+}
+
+
 def cmd_demo(cfg: Settings, args: argparse.Namespace) -> int:
+    """source up (small) where none exists, then refresh, then a short summary."""
     from ingest.simulator import source
+    from ingest.warehouse import open_warehouse
 
     t0 = time.perf_counter()
     with console.status("preparing the demo source…") as status:
         url, created = source.up(cfg, scale="small", seed=args.seed, progress=_progress(status))
     counts = source.table_counts(url)
-    landing = source.landing_summary(cfg.email_events_dir)
-    table = Table("source table", "rows", title="BuildDesk operational source" + (" (created now)" if created else ""))
+    with console.status("refresh: ingesting every source table and the webhook events…"):
+        ok, failures, meta = run_ingest(cfg, full_refresh=False)
+    wh = open_warehouse(cfg)
+    try:
+        raw = {k: int(wh.query(f"SELECT count(*) AS n FROM raw.{k.split('.')[-1]} WHERE _deleted_at IS NULL")["n"][0])
+               for k in counts}
+        events = int(wh.query("SELECT count(*) AS n FROM raw.email_events")["n"][0])
+        quarantined = int(wh.query("SELECT count(*) AS n FROM quarantine.email_events")["n"][0])
+        headlines = {name: wh.query(sql).row(0)[0] for name, sql in HEADLINES.items()}
+    finally:
+        wh.close()
+    table = Table("source table", "source rows", "raw rows", title="rows per stage" + (" (source created now)" if created else ""))
     for name, n in counts.items():
-        table.add_row(name, f"{n:,}")
+        table.add_row(name, f"{n:,}", f"{raw[name]:,}")
+    deliveries = int(source.landing_summary(cfg.email_events_dir)["deliveries"].sum())
+    table.add_row("webhook deliveries → raw.email_events", f"{deliveries:,}", f"{events:,} events, {quarantined:,} quarantined")
     out.print(table)
-    lt = Table("provider", "landing files", "webhook deliveries", title=f"webhook landing zone: {cfg.email_events_dir}")
-    for row in landing.iter_rows(named=True):
-        lt.add_row(row["provider"], f"{row['files']:,}", f"{row['deliveries']:,}")
-    out.print(lt)
-    out.print(f"source URL: {redact(url)}", highlight=False, soft_wrap=True)
-    out.print(f"query it:   psql '{redact(url)}'", highlight=False, soft_wrap=True)
-
-    from ingest.email_events.load import ingest_email_events
-    from ingest.warehouse import open_warehouse
-
-    with console.status("loading webhook events into the warehouse…"):
-        wh = open_warehouse(cfg)
-        try:
-            r = ingest_email_events(wh, cfg.email_events_dir)
-            per = wh.query("SELECT provider, event_type, count(*) AS events FROM raw.email_events "
-                           "GROUP BY 1, 2 ORDER BY 1, 2")
-        finally:
-            wh.close()
-    et = Table("provider", "event type", "events", title=f"raw.email_events ({cfg.warehouse} warehouse)")
-    for p, t, n in per.iter_rows():
-        et.add_row(p, t, f"{n:,}")
-    out.print(et)
-    out.print(f"this run: {r.events_new:,} new events, {r.duplicates:,} duplicates, {r.rejected:,} quarantined "
-              f"({r.seconds:.1f} s)", highlight=False)
+    ht = Table("headline", "value", title="headline metrics (from the raw layer)")
+    for name, value in headlines.items():
+        ht.add_row(name, "n/a" if value is None else f"{value:,}")
+    out.print(ht)
+    for step, msg in failures:
+        console.print(f"[bold red]failed:[/] {step}: {msg}", highlight=False, soft_wrap=True)
+    out.print(f"source:     psql '{redact(url)}'", highlight=False, soft_wrap=True)
     if cfg.warehouse == "duckdb":
         out.print(f"warehouse:  duckdb {cfg.duckdb_path}", highlight=False, soft_wrap=True)
-    out.print("not built yet: ingest of the CRM tables, dbt marts and their checks (see the open issues)")
-    out.print(f"done in {time.perf_counter() - t0:.1f} s", highlight=False)
-    return 0
+        out.print("            e.g. select status, count(*), sum(estimated_value) from raw.deals group by 1;",
+                  highlight=False)
+    out.print("checks: none yet (quality gates and dbt marts are not built yet: see the open issues)")
+    out.print(f"{'done' if ok else 'FAILED'} in {time.perf_counter() - t0:.1f} s", highlight=False)
+    return 0 if ok else 1
 
 
 def cmd_webhooks_serve(cfg: Settings, args: argparse.Namespace) -> int:
