@@ -131,7 +131,7 @@ def _stage(wh: Warehouse, name: str, batch: pa.RecordBatch | pa.Table) -> str:
     return wh.stage(name, table if wh.kind == "duckdb" else pl.from_arrow(table))  # DuckDB reads Arrow as is
 
 
-BUCKET_CHARS = 3  # 4,096 buckets of a UUID key's leading hex digits
+BUCKET_CHARS = 4  # 65,536 buckets of a UUID key's leading hex digits
 
 
 def _flag_deletes(wh: Warehouse, src: PostgresSource, spec: TableSpec, st: SourceTable, now, batch_id: str) -> int:
