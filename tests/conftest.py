@@ -49,15 +49,20 @@ def cfg_for(workdir: Path, url: str, tag: str) -> Settings:
                      "CRM_EMAIL_EVENTS_DIR": str(workdir / tag / "email_events")})
 
 
+def make_source(server_url: str, workdir: Path, name: str, **up) -> tuple[Settings, str]:
+    """A simulated source in a database ``name`` of the session's server: (settings, url)."""
+    from ingest.simulator import source
+
+    url = new_database(server_url, name)
+    cfg = cfg_for(workdir, url, name)
+    source.up(cfg, **{"scale": "tiny", "end_date": END_DATE, **up})
+    return cfg, url
+
+
 @pytest.fixture(scope="session")
 def tiny_source(pg_server, workdir):
     """(settings, url) of a tiny source, seed 11, built once per session. Tests must not change it."""
-    from ingest.simulator import source
-
-    url = new_database(pg_server, "tiny_source")
-    cfg = cfg_for(workdir, url, "tiny")
-    source.up(cfg, scale="tiny", seed=11, end_date=END_DATE)
-    return cfg, url
+    return make_source(pg_server, workdir, "tiny_source", seed=11)
 
 
 @pytest.fixture()
@@ -69,9 +74,5 @@ def source_conn(tiny_source):
 @pytest.fixture(scope="session")
 def variant_source(pg_server, workdir):
     """(settings, url) of a tiny source with the later `leads` definition (`status` + project columns)."""
-    from ingest.simulator import source
-
-    url = new_database(pg_server, "variant_source")
-    cfg = cfg_for(workdir, url, "variant")
-    source.up(cfg, scale="tiny", seed=3, history_days=60, end_date="2026-01-31", leads_variant="status")
-    return cfg, url
+    return make_source(pg_server, workdir, "variant_source", seed=3, history_days=60, end_date="2026-01-31",
+                       leads_variant="status")

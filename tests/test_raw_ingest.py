@@ -17,7 +17,7 @@ from ingest.postgres_source import PostgresSource
 from ingest.raw_load import IngestError, ingest_table
 from ingest.tables import SPECS, TableSpec, spec
 from ingest.warehouse import DuckDBWarehouse, PostgresWarehouse
-from tests.conftest import END_DATE, cfg_for, new_database
+from tests.conftest import make_source, new_database
 
 
 def canon(v):
@@ -124,12 +124,7 @@ def test_full_ingest_equals_source_and_rerun_changes_nothing(make_wh, tiny_sourc
 @pytest.fixture(scope="module")
 def moving_source(pg_server, workdir):
     """A tiny source of this module's own, which the tests advance and alter."""
-    from ingest.simulator import source
-
-    url = new_database(pg_server, "moving_source")
-    cfg = cfg_for(workdir, url, "moving")
-    source.up(cfg, scale="tiny", seed=31, end_date=END_DATE)
-    return cfg, url
+    return make_source(pg_server, workdir, "moving_source", seed=31)
 
 
 def test_incremental_after_advance_equals_full_refresh(make_wh, moving_source):
@@ -163,10 +158,7 @@ def test_incremental_after_advance_equals_full_refresh(make_wh, moving_source):
 
 
 def test_schema_drift_added_dropped_and_incompatible_columns(make_wh, pg_server, workdir):
-    from ingest.simulator import source
-
-    url = new_database(pg_server, f"drift_{time.monotonic_ns()}")
-    source.up(cfg_for(workdir, url, f"drift{time.monotonic_ns()}"), scale="tiny", seed=41, history_days=45, end_date=END_DATE)
+    _, url = make_source(pg_server, workdir, f"drift_{time.monotonic_ns()}", seed=41, history_days=45)
     wh = make_wh()
     src = PostgresSource(url)
     leads, companies = spec("leads"), spec("companies")
@@ -322,11 +314,8 @@ def test_kill_9_at_any_moment_leaves_nothing_duplicated_or_lost(tiny_source, wor
 
 def test_refresh_goes_on_when_one_table_fails_and_says_which(pg_server, workdir, monkeypatch, capsys):
     from crm_warehouse.cli import main
-    from ingest.simulator import source
 
-    url = new_database(pg_server, f"broken_{time.monotonic_ns()}")
-    cfg = cfg_for(workdir, url, f"broken{time.monotonic_ns()}")
-    source.up(cfg, scale="tiny", seed=51, history_days=40, end_date=END_DATE)
+    cfg, url = make_source(pg_server, workdir, f"broken_{time.monotonic_ns()}", seed=51, history_days=40)
     with psycopg.connect(url) as conn:
         conn.execute("DROP TABLE public.estimates")
         conn.commit()

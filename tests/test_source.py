@@ -10,7 +10,7 @@ import pytest
 
 from ingest.simulator import generate, schema
 from ingest.simulator.scales import get_scale
-from tests.conftest import END_DATE, SAMPLES, cfg_for, new_database
+from tests.conftest import SAMPLES, make_source, new_database
 
 PK_EXCEPTIONS = {"email_preferences": "user_id"}
 
@@ -254,11 +254,9 @@ def test_leads_status_variant(variant_source):
 @pytest.fixture(scope="module")
 def advanced(pg_server, workdir):
     """A tiny source of its own, snapshotted, then advanced by 3 days."""
-    from ingest.simulator import advance, source
+    from ingest.simulator import advance
 
-    url = new_database(pg_server, "advanced_source")
-    cfg = cfg_for(workdir, url, "advanced")
-    source.up(cfg, scale="tiny", seed=21, end_date=END_DATE)
+    cfg, url = make_source(pg_server, workdir, "advanced_source", seed=21)
     with psycopg.connect(url) as conn:
         before = {
             "leads": dict(conn.execute("SELECT id::text, updated_at FROM leads").fetchall()),
@@ -392,13 +390,10 @@ def test_bad_input_gives_one_line_errors(pg_server, workdir, monkeypatch, capsys
 
 def test_chunked_generation_loads_a_consistent_source(pg_server, workdir, monkeypatch):
     """The large tiers are generated tenant chunk by tenant chunk: same integrity, totals add up."""
-    from ingest.simulator import source
-
     monkeypatch.setattr(generate, "LEADS_PER_CHUNK", 250)
     sc = get_scale("tiny")
     assert generate.chunk_count(sc) == 2
-    url = new_database(pg_server, "chunked_source")
-    source.up(cfg_for(workdir, url, "chunked"), scale="tiny", seed=61, history_days=90, end_date=END_DATE)
+    _, url = make_source(pg_server, workdir, "chunked_source", seed=61, history_days=90)
     with psycopg.connect(url) as conn:  # foreign keys were validated when source up added them
         n = dict(conn.execute("""
             SELECT 'leads', count(*) FROM leads UNION ALL SELECT 'deals', count(*) FROM deals
