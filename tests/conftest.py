@@ -17,6 +17,9 @@ END_DATE = "2026-06-30"
 
 
 def pytest_configure(config):
+    # A test run stopped by SIGTERM (a CI timeout, `timeout`, ^C from a supervisor) still runs the
+    # fixtures' teardown and atexit handlers, so no embedded server is left running.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     if not SAMPLES.is_dir():
         raise pytest.UsageError(f"the provider samples are missing: expected {SAMPLES} (shared/ beside the clone)")  # in the past, so `advance` never writes future timestamps
 
