@@ -27,7 +27,7 @@ import polars as pl
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from ingest.email_events.load import BATCH_COLUMNS, new_batch_id
+from ingest.ops import BATCH_COLUMNS, new_batch_id
 from ingest.postgres_source import Column, PostgresSource, SourceTable
 from ingest.tables import TableSpec
 from ingest.warehouse import Warehouse, insert_row

@@ -10,7 +10,6 @@ again; late and out-of-order deliveries are simply new rows.
 from __future__ import annotations
 
 import datetime as dt
-import secrets
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -20,6 +19,7 @@ import polars as pl
 from ingest.email_events.landing import FileMark, read_new_lines
 from ingest.email_events.model import EVENT_COLUMNS, EVENT_COLUMN_NAMES
 from ingest.email_events.parse import parse_lines
+from ingest.ops import BATCH_COLUMNS, new_batch_id
 from ingest.warehouse import Warehouse, insert_row
 
 RAW_COLUMNS = EVENT_COLUMNS + (("_ingested_at", "TIMESTAMPTZ"), ("_batch_id", "VARCHAR"), ("_deleted_at", "TIMESTAMPTZ"))
@@ -29,11 +29,6 @@ QUARANTINE_COLUMNS = (
 )
 FILES_COLUMNS = (("source_file", "VARCHAR"), ("byte_offset", "BIGINT"), ("lines", "BIGINT"),
                  ("_batch_id", "VARCHAR"), ("updated_at", "TIMESTAMPTZ"))
-BATCH_COLUMNS = (
-    ("batch_id", "VARCHAR"), ("asset", "VARCHAR"), ("started_at", "TIMESTAMPTZ"), ("finished_at", "TIMESTAMPTZ"),
-    ("rows_read", "BIGINT"), ("rows_written", "BIGINT"), ("rows_deleted", "BIGINT"), ("duplicates", "BIGINT"),
-    ("rejected", "BIGINT"), ("status", "VARCHAR"), ("message", "VARCHAR"),
-)
 
 
 @dataclass
@@ -48,10 +43,6 @@ class EmailIngestResult:
     seconds: float = 0.0
     new_by_type: dict[str, int] = field(default_factory=dict)
     rejected_by_reason: dict[str, int] = field(default_factory=dict)
-
-
-def new_batch_id(prefix: str) -> str:
-    return f"{prefix}-{dt.datetime.now(dt.timezone.utc):%Y%m%dT%H%M%S}-{secrets.token_hex(3)}"
 
 
 def ensure_tables(wh: Warehouse) -> None:
