@@ -7,6 +7,7 @@ import logging
 import os
 import sys
 import time
+from pathlib import Path
 from typing import Sequence
 
 from rich.console import Console
@@ -191,6 +192,33 @@ def cmd_refresh(cfg: Settings, args: argparse.Namespace) -> int:
     return 0 if ok else 1
 
 
+def cmd_ui(cfg: Settings, args: argparse.Namespace) -> int:
+    """The Dagster UI on the project's definitions, with the run history refresh keeps."""
+    import subprocess
+
+    home = cfg.home / "dagster"
+    home.mkdir(parents=True, exist_ok=True)
+    env = {**os.environ, "DAGSTER_HOME": str(home)}
+    exe = Path(sys.executable).with_name("dagster-webserver")
+    console.print(f"Dagster UI on http://{args.host}:{args.port} (run history in {home}); Ctrl-C stops it",
+                  highlight=False)
+    proc = subprocess.Popen([str(exe), "-m", "orchestration.definitions", "-h", args.host, "-p", str(args.port)],
+                            env=env, cwd=str(Path(__file__).resolve().parents[1]))
+
+    def stop(*_):  # SIGTERM stops the webserver too, and waits for it
+        raise KeyboardInterrupt
+
+    import signal
+
+    signal.signal(signal.SIGTERM, stop)
+    try:
+        return proc.wait()
+    except KeyboardInterrupt:
+        proc.terminate()
+        proc.wait(20)
+        return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="crm-warehouse", description="BuildDesk CRM analytics warehouse")
     sub = p.add_subparsers(dest="command", required=True)
@@ -222,6 +250,11 @@ def build_parser() -> argparse.ArgumentParser:
     refresh.add_argument("--target", choices=["duckdb", "postgres"], default=None)
     refresh.add_argument("--full-refresh", action="store_true", help="rebuild the raw tables from scratch")
     refresh.set_defaults(func=cmd_refresh)
+
+    ui = sub.add_parser("ui", help="the Dagster UI on the same definitions (assets, jobs, run history)")
+    ui.add_argument("--host", default="127.0.0.1")
+    ui.add_argument("--port", type=int, default=3000)
+    ui.set_defaults(func=cmd_ui)
 
     demo = sub.add_parser("demo", help="source up (small) where none exists, then a summary")
     demo.add_argument("--seed", type=int, default=42)

@@ -330,3 +330,40 @@ def test_refresh_goes_on_when_one_table_fails_and_says_which(pg_server, workdir,
     assert wh.query("SELECT count(*) AS n FROM raw.leads")["n"][0] == 500
     assert wh.query("SELECT count(*) AS n FROM raw.email_events")["n"][0] > 100
     wh.close()
+
+
+def test_ui_serves_the_definitions(workdir):
+    """`crm-warehouse ui` starts the Dagster webserver on the project's assets; it answers, then stops."""
+    import json as _json
+    import os
+    import signal
+    import socket
+    import subprocess
+    import sys
+    import urllib.request
+
+    import psutil
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    env = {**os.environ, "CRM_HOME": str(workdir / f"ui-{time.monotonic_ns()}")}
+    proc = subprocess.Popen([sys.executable, "-m", "crm_warehouse.cli", "ui", "--port", str(port)], env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline, body = time.monotonic() + 90, None
+        while time.monotonic() < deadline and body is None:
+            try:
+                query = _json.dumps({"query": "{ assetNodes { assetKey { path } } }"}).encode()
+                req = urllib.request.Request(f"http://127.0.0.1:{port}/graphql", data=query,
+                                             headers={"Content-Type": "application/json"})
+                body = _json.loads(urllib.request.urlopen(req, timeout=5).read())
+            except OSError:
+                time.sleep(1)
+        assert body is not None, "the UI did not answer within 90 s"
+        keys = {"/".join(n["assetKey"]["path"]) for n in body["data"]["assetNodes"]}
+        assert {"raw/leads", "raw/lead_activities", "raw/email_events"} <= keys
+    finally:
+        os.kill(proc.pid, signal.SIGTERM)  # the CLI stops its webserver and waits for it
+        proc.wait(30)
+    assert not [p for p in psutil.process_iter(["cmdline"]) if str(port) in " ".join(p.info["cmdline"] or [])]
