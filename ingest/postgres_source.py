@@ -81,6 +81,8 @@ class SourceTable:
     name: str                  # schema-qualified
     columns: tuple[Column, ...]
     primary_key: tuple[str, ...]
+    # (column, parent table schema-qualified, parent column) of foreign keys with ON DELETE CASCADE
+    cascades_from: tuple[tuple[str, str, str], ...] = ()
 
 
 BATCH_BYTES = 64 * 1024 * 1024  # ADBC batch size hint: bounds memory per batch, not per table
@@ -126,7 +128,16 @@ class PostgresSource:
         if not pk:
             raise SourceError(f"source table {schema}.{name} has no primary key: rows cannot be merged or "
                               "deletes detected; add a primary key to it")
-        return SourceTable(f"{schema}.{name}", tuple(Column(n, t) for n, t in rows), tuple(r[0] for r in pk))
+        cascades = self.conn.execute("""
+            SELECT a.attname, pn.nspname || '.' || pc.relname, pa.attname
+            FROM pg_constraint k JOIN pg_class c ON c.oid = k.conrelid JOIN pg_namespace n ON n.oid = c.relnamespace
+            JOIN pg_class pc ON pc.oid = k.confrelid JOIN pg_namespace pn ON pn.oid = pc.relnamespace
+            JOIN pg_attribute a ON a.attrelid = c.oid AND a.attnum = k.conkey[1]
+            JOIN pg_attribute pa ON pa.attrelid = pc.oid AND pa.attnum = k.confkey[1]
+            WHERE n.nspname = %s AND c.relname = %s AND k.contype = 'f' AND k.confdeltype = 'c'
+              AND cardinality(k.conkey) = 1 ORDER BY 1""", (schema, name)).fetchall()
+        return SourceTable(f"{schema}.{name}", tuple(Column(n, t) for n, t in rows), tuple(r[0] for r in pk),
+                           tuple((c, p, pc) for c, p, pc in cascades))
 
     def batches(self, table: SourceTable, where: str = "", params: tuple = (), native: bool = False
                 ) -> Iterator[pa.RecordBatch]:

@@ -91,9 +91,9 @@ def _create_raw(wh: Warehouse, spec: TableSpec, st: SourceTable) -> None:
     wh.execute(f"CREATE TABLE raw.{spec.raw} ({', '.join(cols)}{pk})")
 
 
-def _drift(wh: Warehouse, spec: TableSpec, st: SourceTable, previous: dict[str, str] | None) -> list[str]:
+def _drift(wh: Warehouse, spec: TableSpec, st: SourceTable, previous: dict[str, str] | None,
+           existing: dict[str, str]) -> list[str]:
     """Add new source columns to raw; fail on an incompatible type change. Returns added columns."""
-    existing = _raw_columns(wh, spec.raw)
     added = []
     for c in st.columns:
         if c.name not in existing:
@@ -129,6 +129,36 @@ def _cast_select(wh: Warehouse, st: SourceTable, alias: str = "s") -> str:
 def _stage(wh: Warehouse, name: str, batch: pa.RecordBatch | pa.Table) -> str:
     table = pa.Table.from_batches([batch]) if isinstance(batch, pa.RecordBatch) else batch
     return wh.stage(name, table if wh.kind == "duckdb" else pl.from_arrow(table))  # DuckDB reads Arrow as is
+
+
+def _live(wh: Warehouse, table: str) -> int:
+    return int(wh.query(f"SELECT count(*) AS n FROM raw.{table} WHERE _deleted_at IS NULL")["n"][0])
+
+
+def _deletions(wh: Warehouse, src: PostgresSource, spec: TableSpec, st: SourceTable, now, batch_id: str) -> int:
+    """Flag raw rows deleted in the source; returns how many were flagged now.
+
+    After the merge raw's live keys include every source key, so equal live counts mean nothing
+    was deleted. Rows removed by an ``ON DELETE CASCADE`` from a parent already flagged (parents
+    are ingested first) are flagged from raw alone; only if the counts still differ are keys
+    compared with the source (``_flag_deletes``).
+    """
+    before = _live(wh, spec.raw)
+    source_rows = src.count(st)
+    if before == source_rows:
+        return 0
+    for column, parent, parent_column in st.cascades_from:
+        parent_raw = parent.rpartition(".")[2]
+        if not int(wh.query("SELECT count(*) AS n FROM information_schema.tables WHERE table_schema = 'raw' "
+                            "AND table_name = ?", (parent_raw,))["n"][0]):
+            continue
+        wh.execute(f'UPDATE raw.{spec.raw} SET _deleted_at = ?, _batch_id = ? WHERE _deleted_at IS NULL '
+                   f'AND "{column}" IN (SELECT "{parent_column}" FROM raw.{parent_raw} WHERE _deleted_at IS NOT NULL)',
+                   (now, batch_id))
+    after = _live(wh, spec.raw)
+    if after == source_rows:
+        return before - after
+    return before - after + _flag_deletes(wh, src, spec, st, now, batch_id)
 
 
 BUCKET_CHARS = 4  # 65,536 buckets of a UUID key's leading hex digits
@@ -179,7 +209,8 @@ def ingest_table(wh: Warehouse, src: PostgresSource, spec: TableSpec, *, full_re
     ensure_ops(wh)
     with wh.transaction():
         state = wh.query("SELECT cursor_value, columns_json FROM ops.ingest_state WHERE table_name = ?", (spec.raw,))
-        exists = bool(_raw_columns(wh, spec.raw))
+        existing_columns = _raw_columns(wh, spec.raw)
+        exists = bool(existing_columns)
         if full_refresh and exists:
             wh.execute(f"DROP TABLE raw.{spec.raw}")
             exists = False
@@ -189,7 +220,7 @@ def ingest_table(wh: Warehouse, src: PostgresSource, spec: TableSpec, *, full_re
             _create_raw(wh, spec, st)
             res.mode = "full"
         else:
-            res.columns_added = _drift(wh, spec, st, previous)
+            res.columns_added = _drift(wh, spec, st, previous, existing_columns)
         empty = not exists
         where, params = "", ()
         if spec.kind != "full" and cursor is not None:
@@ -236,11 +267,8 @@ def ingest_table(wh: Warehouse, src: PostgresSource, spec: TableSpec, *, full_re
             wh.unstage(staged)
             progress(f"raw.{spec.raw}: {res.rows_extracted:,} rows read")
         res.extract_seconds = t_extract
-        live = int(wh.query(f"SELECT count(*) AS n FROM raw.{spec.raw} WHERE _deleted_at IS NULL")["n"][0])
-        # After the merge raw's live keys include every source key, so equal counts mean nothing was
-        # deleted: the key-set comparison (a scan of every key) runs only when the counts differ.
-        if not empty and live != src.count(st):
-            res.rows_deleted = _flag_deletes(wh, src, spec, st, now, res.batch_id)
+        if not empty:
+            res.rows_deleted = _deletions(wh, src, spec, st, now, res.batch_id)
         counts = wh.query(f"SELECT count(*) FILTER (WHERE _deleted_at IS NULL) AS live, "
                           f"count(*) FILTER (WHERE _deleted_at IS NOT NULL) AS deleted FROM raw.{spec.raw}")
         res.rows_live = int(counts["live"][0])

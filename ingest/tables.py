@@ -44,3 +44,13 @@ def spec(table: str) -> TableSpec:
 
 
 SPECS: tuple[TableSpec, ...] = tuple(spec(t) for t in SOURCE_TABLES)
+
+
+# Parents whose ON DELETE CASCADE removes rows of a table: they are ingested first, so their
+# deletions flag the children's rows without a key comparison against the source (raw_load).
+CASCADE_PARENTS: dict[str, tuple[str, ...]] = {
+    "user_profiles": ("users",), "lead_activities": ("leads",), "crm_activities": ("leads", "opportunities"),
+    "deal_stage_history": ("deals",), "deal_activities": ("deals",), "pipeline_stages": ("pipeline_templates",),
+    "email_queue": ("email_campaigns",), "email_clicks": ("email_sends",), "estimates": ("opportunities",),
+    "tasks": ("deals", "leads", "opportunities"),
+}

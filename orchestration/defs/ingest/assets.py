@@ -8,7 +8,7 @@ from ingest.config import settings
 from ingest.postgres_server import source_url
 from ingest.postgres_source import PostgresSource
 from ingest.raw_load import ingest_table
-from ingest.tables import SPECS, TableSpec
+from ingest.tables import CASCADE_PARENTS, SPECS, TableSpec
 from ingest.warehouse import open_warehouse
 
 FULL_REFRESH_TAG = "crm/full_refresh"
@@ -20,6 +20,7 @@ def raw_table_asset(spec: TableSpec) -> dg.AssetsDefinition:
            "full": "full extract compared by key"}[spec.kind]
 
     @dg.asset(key=["raw", spec.raw], group_name="raw", kinds={"postgres", "duckdb"},
+              deps=[dg.AssetKey(["raw", p]) for p in CASCADE_PARENTS.get(spec.raw, ())],
               description=f"{spec.source} as extracted from the operational database ({how}); "
                           "rows deleted in the source carry _deleted_at.")
     def _asset(context: dg.AssetExecutionContext) -> dg.MaterializeResult:
