@@ -252,18 +252,16 @@ def ingest_table(wh: Warehouse, src: PostgresSource, spec: TableSpec, *, full_re
                            f"SELECT {cols}, ?, ? FROM {typed} t", (now, res.batch_id))
                 res.rows_written += batch.num_rows
             else:
-                wh.execute("DROP TABLE IF EXISTS raw_changed")
-                wh.execute(f"CREATE TEMP TABLE raw_changed AS SELECT s.* FROM {typed} s "
-                           f"LEFT JOIN raw.{spec.raw} r ON {key_join} "
-                           f"WHERE r.\"{st.primary_key[0]}\" IS NULL OR r._deleted_at IS NOT NULL OR {differs}")
-                n = int(wh.query("SELECT count(*) AS n FROM raw_changed")["n"][0])
-                if n:
-                    keys = ", ".join(f'"{k}"' for k in st.primary_key)
-                    wh.execute(f"DELETE FROM raw.{spec.raw} WHERE ({keys}) IN (SELECT {keys} FROM raw_changed)")
-                    wh.execute(f"INSERT INTO raw.{spec.raw} ({cols}, _ingested_at, _batch_id) "
-                               f"SELECT {cols}, ?, ? FROM raw_changed", (now, res.batch_id))
-                res.rows_written += n
-                wh.execute("DROP TABLE raw_changed")
+                # stale copies (changed, or flagged deleted and now back) leave raw, then every
+                # staged row whose key raw no longer holds goes in: two statements, no temp table
+                keys = ", ".join(f'"{k}"' for k in st.primary_key)
+                s_keys = ", ".join(f's."{k}"' for k in st.primary_key)
+                wh.execute(f"DELETE FROM raw.{spec.raw} WHERE ({keys}) IN (SELECT {s_keys} "
+                           f"FROM {typed} s JOIN raw.{spec.raw} r ON {key_join} "
+                           f"WHERE r._deleted_at IS NOT NULL OR {differs})")
+                res.rows_written += wh.execute_count(
+                    f"INSERT INTO raw.{spec.raw} ({cols}, _ingested_at, _batch_id) SELECT {cols}, ?, ? FROM {typed} s "
+                    f"WHERE NOT EXISTS (SELECT 1 FROM raw.{spec.raw} r WHERE {key_join})", (now, res.batch_id))
             wh.unstage(staged)
             progress(f"raw.{spec.raw}: {res.rows_extracted:,} rows read")
         res.extract_seconds = t_extract

@@ -61,6 +61,11 @@ class DuckDBWarehouse:
     def execute(self, sql: str, params: list | tuple | None = None) -> None:
         self.con.execute(sql, params or [])
 
+    def execute_count(self, sql: str, params: list | tuple | None = None) -> int:
+        """Run an INSERT/UPDATE/DELETE and return how many rows it affected."""
+        row = self.con.execute(sql, params or []).fetchone()
+        return int(row[0]) if row else 0
+
     def query(self, sql: str, params: list | tuple | None = None) -> pl.DataFrame:
         return self.con.sql(sql, params=params or None).pl()
 
@@ -110,6 +115,9 @@ class PostgresWarehouse:
 
     def execute(self, sql: str, params: list | tuple | None = None) -> None:
         self.conn.execute(_pg_params(sql), params)
+
+    def execute_count(self, sql: str, params: list | tuple | None = None) -> int:
+        return self.conn.execute(_pg_params(sql), params).rowcount
 
     def query(self, sql: str, params: list | tuple | None = None) -> pl.DataFrame:
         cur = self.conn.execute(_pg_params(sql), params)
