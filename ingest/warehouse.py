@@ -73,8 +73,12 @@ class DuckDBWarehouse:
         cols = ", ".join(f"{c} {t}" for c, t in columns)
         pk = f", PRIMARY KEY ({', '.join(primary_key)})" if primary_key else ""
         self.con.execute(f"CREATE TABLE IF NOT EXISTS {table} ({cols}{pk})")
+        schema, _, name = table.partition(".")
+        have = {r[0] for r in self.con.execute("SELECT column_name FROM information_schema.columns "
+                                               "WHERE table_schema = ? AND table_name = ?", [schema, name]).fetchall()}
         for c, t in columns:  # tables made by an older version get the columns added since
-            self.con.execute(f"ALTER TABLE {table} ADD COLUMN IF NOT EXISTS {c} {t}")
+            if c not in have:
+                self.con.execute(f"ALTER TABLE {table} ADD COLUMN {c} {t}")
 
     def stage(self, name: str, df: "pl.DataFrame | pa.Table") -> str:
         """Make ``df`` (Polars or Arrow) readable as the relation ``name`` inside the current transaction."""
@@ -129,8 +133,12 @@ class PostgresWarehouse:
         cols = ", ".join(f"{c} {PG_TYPES.get(t, t)}" for c, t in columns)
         pk = f", PRIMARY KEY ({', '.join(primary_key)})" if primary_key else ""
         self.conn.execute(f"CREATE TABLE IF NOT EXISTS {table} ({cols}{pk})")
-        for c, t in columns:
-            self.conn.execute(f"ALTER TABLE {table} ADD COLUMN IF NOT EXISTS {c} {PG_TYPES.get(t, t)}")
+        schema, _, name = table.partition(".")
+        have = {r[0] for r in self.conn.execute("SELECT column_name FROM information_schema.columns "
+                                                "WHERE table_schema = %s AND table_name = %s", (schema, name))}
+        for c, t in columns:  # tables made by an older version get the columns added since
+            if c not in have:
+                self.conn.execute(f"ALTER TABLE {table} ADD COLUMN {c} {PG_TYPES.get(t, t)}")
 
     def stage(self, name: str, df: pl.DataFrame, types: dict[str, str] | None = None) -> str:
         """COPY ``df`` into a temporary table ``name`` (dropped at commit)."""
