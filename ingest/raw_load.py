@@ -30,7 +30,7 @@ import pyarrow.compute as pc
 from ingest.ops import BATCH_COLUMNS, new_batch_id
 from ingest.postgres_source import Column, PostgresSource, SourceTable
 from ingest.tables import TableSpec
-from ingest.warehouse import Warehouse, insert_row
+from ingest.warehouse import Warehouse, create_table, insert_row, table_columns
 
 META_COLUMNS = (("_ingested_at", "TIMESTAMPTZ"), ("_batch_id", "VARCHAR"), ("_deleted_at", "TIMESTAMPTZ"))
 STATE_COLUMNS = (
@@ -68,8 +68,8 @@ def ensure_ops(wh: Warehouse) -> None:
     if getattr(wh, "_ops_ready", False):
         return
     with wh.transaction():  # committed on its own: state tables exist even if the load fails
-        wh.create_table("ops.ingest_state", STATE_COLUMNS, ("table_name",))
-        wh.create_table("ops.ingest_batches", BATCH_COLUMNS, ("batch_id",))
+        create_table(wh, "ops.ingest_state", STATE_COLUMNS, ("table_name",))
+        create_table(wh, "ops.ingest_batches", BATCH_COLUMNS, ("batch_id",))
     wh._ops_ready = True
 
 
@@ -77,16 +77,9 @@ def _target_type(wh: Warehouse, col: Column) -> str:
     return col.duck_type if wh.kind == "duckdb" else col.pg_type
 
 
-def _raw_columns(wh: Warehouse, table: str) -> dict[str, str]:
-    df = wh.query("SELECT column_name, data_type FROM information_schema.columns "
-                  "WHERE table_schema = 'raw' AND table_name = ? ORDER BY ordinal_position", (table,))
-    return dict(df.iter_rows())
-
-
 def _create_raw(wh: Warehouse, spec: TableSpec, st: SourceTable) -> None:
     cols = [f'"{c.name}" {_target_type(wh, c)}' for c in st.columns]
-    cols += [f"{n} {'timestamptz' if t == 'TIMESTAMPTZ' and wh.kind == 'postgres' else ('text' if wh.kind == 'postgres' else t)}"
-             for n, t in META_COLUMNS]
+    cols += [f"{n} {wh.sql_type(t)}" for n, t in META_COLUMNS]
     pk = f", PRIMARY KEY ({', '.join(st.primary_key)})" if wh.kind == "postgres" else ""
     wh.execute(f"CREATE TABLE raw.{spec.raw} ({', '.join(cols)}{pk})")
 
@@ -149,8 +142,7 @@ def _deletions(wh: Warehouse, src: PostgresSource, spec: TableSpec, st: SourceTa
         return 0
     for column, parent, parent_column in st.cascades_from:
         parent_raw = parent.rpartition(".")[2]
-        if not int(wh.query("SELECT count(*) AS n FROM information_schema.tables WHERE table_schema = 'raw' "
-                            "AND table_name = ?", (parent_raw,))["n"][0]):
+        if not table_columns(wh, f"raw.{parent_raw}"):
             continue
         wh.execute(f'UPDATE raw.{spec.raw} SET _deleted_at = ?, _batch_id = ? WHERE _deleted_at IS NULL '
                    f'AND "{column}" IN (SELECT "{parent_column}" FROM raw.{parent_raw} WHERE _deleted_at IS NOT NULL)',
@@ -209,7 +201,7 @@ def ingest_table(wh: Warehouse, src: PostgresSource, spec: TableSpec, *, full_re
     ensure_ops(wh)
     with wh.transaction():
         state = wh.query("SELECT cursor_value, columns_json FROM ops.ingest_state WHERE table_name = ?", (spec.raw,))
-        existing_columns = _raw_columns(wh, spec.raw)
+        existing_columns = table_columns(wh, f"raw.{spec.raw}")
         exists = bool(existing_columns)
         if full_refresh and exists:
             wh.execute(f"DROP TABLE raw.{spec.raw}")

@@ -69,16 +69,9 @@ class DuckDBWarehouse:
     def query(self, sql: str, params: list | tuple | None = None) -> pl.DataFrame:
         return self.con.sql(sql, params=params or None).pl()
 
-    def create_table(self, table: str, columns: tuple[tuple[str, str], ...], primary_key: tuple[str, ...] = ()) -> None:
-        cols = ", ".join(f"{c} {t}" for c, t in columns)
-        pk = f", PRIMARY KEY ({', '.join(primary_key)})" if primary_key else ""
-        self.con.execute(f"CREATE TABLE IF NOT EXISTS {table} ({cols}{pk})")
-        schema, _, name = table.partition(".")
-        have = {r[0] for r in self.con.execute("SELECT column_name FROM information_schema.columns "
-                                               "WHERE table_schema = ? AND table_name = ?", [schema, name]).fetchall()}
-        for c, t in columns:  # tables made by an older version get the columns added since
-            if c not in have:
-                self.con.execute(f"ALTER TABLE {table} ADD COLUMN {c} {t}")
+    @staticmethod
+    def sql_type(t: str) -> str:
+        return t
 
     def stage(self, name: str, df: "pl.DataFrame | pa.Table") -> str:
         """Make ``df`` (Polars or Arrow) readable as the relation ``name`` inside the current transaction."""
@@ -129,21 +122,14 @@ class PostgresWarehouse:
         rows = cur.fetchall()
         return pl.DataFrame(rows, schema=cols, orient="row", infer_schema_length=None) if rows else pl.DataFrame({c: [] for c in cols})
 
-    def create_table(self, table: str, columns: tuple[tuple[str, str], ...], primary_key: tuple[str, ...] = ()) -> None:
-        cols = ", ".join(f"{c} {PG_TYPES.get(t, t)}" for c, t in columns)
-        pk = f", PRIMARY KEY ({', '.join(primary_key)})" if primary_key else ""
-        self.conn.execute(f"CREATE TABLE IF NOT EXISTS {table} ({cols}{pk})")
-        schema, _, name = table.partition(".")
-        have = {r[0] for r in self.conn.execute("SELECT column_name FROM information_schema.columns "
-                                                "WHERE table_schema = %s AND table_name = %s", (schema, name))}
-        for c, t in columns:  # tables made by an older version get the columns added since
-            if c not in have:
-                self.conn.execute(f"ALTER TABLE {table} ADD COLUMN {c} {PG_TYPES.get(t, t)}")
+    @staticmethod
+    def sql_type(t: str) -> str:
+        """A column type declared in DuckDB terms, as PostgreSQL spells it (other types pass through)."""
+        return PG_TYPES.get(t, t)
 
-    def stage(self, name: str, df: pl.DataFrame, types: dict[str, str] | None = None) -> str:
+    def stage(self, name: str, df: pl.DataFrame) -> str:
         """COPY ``df`` into a temporary table ``name`` (dropped at commit)."""
-        types = types or {}
-        cols = ", ".join(f"{c} {PG_TYPES.get(types.get(c, _duck_type(t)), 'text')}" for c, t in df.schema.items())
+        cols = ", ".join(f"{c} {PG_TYPES.get(_duck_type(t), 'text')}" for c, t in df.schema.items())
         self.conn.execute(f"DROP TABLE IF EXISTS {name}")
         self.conn.execute(f"CREATE TEMP TABLE {name} ({cols}) ON COMMIT DROP")
         copy_frame(self.conn, name, df)
@@ -154,6 +140,26 @@ class PostgresWarehouse:
 
 
 Warehouse = DuckDBWarehouse | PostgresWarehouse
+
+
+def table_columns(wh: "Warehouse", table: str) -> dict[str, str]:
+    """Column name → declared type of ``schema.table`` (empty when the table does not exist)."""
+    schema, _, name = table.partition(".")
+    df = wh.query("SELECT column_name, data_type FROM information_schema.columns "
+                  "WHERE table_schema = ? AND table_name = ? ORDER BY ordinal_position", (schema, name))
+    return dict(df.iter_rows())
+
+
+def create_table(wh: "Warehouse", table: str, columns: tuple[tuple[str, str], ...],
+                 primary_key: tuple[str, ...] = ()) -> None:
+    """Create ``table`` if missing (columns in DuckDB terms); add the columns an older version lacked."""
+    cols = ", ".join(f"{c} {wh.sql_type(t)}" for c, t in columns)
+    pk = f", PRIMARY KEY ({', '.join(primary_key)})" if primary_key else ""
+    wh.execute(f"CREATE TABLE IF NOT EXISTS {table} ({cols}{pk})")
+    have = table_columns(wh, table)
+    for c, t in columns:
+        if c not in have:
+            wh.execute(f"ALTER TABLE {table} ADD COLUMN {c} {wh.sql_type(t)}")
 
 
 def insert_row(wh: "Warehouse", table: str, row: dict) -> None:

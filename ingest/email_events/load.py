@@ -20,7 +20,7 @@ from ingest.email_events.landing import FileMark, read_new_lines
 from ingest.email_events.model import EVENT_COLUMNS, EVENT_COLUMN_NAMES
 from ingest.email_events.parse import parse_lines
 from ingest.ops import BATCH_COLUMNS, new_batch_id
-from ingest.warehouse import Warehouse, insert_row
+from ingest.warehouse import Warehouse, create_table, insert_row
 
 RAW_COLUMNS = EVENT_COLUMNS + (("_ingested_at", "TIMESTAMPTZ"), ("_batch_id", "VARCHAR"), ("_deleted_at", "TIMESTAMPTZ"))
 QUARANTINE_COLUMNS = (
@@ -47,10 +47,10 @@ class EmailIngestResult:
 
 def ensure_tables(wh: Warehouse) -> None:
     with wh.transaction():
-        wh.create_table("raw.email_events", RAW_COLUMNS, ("provider", "event_id"))
-        wh.create_table("quarantine.email_events", QUARANTINE_COLUMNS)
-        wh.create_table("ops.email_landing_files", FILES_COLUMNS, ("source_file",))
-        wh.create_table("ops.ingest_batches", BATCH_COLUMNS, ("batch_id",))
+        create_table(wh, "raw.email_events", RAW_COLUMNS, ("provider", "event_id"))
+        create_table(wh, "quarantine.email_events", QUARANTINE_COLUMNS)
+        create_table(wh, "ops.email_landing_files", FILES_COLUMNS, ("source_file",))
+        create_table(wh, "ops.ingest_batches", BATCH_COLUMNS, ("batch_id",))
 
 
 def ingest_email_events(wh: Warehouse, landing_dir: Path, *, full_refresh: bool = False) -> EmailIngestResult:
