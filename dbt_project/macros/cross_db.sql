@@ -1,0 +1,112 @@
+{#-
+  The few places where DuckDB and PostgreSQL differ, each one macro with a duckdb__ and a
+  postgres__ implementation (dbt-duckdb dispatches to default__, never to postgres__).
+-#}
+
+{#- When a raw row last changed: loaded, re-loaded or flagged deleted (drives incremental models). -#}
+{% macro changed_at() -%}
+    greatest(_ingested_at, coalesce(_deleted_at, _ingested_at))
+{%- endmacro %}
+
+{#- The UTC calendar day of a timestamptz (days are cut in UTC whatever the session time zone). -#}
+{% macro utc_date(ts) -%}
+    cast(({{ ts }}) at time zone 'UTC' as date)
+{%- endmacro %}
+
+{#- Fractional days between two timestamps (b - a). -#}
+{% macro days_between(a, b) -%}
+    {{ return(adapter.dispatch('days_between')(a, b)) }}
+{%- endmacro %}
+{% macro default__days_between(a, b) -%}
+    (epoch(({{ b }})) - epoch(({{ a }}))) / 86400.0
+{%- endmacro %}
+{% macro postgres__days_between(a, b) -%}
+    (extract(epoch from ({{ b }})) - extract(epoch from ({{ a }}))) / 86400.0
+{%- endmacro %}
+
+{#- Whole days between two dates (b - a). -#}
+{% macro date_diff_days(a, b) -%}
+    {{ return(adapter.dispatch('date_diff_days')(a, b)) }}
+{%- endmacro %}
+{% macro default__date_diff_days(a, b) -%}
+    date_diff('day', cast({{ a }} as date), cast({{ b }} as date))
+{%- endmacro %}
+{% macro postgres__date_diff_days(a, b) -%}
+    (cast({{ b }} as date) - cast({{ a }} as date))
+{%- endmacro %}
+
+{#- date + n days, as a date. -#}
+{% macro add_days(d, n) -%}
+    {{ return(adapter.dispatch('add_days')(d, n)) }}
+{%- endmacro %}
+{% macro default__add_days(d, n) -%}
+    cast(cast({{ d }} as date) + cast({{ n }} as integer) * interval 1 day as date)
+{%- endmacro %}
+{% macro postgres__add_days(d, n) -%}
+    (cast({{ d }} as date) + cast({{ n }} as integer))
+{%- endmacro %}
+
+{#- Period start of a date: day, week (ISO, Monday), month, quarter. -#}
+{% macro period_start(period, d) -%}
+    cast(date_trunc('{{ period }}', cast({{ d }} as date)) as date)
+{%- endmacro %}
+
+{#- One row per day from start to end (inclusive), column date_day. -#}
+{% macro day_series(start_date, end_date) -%}
+    {{ return(adapter.dispatch('day_series')(start_date, end_date)) }}
+{%- endmacro %}
+{% macro default__day_series(start_date, end_date) -%}
+    select cast(d as date) as date_day
+    from generate_series(cast({{ start_date }} as date), cast({{ end_date }} as date), interval 1 day) as t(d)
+{%- endmacro %}
+{% macro postgres__day_series(start_date, end_date) -%}
+    select cast(d as date) as date_day
+    from generate_series(cast({{ start_date }} as date), cast({{ end_date }} as date), interval '1 day') as t(d)
+{%- endmacro %}
+
+{#- The text elements of a JSON array column as one comma-separated string. -#}
+{% macro json_array_text(col) -%}
+    {{ return(adapter.dispatch('json_array_text')(col)) }}
+{%- endmacro %}
+{% macro default__json_array_text(col) -%}
+    nullif(array_to_string(cast(json_extract_string({{ col }}, '$[*]') as varchar[]), ', '), '')
+{%- endmacro %}
+{% macro postgres__json_array_text(col) -%}
+    nullif(array_to_string(array(select jsonb_array_elements_text({{ col }})), ', '), '')
+{%- endmacro %}
+
+{#- Median of an expression (an aggregate). -#}
+{% macro median(expr) -%}
+    {{ return(adapter.dispatch('median')(expr)) }}
+{%- endmacro %}
+{% macro default__median(expr) -%}
+    quantile_cont({{ expr }}, 0.5)
+{%- endmacro %}
+{% macro postgres__median(expr) -%}
+    percentile_cont(0.5) within group (order by {{ expr }})
+{%- endmacro %}
+
+{#- Standard normal CDF (for the z-test p-value): Abramowitz-Stegun 7.1.26 erf approximation, |error| < 1.5e-7. -#}
+{% macro normal_cdf(z) -%}
+    (case when ({{ z }}) >= 0 then 1 - 0.5 * {{ _erfc_pos('(' ~ z ~ ') / sqrt(2.0)') }}
+          else 0.5 * {{ _erfc_pos('-(' ~ z ~ ') / sqrt(2.0)') }} end)
+{%- endmacro %}
+{% macro _erfc_pos(x) -%}
+    ((0.254829592 * (1.0 / (1.0 + 0.3275911 * {{ x }}))
+      - 0.284496736 * power(1.0 / (1.0 + 0.3275911 * {{ x }}), 2)
+      + 1.421413741 * power(1.0 / (1.0 + 0.3275911 * {{ x }}), 3)
+      - 1.453152027 * power(1.0 / (1.0 + 0.3275911 * {{ x }}), 4)
+      + 1.061405429 * power(1.0 / (1.0 + 0.3275911 * {{ x }}), 5))
+     * exp(-({{ x }}) * ({{ x }})))
+{%- endmacro %}
+
+{#- A JSON object text from key/value pairs of a group, keys in order (deterministic text). -#}
+{% macro json_object_agg_text(key, value) -%}
+    {{ return(adapter.dispatch('json_object_agg_text')(key, value)) }}
+{%- endmacro %}
+{% macro default__json_object_agg_text(key, value) -%}
+    '{' || string_agg(cast(to_json({{ key }}) as varchar) || ':' || cast(to_json({{ value }}) as varchar), ',' order by {{ key }}) || '}'
+{%- endmacro %}
+{% macro postgres__json_object_agg_text(key, value) -%}
+    '{' || string_agg(to_json({{ key }})::text || ':' || to_json({{ value }})::text, ',' order by {{ key }}) || '}'
+{%- endmacro %}

@@ -1,0 +1,73 @@
+{#-
+  One row per company x expected close month of its live open deals (active or on hold; an
+  expected close date in the past is moved to the as-of month: still expected, just late).
+  Two weightings: the current stage's probability, and the stage-to-won rate learned from closed
+  deals of the same template (share of closed deals that visited the stage and ended won; the
+  stage probability where no closed deal visited it).
+-#}
+
+with
+
+as_of as (
+
+    select * from {{ ref('int_as_of') }}
+
+),
+
+deals as (
+
+    select * from {{ ref('fct_deals') }}
+    where not is_deleted
+
+),
+
+visits as (
+
+    select * from {{ ref('fct_deal_stage_transitions') }}
+
+),
+
+stage_win_rates as (
+
+    select
+        visits.stage_id,
+        count(distinct visits.deal_id) as closed_deals_visiting,
+        count(distinct case when deals.status = 'won' then visits.deal_id end) as won_deals_visiting
+    from visits
+    inner join deals on deals.deal_id = visits.deal_id and deals.status in ('won', 'lost')
+    group by visits.stage_id
+
+),
+
+open_deals as (
+
+    select
+        deals.*,
+        {{ period_start('month', "case when deals.expected_close_date < as_of.as_of_date or deals.expected_close_date is null then as_of.as_of_date else deals.expected_close_date end") }} as close_month,
+        coalesce(
+            1.0 * stage_win_rates.won_deals_visiting / nullif(stage_win_rates.closed_deals_visiting, 0),
+            deals.current_stage_probability / 100.0
+        ) as learned_win_rate
+    from deals
+    cross join as_of
+    left join stage_win_rates on stage_win_rates.stage_id = deals.current_stage_id
+    where deals.status in ('active', 'on_hold')
+
+),
+
+final as (
+
+    select
+        company_id,
+        close_month,
+        count(*) as open_deals,
+        cast(sum(estimated_value) as decimal(15, 2)) as open_value,
+        cast(sum(estimated_value * coalesce(current_stage_probability, 0) / 100.0) as decimal(15, 2)) as stage_weighted_value,
+        cast(sum(estimated_value * learned_win_rate) as decimal(15, 2)) as history_weighted_value,
+        sum(case when status = 'on_hold' then 1 else 0 end) as on_hold_deals
+    from open_deals
+    group by company_id, close_month
+
+)
+
+select * from final

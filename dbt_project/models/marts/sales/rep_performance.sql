@@ -1,0 +1,138 @@
+{#-
+  One row per rep quota (sales_quotas): targets against what the rep did in the quota's period.
+  Won revenue and deals: the rep's (sales_rep_id) deals closed in the period (actual_close_date),
+  valued at actual_value, else estimated_value. Calls and meetings: deal_activities (assigned_to,
+  else created_by) and crm_activities (created_by) of that type, dated in the period. Open pipeline:
+  the rep's deals open at the as-of day with an expected close date in the period; coverage =
+  open pipeline / the quota still to win (null when nothing remains).
+-#}
+
+with
+
+quotas as (
+
+    select * from {{ ref('stg_builddesk__sales_quotas') }}
+    where not is_deleted
+
+),
+
+deals as (
+
+    select * from {{ ref('fct_deals') }}
+    where not is_deleted
+
+),
+
+reps as (
+
+    select * from {{ ref('dim_reps') }}
+
+),
+
+activities as (
+
+    select
+        coalesce(assigned_to, created_by) as rep_id,
+        activity_type,
+        {{ utc_date('coalesce(completed_at, created_at)') }} as activity_date
+    from {{ ref('stg_builddesk__deal_activities') }}
+    where not is_deleted and activity_type in ('call', 'meeting')
+    union all
+    select
+        created_by as rep_id,
+        activity_type,
+        {{ utc_date('activity_date') }} as activity_date
+    from {{ ref('stg_builddesk__crm_activities') }}
+    where not is_deleted and activity_type in ('call', 'meeting')
+
+),
+
+closed as (
+
+    select
+        quotas.quota_id,
+        sum(case when deals.status = 'won' then 1 else 0 end) as deals_won,
+        sum(case when deals.status = 'lost' then 1 else 0 end) as deals_lost,
+        sum(case when deals.status = 'won' then coalesce(deals.actual_value, deals.estimated_value) else 0 end) as revenue_won,
+        avg(deals.cycle_days) as average_cycle_days
+    from quotas
+    inner join deals
+        on deals.rep_id = quotas.user_id
+        and deals.company_id = quotas.company_id
+        and deals.status in ('won', 'lost')
+        and deals.actual_close_date between quotas.start_date and quotas.end_date
+    group by quotas.quota_id
+
+),
+
+activity_counts as (
+
+    select
+        quotas.quota_id,
+        sum(case when activities.activity_type = 'call' then 1 else 0 end) as calls,
+        sum(case when activities.activity_type = 'meeting' then 1 else 0 end) as meetings
+    from quotas
+    inner join activities
+        on activities.rep_id = quotas.user_id
+        and activities.activity_date between quotas.start_date and quotas.end_date
+    group by quotas.quota_id
+
+),
+
+open_pipeline as (
+
+    select
+        quotas.quota_id,
+        count(*) as open_deals,
+        sum(deals.estimated_value) as open_pipeline_value,
+        sum(deals.weighted_value) as open_weighted_value
+    from quotas
+    inner join deals
+        on deals.rep_id = quotas.user_id
+        and deals.company_id = quotas.company_id
+        and deals.status in ('active', 'on_hold')
+        and deals.expected_close_date between quotas.start_date and quotas.end_date
+    group by quotas.quota_id
+
+),
+
+final as (
+
+    select
+        quotas.user_id as rep_id,
+        quotas.quota_id,
+        quotas.start_date as period_start,
+        quotas.end_date as period_end,
+        quotas.company_id,
+        reps.rep_name,
+        quotas.quota_period,
+        quotas.revenue_target,
+        cast(coalesce(closed.revenue_won, 0) as decimal(15, 2)) as revenue_won,
+        cast(case when quotas.revenue_target > 0
+            then 100.0 * coalesce(closed.revenue_won, 0) / quotas.revenue_target end as decimal(9, 2)) as attainment_pct,
+        quotas.deals_target,
+        coalesce(closed.deals_won, 0) as deals_won,
+        coalesce(closed.deals_lost, 0) as deals_lost,
+        cast(case when closed.deals_won + closed.deals_lost > 0
+            then 100.0 * closed.deals_won / (closed.deals_won + closed.deals_lost) end as decimal(5, 2)) as win_rate,
+        cast(case when closed.deals_won > 0 then closed.revenue_won / closed.deals_won end as decimal(15, 2)) as average_deal_size,
+        cast(closed.average_cycle_days as decimal(8, 2)) as average_cycle_days,
+        quotas.calls_target,
+        coalesce(activity_counts.calls, 0) as calls,
+        quotas.meetings_target,
+        coalesce(activity_counts.meetings, 0) as meetings,
+        coalesce(open_pipeline.open_deals, 0) as open_deals,
+        cast(coalesce(open_pipeline.open_pipeline_value, 0) as decimal(15, 2)) as open_pipeline_value,
+        cast(greatest(quotas.revenue_target - coalesce(closed.revenue_won, 0), 0) as decimal(15, 2)) as remaining_quota,
+        cast(case when quotas.revenue_target - coalesce(closed.revenue_won, 0) > 0
+            then coalesce(open_pipeline.open_pipeline_value, 0) / (quotas.revenue_target - coalesce(closed.revenue_won, 0))
+        end as decimal(9, 2)) as pipeline_coverage
+    from quotas
+    left join reps on reps.rep_id = quotas.user_id
+    left join closed on closed.quota_id = quotas.quota_id
+    left join activity_counts on activity_counts.quota_id = quotas.quota_id
+    left join open_pipeline on open_pipeline.quota_id = quotas.quota_id
+
+)
+
+select * from final
