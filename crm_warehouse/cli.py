@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import re
 import sys
 import time
 from pathlib import Path
@@ -20,11 +21,14 @@ console = Console(stderr=True)
 out = Console()
 
 
+_ROUTINE = re.compile(r"^\d+ of \d+ (START|OK|PASS)\b")
+
+
 def _progress(status):
     def report(message: str) -> None:
         if console.is_terminal:
             status.update(message)
-        else:
+        elif not _ROUTINE.match(message):  # a log, not a terminal: stages and problems only
             console.print(f"[dim]{time.strftime('%H:%M:%S')}[/] {message}", highlight=False)
     return report
 
@@ -62,22 +66,64 @@ def cmd_source_down(cfg: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
+# Headline metrics of the demo summary, read from the marts.
 HEADLINES = {
-    "leads (live)": "SELECT count(*) FROM raw.leads WHERE _deleted_at IS NULL",
-    "open deals": "SELECT count(*) FROM raw.deals WHERE _deleted_at IS NULL AND status = 'active'",
-    "open pipeline value": "SELECT round(sum(estimated_value), 0) FROM raw.deals WHERE _deleted_at IS NULL AND status = 'active'",
-    "win rate, all closed deals (%)": "SELECT round(100.0 * count(*) FILTER (WHERE status = 'won') / "
-                                      "nullif(count(*) FILTER (WHERE status IN ('won', 'lost')), 0), 1) "
-                                      "FROM raw.deals WHERE _deleted_at IS NULL",
-    "email unique open rate over delivered (%)": "SELECT round(100.0 * count(DISTINCT provider_message_id) FILTER "
-                                                 "(WHERE event_type = 'open' AND NOT is_machine_open) / nullif(count("
-                                                 "DISTINCT provider_message_id) FILTER (WHERE event_type = 'delivered'), 0), 1) "
-                                                 "FROM raw.email_events",
+    "open deals": "SELECT count(*) FROM marts.fct_deals WHERE NOT is_deleted AND status IN ('active', 'on_hold')",
+    "open pipeline value (recomputed weighted)": "SELECT round(sum(weighted_value), 0) FROM marts.fct_deals "
+                                                 "WHERE NOT is_deleted AND status IN ('active', 'on_hold')",
+    "win rate, deals closed in the last 4 quarters (%)": "SELECT round(100.0 * sum(CASE WHEN outcome = 'won' THEN 1 ELSE 0 END) "
+                                                        "/ count(*), 1) FROM marts.win_loss WHERE close_quarter >= "
+                                                        "(SELECT max(close_quarter) FROM marts.win_loss) - INTERVAL '9 months'",
+    "median cycle of won deals (days)": "SELECT percentile_cont(0.5) WITHIN GROUP (ORDER BY cycle_days) FROM marts.win_loss "
+                                        "WHERE outcome = 'won'",
+    "hot leads": "SELECT count(*) FROM marts.lead_scores WHERE grade = 'hot' AND NOT is_deleted",
+    "leads whose operational score misses e-mail engagement": "SELECT count(*) FROM marts.lead_scores WHERE score_drift < 0",
+    "e-mail unique open rate excl. machine opens (%)": "SELECT round(100.0 * sum(unique_opens_excl_machine) / "
+                                                       "nullif(sum(delivered), 0), 1) FROM marts.email_campaign_performance",
 }
+
+
+def _ingest_table(meta: dict[str, dict], title: str) -> Table:
+    table = Table("asset", "mode", "read", "written", "deleted", "rows", title=title)
+    for key in sorted(meta):
+        m = meta[key]
+        if "rows_extracted" in m:
+            table.add_row(key, m["mode"], f"{m['rows_extracted']:,}", f"{m['rows_written']:,}", f"{m['rows_deleted']:,}",
+                          f"{m['row_count']:,}")
+        elif "lines_read" in m:
+            table.add_row(key, "landing", f"{m['lines_read']:,}", f"{m['events_new']:,}", "0",
+                          f"dup {m['duplicates']:,} / quarantined {m['quarantined']:,}")
+    return table
+
+
+def _print_outcome(res, seconds: float) -> None:
+    if res.as_of:
+        out.print(f"dbt build as of {res.as_of}: {len(res.built)} models, seeds and snapshots built; "
+                  f"{res.checks_passed} dbt tests passed, {len(res.checks_failed)} failed", highlight=False)
+    for name in res.checks_failed:
+        console.print(f"[bold red]failed check:[/] {name}", highlight=False, soft_wrap=True)
+    for step, msg in res.failures:
+        console.print(f"[bold red]failed:[/] {step}: {msg}", highlight=False, soft_wrap=True)
+    if res.log_path:
+        out.print(f"dbt log: {res.log_path}", highlight=False, soft_wrap=True)
+    out.print(f"{'ok' if res.ok else 'FAILED'} in {seconds:.1f} s "
+              f"(ingest {res.seconds.get('ingest', 0):.1f} s, dbt {res.seconds.get('transform', 0):.1f} s)", highlight=False)
+
+
+def _parse_day(value: str | None) -> str | None:
+    if value is None:
+        return None
+    import datetime as dt
+
+    try:
+        return dt.date.fromisoformat(value).isoformat()
+    except ValueError:
+        raise ValueError(f"--as-of must be a day as YYYY-MM-DD, not {value!r}") from None
 
 
 def cmd_demo(cfg: Settings, args: argparse.Namespace) -> int:
     """source up (small) where none exists, then refresh, then a short summary."""
+    from crm_warehouse.pipeline import run_refresh
     from ingest.simulator import source
     from ingest.warehouse import open_warehouse
 
@@ -85,15 +131,22 @@ def cmd_demo(cfg: Settings, args: argparse.Namespace) -> int:
     with console.status("preparing the demo source…") as status:
         url, created = source.up(cfg, scale="small", seed=args.seed, progress=_progress(status))
     counts = source.table_counts(url)
-    with console.status("refresh: ingesting every source table and the webhook events…"):
-        ok, failures, meta = run_ingest(cfg, full_refresh=False)
+    with console.status("refresh: ingest every source table and the webhook events, then dbt build…") as status:
+        res = run_refresh(cfg, progress=_progress(status))
     wh = open_warehouse(cfg)
     try:
         raw = {k: int(wh.query(f"SELECT count(*) AS n FROM raw.{k.split('.')[-1]} WHERE _deleted_at IS NULL")["n"][0])
                for k in counts}
         events = int(wh.query("SELECT count(*) AS n FROM raw.email_events")["n"][0])
         quarantined = int(wh.query("SELECT count(*) AS n FROM quarantine.email_events")["n"][0])
-        headlines = {name: wh.query(sql).row(0)[0] for name, sql in HEADLINES.items()}
+        marts = {}
+        headlines = {}
+        if res.as_of and res.ok:
+            for name in ("fct_deals", "fct_deal_daily_snapshot", "pipeline_metrics", "win_loss", "lead_scores",
+                         "rep_performance", "email_campaign_performance", "funnel_conversion", "fct_crm_activities",
+                         "pipeline_forecast"):
+                marts[name] = int(wh.query(f"SELECT count(*) AS n FROM marts.{name}")["n"][0])
+            headlines = {name: wh.query(sql).row(0)[0] for name, sql in HEADLINES.items()}
     finally:
         wh.close()
     table = Table("source table", "source rows", "raw rows", title="rows per stage" + (" (source created now)" if created else ""))
@@ -102,20 +155,22 @@ def cmd_demo(cfg: Settings, args: argparse.Namespace) -> int:
     deliveries = int(source.landing_summary(cfg.email_events_dir)["deliveries"].sum())
     table.add_row("webhook deliveries → raw.email_events", f"{deliveries:,}", f"{events:,} events, {quarantined:,} quarantined")
     out.print(table)
-    ht = Table("headline", "value", title="headline metrics (from the raw layer)")
-    for name, value in headlines.items():
-        ht.add_row(name, "n/a" if value is None else f"{value:,}")
-    out.print(ht)
-    for step, msg in failures:
-        console.print(f"[bold red]failed:[/] {step}: {msg}", highlight=False, soft_wrap=True)
+    if marts:
+        mt = Table("mart", "rows", title=f"marts (as of {res.as_of})")
+        for name, n in marts.items():
+            mt.add_row(f"marts.{name}", f"{n:,}")
+        out.print(mt)
+        ht = Table("headline", "value", title="headline metrics (from the marts)")
+        for name, value in headlines.items():
+            ht.add_row(name, "n/a" if value is None else f"{value:,}")
+        out.print(ht)
     out.print(f"source:     psql '{redact(url)}'", highlight=False, soft_wrap=True)
     if cfg.warehouse == "duckdb":
         out.print(f"warehouse:  duckdb {cfg.duckdb_path}", highlight=False, soft_wrap=True)
-        out.print("            e.g. select status, count(*), sum(estimated_value) from raw.deals group by 1;",
-                  highlight=False)
-    out.print("checks: none yet (quality gates and dbt marts are not built yet: see the open issues)")
-    out.print(f"{'done' if ok else 'FAILED'} in {time.perf_counter() - t0:.1f} s", highlight=False)
-    return 0 if ok else 1
+        out.print("            e.g. select period_type, metric_date, deals_won, won_value, win_rate from marts.pipeline_metrics"
+                  " where period_type = 'quarterly' order by metric_date;", highlight=False)
+    _print_outcome(res, time.perf_counter() - t0)
+    return 0 if res.ok else 1
 
 
 def cmd_webhooks_serve(cfg: Settings, args: argparse.Namespace) -> int:
@@ -133,63 +188,17 @@ def cmd_webhooks_serve(cfg: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
-def dagster_instance(cfg: Settings):
-    import os
-
-    import dagster as dg
-
-    home = cfg.home / "dagster"
-    home.mkdir(parents=True, exist_ok=True)
-    os.environ.setdefault("DAGSTER_HOME", str(home))
-    return dg.DagsterInstance.get()
-
-
-def run_ingest(cfg: Settings, *, full_refresh: bool) -> tuple[bool, list[tuple[str, str]], dict[str, dict]]:
-    """The ingest job in-process: (success, [(asset, error)], {asset: metadata})."""
-    import dagster as dg
-
-    from orchestration.definitions import defs
-    from orchestration.defs.ingest.assets import FULL_REFRESH_TAG
-
-    job = defs.resolve_job_def("ingest")
-    result = job.execute_in_process(
-        instance=dagster_instance(cfg), raise_on_error=False,
-        tags={FULL_REFRESH_TAG: "true" if full_refresh else "false"},
-        run_config={"loggers": {"console": {"config": {"log_level": "INFO"}}}},
-    )
-    failures, meta = [], {}
-    for event in result.all_events:
-        if event.event_type == dg.DagsterEventType.STEP_FAILURE:
-            err = event.step_failure_data.error
-            msg = err.cause.message if err and err.cause else (err.message if err else "failed")
-            failures.append((event.step_key, redact(msg.strip().splitlines()[-1] if msg.strip() else msg)))
-        if event.event_type == dg.DagsterEventType.ASSET_MATERIALIZATION:
-            m = event.event_specific_data.materialization
-            meta["/".join(m.asset_key.path)] = {k: v.value for k, v in m.metadata.items()}
-    return result.success, failures, meta
-
-
 def cmd_refresh(cfg: Settings, args: argparse.Namespace) -> int:
-    if args.target:
-        import dataclasses
+    from crm_warehouse.pipeline import run_refresh, with_target
 
-        cfg = dataclasses.replace(cfg, warehouse=args.target)
-        os.environ["CRM_WAREHOUSE"] = args.target
+    cfg = with_target(cfg, args.target)
+    as_of = _parse_day(args.as_of)
     t0 = time.perf_counter()
-    ok, failures, meta = run_ingest(cfg, full_refresh=args.full_refresh)
-    table = Table("asset", "mode", "read", "written", "deleted", "rows", title=f"ingest into the {cfg.warehouse} warehouse")
-    for key in sorted(meta):
-        m = meta[key]
-        if "rows_extracted" in m:
-            table.add_row(key, m["mode"], f"{m['rows_extracted']:,}", f"{m['rows_written']:,}", f"{m['rows_deleted']:,}", f"{m['row_count']:,}")
-        else:
-            table.add_row(key, "landing", f"{m['lines_read']:,}", f"{m['events_new']:,}", "0", f"dup {m['duplicates']:,} / quarantined {m['quarantined']:,}")
-    out.print(table)
-    for step, msg in failures:
-        console.print(f"[bold red]failed:[/] {step}: {msg}", highlight=False, soft_wrap=True)
-    out.print(f"{'ok' if ok else 'FAILED'} in {time.perf_counter() - t0:.1f} s "
-              "(raw layer only: dbt marts and quality gates are not built yet)", highlight=False)
-    return 0 if ok else 1
+    with console.status(f"refresh into the {cfg.warehouse} warehouse: ingest, then dbt build…") as status:
+        res = run_refresh(cfg, full_refresh=args.full_refresh, as_of=as_of, progress=_progress(status))
+    out.print(_ingest_table(res.ingest, f"ingest into the {cfg.warehouse} warehouse"))
+    _print_outcome(res, time.perf_counter() - t0)
+    return 0 if res.ok else 1
 
 
 def cmd_ui(cfg: Settings, args: argparse.Namespace) -> int:
@@ -246,9 +255,13 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--port", type=int, default=8787)
     serve.set_defaults(func=cmd_webhooks_serve)
 
-    refresh = sub.add_parser("refresh", help="the daily job (today: ingest of every source table and the webhook events)")
+    refresh = sub.add_parser("refresh", help="the daily job: ingest every source table and the webhook events, then dbt build")
     refresh.add_argument("--target", choices=["duckdb", "postgres"], default=None)
-    refresh.add_argument("--full-refresh", action="store_true", help="rebuild the raw tables from scratch")
+    refresh.add_argument("--full-refresh", action="store_true",
+                         help="rebuild the raw tables and the incremental models from scratch")
+    refresh.add_argument("--as-of", default=None, metavar="YYYY-MM-DD",
+                         help="the day the models are built for (a Dagster partition); default: the latest business "
+                              "day in the data")
     refresh.set_defaults(func=cmd_refresh)
 
     ui = sub.add_parser("ui", help="the Dagster UI on the same definitions (assets, jobs, run history)")

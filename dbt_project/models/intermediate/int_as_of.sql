@@ -4,6 +4,11 @@
   time in the data, so that a replayed or simulated CRM is modelled up to its own "today".
 -#}
 
+-- depends_on: {{ ref('stg_builddesk__deals') }}
+-- depends_on: {{ ref('stg_builddesk__deal_stage_history') }}
+-- depends_on: {{ ref('stg_builddesk__leads') }}
+-- depends_on: {{ ref('stg_builddesk__lead_activities') }}
+
 with
 
 {% if var('as_of') %}

@@ -5,6 +5,7 @@
     on_schema_change='fail',
     post_hook=[
         "{% if is_incremental() %}delete from {{ this }} where deal_id in (select deal_id from {{ ref('stg_builddesk__deals') }} where is_deleted){% endif %}",
+        "{% if is_incremental() %}delete from {{ this }} where snapshot_date > (select as_of_date from {{ ref('int_as_of') }}){% endif %}",
     ],
 ) }}
 
@@ -14,9 +15,11 @@
   as recorded by that stage move, and the weighted value then.
 
   Incremental: a deal's rows are rebuilt whole (delete+insert on deal_id) when the deal or its
-  stage history changed since the last build (minus var incremental_lookback_days), and every
-  open deal is rebuilt so it gains the new days; closed, unchanged deals are left alone. Deals
-  deleted in the source lose their rows (post-hook). A full refresh gives the same rows.
+  stage history changed since the last build (minus var incremental_lookback_days), every open
+  deal is rebuilt so it gains the new days, and so is every deal closed after the previous or
+  the current as-of day (a rebuild of a past day with --as-of, and the run after it); closed,
+  unchanged deals are left alone. Post-hooks drop the rows of deals deleted in the source and
+  days after the as-of day. A full refresh gives the same rows.
 -#}
 
 with
@@ -64,10 +67,13 @@ selected_deals as (
     from deals
     inner join deal_changes on deal_changes.deal_id = deals.deal_id
     {% if is_incremental() %}
+    cross join as_of
     where deals.status not in ('won', 'lost')
         or deal_changes.changed_at >= (
             select max(changed_at) - interval '{{ var("incremental_lookback_days") }} days' from {{ this }}
         )
+        -- closed after the previous build's last day, or after this build's: its days change
+        or deals.actual_close_date >= {{ add_days("least(as_of.as_of_date, (select max(snapshot_date) from " ~ this ~ "))", "-" ~ var("incremental_lookback_days")) }}
     {% endif %}
 
 ),

@@ -1,0 +1,170 @@
+"""The daily refresh as the CLI runs it: the `ingest` job, then the `transform` job (dbt build)
+for one as-of day, both in-process on the project's Dagster definitions and run history."""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import datetime as dt
+import io
+import os
+import re
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+from ingest.config import Settings, redact
+
+# What ends the modelled history when no --as-of is given: the latest business time in raw
+# (the same rule as the dbt model int_as_of), so a simulated CRM is modelled up to its own today.
+LATEST_BUSINESS_TIME = """
+SELECT max(ts) AS ts FROM (
+    SELECT max(updated_at) AS ts FROM raw.deals WHERE _deleted_at IS NULL
+    UNION ALL SELECT max(moved_at) FROM raw.deal_stage_history WHERE _deleted_at IS NULL
+    UNION ALL SELECT max(created_at) FROM raw.leads WHERE _deleted_at IS NULL
+    UNION ALL SELECT max(created_at) FROM raw.lead_activities WHERE _deleted_at IS NULL
+) AS t
+"""
+
+
+@dataclass
+class RefreshResult:
+    ok: bool = True
+    as_of: str | None = None
+    failures: list[tuple[str, str]] = field(default_factory=list)     # (step or node, message)
+    ingest: dict[str, dict] = field(default_factory=dict)              # asset -> metadata
+    built: list[str] = field(default_factory=list)                     # dbt assets materialized
+    checks_passed: int = 0
+    checks_failed: list[str] = field(default_factory=list)
+    seconds: dict[str, float] = field(default_factory=dict)
+    log_path: Path | None = None
+
+
+_PROGRESS = re.compile(r"(\d+ of \d+ (?:START|OK|PASS|ERROR|FAIL|WARN|SKIP)\b.*?)(?:\s\.{2,}|$)")
+
+
+class _LogTee(io.TextIOBase):
+    """Takes what dagster-dbt prints (dbt's log lines) to a log file, and reports "N of M" lines."""
+
+    def __init__(self, path: Path, progress: Callable[[str], None] | None):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self.file = path.open("a", encoding="utf-8")
+        self.progress = progress
+
+    def write(self, text: str) -> int:
+        self.file.write(text)
+        if self.progress:
+            m = _PROGRESS.search(text)
+            if m:
+                self.progress(m.group(1))
+        return len(text)
+
+    def flush(self) -> None:
+        self.file.flush()
+
+    def close(self) -> None:
+        self.file.close()
+
+
+def dagster_instance(cfg: Settings):
+    import dagster as dg
+
+    home = cfg.home / "dagster"
+    home.mkdir(parents=True, exist_ok=True)
+    os.environ.setdefault("DAGSTER_HOME", str(home))
+    return dg.DagsterInstance.get()
+
+
+def latest_business_day(cfg: Settings) -> str:
+    from ingest.warehouse import open_warehouse
+
+    wh = open_warehouse(cfg)
+    try:
+        ts = wh.query(LATEST_BUSINESS_TIME)["ts"][0]
+    finally:
+        wh.close()
+    if ts is None:
+        return dt.datetime.now(dt.timezone.utc).date().isoformat()
+    return ts.astimezone(dt.timezone.utc).date().isoformat()
+
+
+def _step_failures(result) -> list[tuple[str, str]]:
+    import dagster as dg
+
+    out = []
+    for event in result.all_events:
+        if event.event_type == dg.DagsterEventType.STEP_FAILURE:
+            err = event.step_failure_data.error
+            user = event.step_failure_data.user_failure_data
+            msg = (user.description if user and user.description else None) or \
+                  (err.cause.message if err and err.cause else (err.message if err else "failed"))
+            msg = msg.strip()
+            out.append((event.step_key, redact(msg if user else (msg.splitlines()[-1] if msg else "failed"))))
+    return out
+
+
+def run_refresh(cfg: Settings, *, full_refresh: bool = False, as_of: str | None = None,
+                transform: bool = True, progress: Callable[[str], None] | None = None) -> RefreshResult:
+    """Ingest, then dbt build for ``as_of``; dbt's log goes to $CRM_HOME/logs/refresh-<time>.log."""
+    log_path = cfg.home / "logs" / f"refresh-{dt.datetime.now(dt.timezone.utc):%Y%m%dT%H%M%S}.log"
+    tee = _LogTee(log_path, progress)
+    try:
+        with contextlib.redirect_stdout(tee):
+            res = _run_refresh(cfg, full_refresh=full_refresh, as_of=as_of, transform=transform, progress=progress)
+    finally:
+        tee.close()
+    res.log_path = log_path
+    return res
+
+
+def _run_refresh(cfg: Settings, *, full_refresh: bool, as_of: str | None, transform: bool,
+                 progress: Callable[[str], None] | None) -> RefreshResult:
+    import dagster as dg
+
+    from orchestration.definitions import defs
+    from orchestration.defs.ingest.assets import FULL_REFRESH_TAG
+
+    os.environ["CRM_WAREHOUSE"] = cfg.warehouse
+    res = RefreshResult()
+    instance = dagster_instance(cfg)
+    tags = {FULL_REFRESH_TAG: "true" if full_refresh else "false"}
+    run_config = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
+
+    t0 = time.perf_counter()
+    if progress:
+        progress("ingest: every source table and the webhook landing zone")
+    ingest = defs.resolve_job_def("ingest").execute_in_process(
+        instance=instance, raise_on_error=False, tags=tags, run_config=run_config)
+    res.seconds["ingest"] = time.perf_counter() - t0
+    res.failures += _step_failures(ingest)
+    for event in ingest.get_asset_materialization_events():
+        m = event.event_specific_data.materialization
+        res.ingest["/".join(m.asset_key.path)] = {k: v.value for k, v in m.metadata.items()}
+    if not ingest.success:
+        res.ok = False
+        return res
+    if not transform:
+        return res
+
+    res.as_of = as_of or latest_business_day(cfg)
+    if progress:
+        progress(f"dbt build as of {res.as_of}")
+    t1 = time.perf_counter()
+    built = defs.resolve_job_def("transform").execute_in_process(
+        instance=instance, raise_on_error=False, tags=tags, run_config=run_config, partition_key=res.as_of)
+    res.seconds["transform"] = time.perf_counter() - t1
+    res.failures += _step_failures(built)
+    res.built = sorted("/".join(e.event_specific_data.materialization.asset_key.path)
+                       for e in built.get_asset_materialization_events())
+    for ev in built.get_asset_check_evaluations():
+        if ev.passed:
+            res.checks_passed += 1
+        else:
+            res.checks_failed.append(f"{ev.asset_key.to_user_string()}:{ev.check_name}")
+    res.ok = built.success
+    return res
+
+
+def with_target(cfg: Settings, target: str | None) -> Settings:
+    return dataclasses.replace(cfg, warehouse=target) if target else cfg

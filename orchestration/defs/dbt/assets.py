@@ -1,0 +1,60 @@
+"""Every dbt model, seed and snapshot as a Dagster asset (key <schema>/<name>), downstream of its
+raw/<table> asset; dbt tests as asset checks. Partitioned by day: the partition is the as-of day
+the models are built for (var as_of), so a past day can be rebuilt or backfilled."""
+
+import json
+import os
+from typing import Any, Mapping
+
+import dagster as dg
+from dagster_dbt import DagsterDbtTranslator, DbtCliResource, dbt_assets
+
+from ingest.config import redact, settings
+from orchestration.defs.dbt.project import dbt_env, dbt_project, ensure_manifest
+from orchestration.defs.ingest.assets import FULL_REFRESH_TAG
+
+# Business days the warehouse can be built for; end_offset=1 makes today's partition exist.
+DAILY = dg.DailyPartitionsDefinition(start_date="2015-01-01", end_offset=1)
+
+
+class Translator(DagsterDbtTranslator):
+    def get_asset_key(self, dbt_resource_props: Mapping[str, Any]) -> dg.AssetKey:
+        if dbt_resource_props["resource_type"] == "source":
+            return super().get_asset_key(dbt_resource_props)  # meta.dagster.asset_key: raw/<table>
+        return dg.AssetKey([dbt_resource_props["schema"], dbt_resource_props["name"]])
+
+    def get_group_name(self, dbt_resource_props: Mapping[str, Any]) -> str | None:
+        return dbt_resource_props.get("schema") or "dbt"
+
+
+def failed_nodes(run_results: Mapping[str, Any]) -> list[tuple[str, str]]:
+    """(node, message) for every model, seed, snapshot or test that errored or failed."""
+    out = []
+    for r in run_results.get("results", []):
+        if r.get("status") in ("error", "fail", "runtime error"):
+            msg = (r.get("message") or r.get("status") or "").strip().splitlines()
+            out.append((r["unique_id"], redact(msg[0] if msg else r["status"])))
+    return out
+
+
+@dbt_assets(manifest=ensure_manifest(), project=dbt_project, partitions_def=DAILY,
+            dagster_dbt_translator=Translator(), name="dbt_models")
+def dbt_models(context: dg.AssetExecutionContext, dbt: DbtCliResource):
+    cfg = settings()
+    os.environ.update(dbt_env(cfg))
+    args = ["build", "--vars", json.dumps({"as_of": context.partition_key})]
+    if context.run.tags.get(FULL_REFRESH_TAG) == "true":
+        args.append("--full-refresh")
+    context.log.info(f"dbt {' '.join(args)} on the {cfg.warehouse} warehouse")
+    invocation = dbt.cli(args, context=context, raise_on_error=False)
+    try:
+        yield from invocation.stream()
+    finally:  # never leave dbt running (it holds the DuckDB file) when this step stops early
+        if invocation.process.poll() is None:
+            invocation.process.terminate()
+            invocation.process.wait()
+    failures = failed_nodes(invocation.get_artifact("run_results.json"))
+    if failures or not invocation.is_successful():
+        listed = "; ".join(f"{node}: {msg}" for node, msg in failures) or "see the dbt log"
+        raise dg.Failure(description=f"dbt build failed: {listed}",
+                         metadata={"failed": dg.MetadataValue.json([n for n, _ in failures])})
