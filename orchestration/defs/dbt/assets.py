@@ -32,8 +32,8 @@ def failed_nodes(run_results: Mapping[str, Any]) -> list[tuple[str, str]]:
     out = []
     for r in run_results.get("results", []):
         if r.get("status") in ("error", "fail", "runtime error"):
-            msg = (r.get("message") or r.get("status") or "").strip().splitlines()
-            out.append((r["unique_id"], redact(msg[0] if msg else r["status"])))
+            lines = [ln.strip() for ln in (r.get("message") or r.get("status") or "").strip().splitlines() if ln.strip()]
+            out.append((r["unique_id"], redact(" ".join(lines[:2]) if lines else r["status"])))
     return out
 
 

@@ -9,6 +9,8 @@
 
 {%- set periods = ['daily', 'weekly', 'monthly', 'quarterly'] -%}
 {%- set grains = {'daily': 'day', 'weekly': 'week', 'monthly': 'month', 'quarterly': 'quarter'} -%}
+{#- period length as (datepart, n): PostgreSQL has no '1 quarter' interval -#}
+{%- set lengths = {'daily': ('day', 1), 'weekly': ('day', 7), 'monthly': ('month', 1), 'quarterly': ('month', 3)} -%}
 
 with
 
@@ -94,7 +96,7 @@ period_bounds as (
         metric_date,
         case period_type
             {% for p in periods %}
-            when '{{ p }}' then {{ add_days(dbt.dateadd(grains[p], 1, 'metric_date'), -1) }}
+            when '{{ p }}' then {{ add_days(dbt.dateadd(lengths[p][0], lengths[p][1], 'metric_date'), -1) }}
             {% endfor %}
         end as period_end
     from periods
