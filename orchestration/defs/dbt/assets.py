@@ -45,6 +45,10 @@ def dbt_models(context: dg.AssetExecutionContext, dbt: DbtCliResource):
     args = ["build", "--vars", json.dumps({"as_of": context.partition_key})]
     if context.run.tags.get(FULL_REFRESH_TAG) == "true":
         args.append("--full-refresh")
+    if cfg.warehouse == "postgres":
+        # dbt-postgres cannot build unit-test fixtures for inputs with array columns ("cast(null as
+        # ARRAY)"); the same SQL's unit tests run on DuckDB, and the tests compare both targets' marts.
+        args += ["--exclude", "test_type:unit"]
     context.log.info(f"dbt {' '.join(args)} on the {cfg.warehouse} warehouse")
     invocation = dbt.cli(args, context=context, raise_on_error=False)
     try:

@@ -122,11 +122,11 @@ final as (
         cast(case when control_open_rate > 0
             then 100.0 * (open_rate_excl_machine - control_open_rate) / control_open_rate end as decimal(9, 2)) as open_lift_pct,
         cast(open_z as decimal(9, 4)) as open_z,
-        cast(case when open_z is not null then 2 * (1 - {{ normal_cdf('abs(open_z)') }}) end as decimal(9, 6)) as open_p_value,
+        cast(case when open_z is not null then 2 * (1 - {{ normal_cdf('abs(open_z)') }}) end as decimal(9, 5)) as open_p_value,
         cast(case when control_click_rate > 0
             then 100.0 * (click_rate - control_click_rate) / control_click_rate end as decimal(9, 2)) as click_lift_pct,
         cast(click_z as decimal(9, 4)) as click_z,
-        cast(case when click_z is not null then 2 * (1 - {{ normal_cdf('abs(click_z)') }}) end as decimal(9, 6)) as click_p_value
+        cast(case when click_z is not null then 2 * (1 - {{ normal_cdf('abs(click_z)') }}) end as decimal(9, 5)) as click_p_value
     from tested
 
 )
