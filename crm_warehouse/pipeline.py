@@ -76,6 +76,19 @@ def dagster_instance(cfg: Settings):
     return dg.DagsterInstance.get()
 
 
+def export_settings(cfg: Settings) -> None:
+    """The assets read their configuration from the environment (as a Dagster deployment would):
+    make it say what ``cfg`` says."""
+    values = {"CRM_HOME": str(cfg.home), "CRM_EMAIL_EVENTS_DIR": str(cfg.email_events_dir),
+              "CRM_WAREHOUSE": cfg.warehouse, "CRM_DUCKDB_PATH": str(cfg.duckdb_path),
+              "CRM_SOURCE_URL": cfg.source_url, "CRM_WAREHOUSE_URL": cfg.warehouse_url}
+    for name, value in values.items():
+        if value is None:
+            os.environ.pop(name, None)
+        else:
+            os.environ[name] = value
+
+
 def latest_business_day(cfg: Settings) -> str:
     from ingest.warehouse import open_warehouse
 
@@ -104,46 +117,48 @@ def _step_failures(result) -> list[tuple[str, str]]:
     return out
 
 
-def run_refresh(cfg: Settings, *, full_refresh: bool = False, as_of: str | None = None,
+def run_refresh(cfg: Settings, *, full_refresh: bool = False, as_of: str | None = None, ingest: bool = True,
                 transform: bool = True, progress: Callable[[str], None] | None = None) -> RefreshResult:
     """Ingest, then dbt build for ``as_of``; dbt's log goes to $CRM_HOME/logs/refresh-<time>.log."""
     log_path = cfg.home / "logs" / f"refresh-{dt.datetime.now(dt.timezone.utc):%Y%m%dT%H%M%S}.log"
     tee = _LogTee(log_path, progress)
     try:
         with contextlib.redirect_stdout(tee):
-            res = _run_refresh(cfg, full_refresh=full_refresh, as_of=as_of, transform=transform, progress=progress)
+            res = _run_refresh(cfg, full_refresh=full_refresh, as_of=as_of, ingest=ingest, transform=transform,
+                               progress=progress)
     finally:
         tee.close()
     res.log_path = log_path
     return res
 
 
-def _run_refresh(cfg: Settings, *, full_refresh: bool, as_of: str | None, transform: bool,
+def _run_refresh(cfg: Settings, *, full_refresh: bool, as_of: str | None, ingest: bool, transform: bool,
                  progress: Callable[[str], None] | None) -> RefreshResult:
     import dagster as dg
 
     from orchestration.definitions import defs
     from orchestration.defs.ingest.assets import FULL_REFRESH_TAG
 
-    os.environ["CRM_WAREHOUSE"] = cfg.warehouse
+    export_settings(cfg)
     res = RefreshResult()
     instance = dagster_instance(cfg)
     tags = {FULL_REFRESH_TAG: "true" if full_refresh else "false"}
     run_config = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
 
-    t0 = time.perf_counter()
-    if progress:
-        progress("ingest: every source table and the webhook landing zone")
-    ingest = defs.resolve_job_def("ingest").execute_in_process(
-        instance=instance, raise_on_error=False, tags=tags, run_config=run_config)
-    res.seconds["ingest"] = time.perf_counter() - t0
-    res.failures += _step_failures(ingest)
-    for event in ingest.get_asset_materialization_events():
-        m = event.event_specific_data.materialization
-        res.ingest["/".join(m.asset_key.path)] = {k: v.value for k, v in m.metadata.items()}
-    if not ingest.success:
-        res.ok = False
-        return res
+    if ingest:
+        t0 = time.perf_counter()
+        if progress:
+            progress("ingest: every source table and the webhook landing zone")
+        loaded = defs.resolve_job_def("ingest").execute_in_process(
+            instance=instance, raise_on_error=False, tags=tags, run_config=run_config)
+        res.seconds["ingest"] = time.perf_counter() - t0
+        res.failures += _step_failures(loaded)
+        for event in loaded.get_asset_materialization_events():
+            m = event.event_specific_data.materialization
+            res.ingest["/".join(m.asset_key.path)] = {k: v.value for k, v in m.metadata.items()}
+        if not loaded.success:  # the models would read a partial raw layer: stop here
+            res.ok = False
+            return res
     if not transform:
         return res
 

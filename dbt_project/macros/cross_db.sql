@@ -110,3 +110,15 @@
 {% macro postgres__json_object_agg_text(key, value) -%}
     '{' || string_agg(to_json({{ key }})::text || ':' || to_json({{ value }})::text, ',' order by {{ key }}) || '}'
 {%- endmacro %}
+
+{#- value x percent / 100 rounded to cents in exact decimal arithmetic on both engines (DuckDB turns
+    decimal / integer into a double, which rounds 2515.705 down). -#}
+{% macro weighted_value(value, percent) -%}
+    cast(round(cast({{ value }} as decimal(15, 2)) * {{ percent }} * 0.01, 2) as decimal(15, 2))
+{%- endmacro %}
+
+{#- An average rounded to `scale` decimals the same way on both engines (DuckDB's avg of decimals is a
+    double: fix it to 6 decimals before rounding, so 30.985 does not become 30.98). -#}
+{% macro avg_decimal(expr, scale=2) -%}
+    round(cast(avg({{ expr }}) as decimal(18, 6)), {{ scale }})
+{%- endmacro %}

@@ -1,4 +1,6 @@
--- Invariant: the funnel's cohorts add up to the live leads, per company. Returns the companies that disagree.
+{{ config(meta={'dagster': {'asset_key': ['marts', 'funnel_conversion']}}) }}
+
+-- Invariant: the funnel's cohorts add up to the live leads created by the end of the as-of day, per company. Returns the companies that disagree.
 with
 
 funnel as (
@@ -14,6 +16,7 @@ leads as (
     select company_id, count(*) as leads
     from {{ ref('dim_leads') }}
     where not is_deleted
+        and created_at < (select as_of_end_utc from {{ ref('int_as_of') }})
     group by company_id
 
 )

@@ -50,7 +50,8 @@ def dbt_models(context: dg.AssetExecutionContext, dbt: DbtCliResource):
         # ARRAY)"); the same SQL's unit tests run on DuckDB, and the tests compare both targets' marts.
         args += ["--exclude", "test_type:unit"]
     context.log.info(f"dbt {' '.join(args)} on the {cfg.warehouse} warehouse")
-    invocation = dbt.cli(args, context=context, raise_on_error=False)
+    target_path = cfg.home / "dbt" / "target"  # run artefacts beside the warehouse, not in the repository
+    invocation = dbt.cli(args, context=context, raise_on_error=False, target_path=target_path)
     try:
         yield from invocation.stream()
     finally:  # never leave dbt running (it holds the DuckDB file) when this step stops early

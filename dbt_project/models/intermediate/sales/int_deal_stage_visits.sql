@@ -1,14 +1,22 @@
 {#-
-  One row per stage visit of a live deal, from deal_stage_history: the move into a stage opens the
-  visit, the deal's next move closes it. Direction compares the stage orders of the move.
+  One row per stage visit of a live deal, from deal_stage_history up to the end of the as-of day:
+  the move into a stage opens the visit, the deal's next move closes it. Direction compares the
+  stage orders of the move.
 -#}
 
 with
+
+as_of as (
+
+    select * from {{ ref('int_as_of') }}
+
+),
 
 moves as (
 
     select * from {{ ref('stg_builddesk__deal_stage_history') }}
     where not is_deleted
+        and moved_at < (select as_of_end_utc from as_of)
 
 ),
 

@@ -8,10 +8,17 @@
 
 with
 
+as_of as (
+
+    select * from {{ ref('int_as_of') }}
+
+),
+
 leads as (
 
     select * from {{ ref('stg_builddesk__leads') }}
     where not is_deleted
+        and created_at < (select as_of_end_utc from as_of)
 
 ),
 
@@ -23,6 +30,7 @@ demos as (
         min(case when status = 'completed' then coalesce(completed_at, scheduled_at) end) as demo_completed_at
     from {{ ref('stg_builddesk__demo_requests') }}
     where not is_deleted and lead_id is not null
+        and created_at < (select as_of_end_utc from as_of)
     group by lead_id
 
 ),
@@ -39,6 +47,7 @@ proposals as (
     select deal_id, min(created_at) as proposal_sent_at
     from {{ ref('stg_builddesk__deal_activities') }}
     where not is_deleted and activity_type = 'proposal_sent'
+        and created_at < (select as_of_end_utc from as_of)
     group by deal_id
 
 ),

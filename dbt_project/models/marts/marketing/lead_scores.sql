@@ -1,5 +1,5 @@
 {#-
-  One row per lead. rule_score sums the seed's weight over the lead's live activities (both
+  One row per lead created by the end of the as-of day. rule_score sums the seed's weight over the lead's live activities (both
   e-mail spellings count); decayed_score weighs each activity by 0.5 ^ (age in days at the as-of
   day / var lead_score_half_life_days); grade cuts decayed_score at var lead_grade_hot /
   lead_grade_warm. operational_recomputed_score is the trigger's own arithmetic (only the
@@ -15,6 +15,7 @@ with
 leads as (
 
     select * from {{ ref('stg_builddesk__leads') }}
+    where created_at < (select as_of_end_utc from {{ ref('int_as_of') }})
 
 ),
 
@@ -22,6 +23,7 @@ activities as (
 
     select * from {{ ref('stg_builddesk__lead_activities') }}
     where not is_deleted
+        and created_at < (select as_of_end_utc from {{ ref('int_as_of') }})
 
 ),
 

@@ -126,7 +126,7 @@ final as (
         visit_days.probability_at_entry as stage_probability,
         case
             when visit_days.is_won_stage or visit_days.is_lost_stage then cast(0 as decimal(15, 2))
-            else cast(round(visit_days.value_at_entry * visit_days.probability_at_entry / 100.0, 2) as decimal(15, 2))
+            else {{ weighted_value('visit_days.value_at_entry', 'visit_days.probability_at_entry') }}
         end as weighted_value,
         {{ date_diff_days('deal_days.created_date', 'deal_days.snapshot_date') }} as days_since_created,
         deal_days.changed_at

@@ -62,7 +62,7 @@ final as (
         close_month,
         count(*) as open_deals,
         cast(sum(estimated_value) as decimal(15, 2)) as open_value,
-        cast(sum(estimated_value * coalesce(current_stage_probability, 0) / 100.0) as decimal(15, 2)) as stage_weighted_value,
+        sum({{ weighted_value('estimated_value', 'coalesce(current_stage_probability, 0)') }}) as stage_weighted_value,
         cast(sum(estimated_value * learned_win_rate) as decimal(15, 2)) as history_weighted_value,
         sum(case when status = 'on_hold' then 1 else 0 end) as on_hold_deals
     from open_deals

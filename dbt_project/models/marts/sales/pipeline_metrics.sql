@@ -139,7 +139,7 @@ closed as (
         sum(case when deals.status = 'lost' then 1 else 0 end) as deals_lost,
         sum(case when deals.status = 'won' then coalesce(deals.actual_value, deals.estimated_value) else 0 end) as won_value,
         sum(case when deals.status = 'lost' then coalesce(deals.actual_value, deals.estimated_value) else 0 end) as lost_value,
-        avg(deals.cycle_days) as average_cycle_time
+        {{ avg_decimal('deals.cycle_days') }} as average_cycle_time
     from grid
     inner join deals
         on deals.template_id = grid.template_id
@@ -184,7 +184,7 @@ stage_exits as (
     select
         grid.company_id, grid.template_id, grid.period_type, grid.metric_date,
         transitions.stage_name,
-        round(avg(transitions.days_in_stage), 2) as avg_days
+        {{ avg_decimal('transitions.days_in_stage') }} as avg_days
     from grid
     inner join transitions
         on transitions.template_id = grid.template_id

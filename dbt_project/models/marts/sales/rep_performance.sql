@@ -29,6 +29,12 @@ reps as (
 
 ),
 
+as_of as (
+
+    select * from {{ ref('int_as_of') }}
+
+),
+
 activities as (
 
     select
@@ -37,6 +43,7 @@ activities as (
         {{ utc_date('coalesce(completed_at, created_at)') }} as activity_date
     from {{ ref('stg_builddesk__deal_activities') }}
     where not is_deleted and activity_type in ('call', 'meeting')
+        and coalesce(completed_at, created_at) < (select as_of_end_utc from as_of)
     union all
     select
         created_by as rep_id,
@@ -44,6 +51,7 @@ activities as (
         {{ utc_date('activity_date') }} as activity_date
     from {{ ref('stg_builddesk__crm_activities') }}
     where not is_deleted and activity_type in ('call', 'meeting')
+        and activity_date < (select as_of_end_utc from as_of)
 
 ),
 
@@ -54,7 +62,7 @@ closed as (
         sum(case when deals.status = 'won' then 1 else 0 end) as deals_won,
         sum(case when deals.status = 'lost' then 1 else 0 end) as deals_lost,
         sum(case when deals.status = 'won' then coalesce(deals.actual_value, deals.estimated_value) else 0 end) as revenue_won,
-        avg(deals.cycle_days) as average_cycle_days
+        {{ avg_decimal('deals.cycle_days') }} as average_cycle_days
     from quotas
     inner join deals
         on deals.rep_id = quotas.user_id
