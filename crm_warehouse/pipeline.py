@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
-from ingest.config import Settings, redact
+from ingest.config import Settings, redact, temporary_env
 
 # What ends the modelled history when no --as-of is given: the latest business time in raw
 # (the same rule as the dbt model int_as_of), so a simulated CRM is modelled up to its own today.
@@ -76,17 +76,15 @@ def dagster_instance(cfg: Settings):
     return dg.DagsterInstance.get()
 
 
-def export_settings(cfg: Settings) -> None:
+@contextlib.contextmanager
+def exported_settings(cfg: Settings):
     """The assets read their configuration from the environment (as a Dagster deployment would):
-    make it say what ``cfg`` says."""
+    make it say what ``cfg`` says for the duration, then put it back."""
     values = {"CRM_HOME": str(cfg.home), "CRM_EMAIL_EVENTS_DIR": str(cfg.email_events_dir),
               "CRM_WAREHOUSE": cfg.warehouse, "CRM_DUCKDB_PATH": str(cfg.duckdb_path),
               "CRM_SOURCE_URL": cfg.source_url, "CRM_WAREHOUSE_URL": cfg.warehouse_url}
-    for name, value in values.items():
-        if value is None:
-            os.environ.pop(name, None)
-        else:
-            os.environ[name] = value
+    with temporary_env(values):
+        yield
 
 
 def latest_business_day(cfg: Settings) -> str:
@@ -123,7 +121,7 @@ def run_refresh(cfg: Settings, *, full_refresh: bool = False, as_of: str | None 
     log_path = cfg.home / "logs" / f"refresh-{dt.datetime.now(dt.timezone.utc):%Y%m%dT%H%M%S}.log"
     tee = _LogTee(log_path, progress)
     try:
-        with contextlib.redirect_stdout(tee):
+        with contextlib.redirect_stdout(tee), exported_settings(cfg):
             res = _run_refresh(cfg, full_refresh=full_refresh, as_of=as_of, ingest=ingest, transform=transform,
                                progress=progress)
     finally:
@@ -139,7 +137,6 @@ def _run_refresh(cfg: Settings, *, full_refresh: bool, as_of: str | None, ingest
     from orchestration.definitions import defs
     from orchestration.defs.ingest.assets import FULL_REFRESH_TAG
 
-    export_settings(cfg)
     res = RefreshResult()
     instance = dagster_instance(cfg)
     tags = {FULL_REFRESH_TAG: "true" if full_refresh else "false"}

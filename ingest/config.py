@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 from dataclasses import dataclass
@@ -50,3 +51,22 @@ def redact(text: str) -> str:
     """Hide passwords in PostgreSQL URLs and key=value connection strings."""
     text = _PASSWORD_IN_URL.sub(lambda m: f"{m['head']}***@" if m["pw"] else m[0], text)
     return _PASSWORD_PARAM.sub(lambda m: f"{m['head']}***", text)
+
+
+@contextlib.contextmanager
+def temporary_env(values: dict[str, str | None]):
+    """Set (or, for None, unset) environment variables for the duration; restore them after."""
+    saved = {name: os.environ.get(name) for name in values}
+    try:
+        for name, value in values.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+        yield
+    finally:
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value

@@ -3,13 +3,12 @@ raw/<table> asset; dbt tests as asset checks. Partitioned by day: the partition 
 the models are built for (var as_of), so a past day can be rebuilt or backfilled."""
 
 import json
-import os
 from typing import Any, Mapping
 
 import dagster as dg
 from dagster_dbt import DagsterDbtTranslator, DbtCliResource, dbt_assets
 
-from ingest.config import redact, settings
+from ingest.config import redact, settings, temporary_env
 from orchestration.defs.dbt.project import dbt_env, dbt_project, ensure_manifest
 from orchestration.defs.ingest.assets import FULL_REFRESH_TAG
 
@@ -41,7 +40,6 @@ def failed_nodes(run_results: Mapping[str, Any]) -> list[tuple[str, str]]:
             dagster_dbt_translator=Translator(), name="dbt_models")
 def dbt_models(context: dg.AssetExecutionContext, dbt: DbtCliResource):
     cfg = settings()
-    os.environ.update(dbt_env(cfg))
     args = ["build", "--vars", json.dumps({"as_of": context.partition_key})]
     if context.run.tags.get(FULL_REFRESH_TAG) == "true":
         args.append("--full-refresh")
@@ -51,13 +49,14 @@ def dbt_models(context: dg.AssetExecutionContext, dbt: DbtCliResource):
         args += ["--exclude", "test_type:unit"]
     context.log.info(f"dbt {' '.join(args)} on the {cfg.warehouse} warehouse")
     target_path = cfg.home / "dbt" / "target"  # run artefacts beside the warehouse, not in the repository
-    invocation = dbt.cli(args, context=context, raise_on_error=False, target_path=target_path)
-    try:
-        yield from invocation.stream()
-    finally:  # never leave dbt running (it holds the DuckDB file) when this step stops early
-        if invocation.process.poll() is None:
-            invocation.process.terminate()
-            invocation.process.wait()
+    with temporary_env(dbt_env(cfg)):  # what profiles.yml reads; the dbt process inherits it
+        invocation = dbt.cli(args, context=context, raise_on_error=False, target_path=target_path)
+        try:
+            yield from invocation.stream()
+        finally:  # never leave dbt running (it holds the DuckDB file) when this step stops early
+            if invocation.process.poll() is None:
+                invocation.process.terminate()
+                invocation.process.wait()
     failures = failed_nodes(invocation.get_artifact("run_results.json"))
     if failures or not invocation.is_successful():
         listed = "; ".join(f"{node}: {msg}" for node, msg in failures) or "see the dbt log"

@@ -1,0 +1,85 @@
+"""Full dbt build against a one-day incremental refresh of the models, on one warehouse target.
+
+    python benchmarks/dbt_build.py --home DIR [--target duckdb|postgres] [--runs 3] [--days 3]
+
+``--home`` is a CRM_HOME whose source exists (``crm-warehouse source up --scale medium``); the
+source is advanced by this script (one simulated day per incremental sample). The warehouse
+is a fresh one under ``--home`` (``bench-warehouse.duckdb`` or a database ``bench_wh`` in the
+source's embedded server), so an existing warehouse is not touched.
+
+Steps, each through the same Dagster jobs `crm-warehouse refresh` runs:
+1. ingest the source into the fresh warehouse (not timed here: see raw_ingest.py);
+2. ``--runs`` full builds (``dbt build --full-refresh``: every model, seed, snapshot and test);
+3. ``--days`` times: ``source advance --days 1``, an incremental ingest, then the incremental
+   dbt build, timed. The reference is the full build measured in the same invocation.
+Prints each sample and the medians; the ratio is incremental / full.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import statistics
+import sys
+from pathlib import Path
+
+import psycopg
+
+from crm_warehouse.pipeline import run_refresh
+from ingest.config import settings
+from ingest.postgres_server import source_url
+
+
+def main() -> int:
+    p = argparse.ArgumentParser()
+    p.add_argument("--home", required=True, type=Path)
+    p.add_argument("--target", choices=["duckdb", "postgres"], default="duckdb")
+    p.add_argument("--runs", type=int, default=3)
+    p.add_argument("--days", type=int, default=3)
+    args = p.parse_args()
+
+    from ingest.simulator import advance
+
+    base = settings({"CRM_HOME": str(args.home)})
+    url = source_url(base)
+    if args.target == "duckdb":
+        db = args.home / "bench-warehouse.duckdb"
+        db.unlink(missing_ok=True)
+        cfg = dataclasses.replace(base, source_url=url, duckdb_path=db)
+    else:
+        server = url.replace("/builddesk?", "/postgres?")
+        with psycopg.connect(server, autocommit=True) as conn:
+            conn.execute("DROP DATABASE IF EXISTS bench_wh WITH (FORCE)")
+            conn.execute("CREATE DATABASE bench_wh")
+        cfg = dataclasses.replace(base, source_url=url, warehouse="postgres",
+                                  warehouse_url=server.replace("/postgres?", "/bench_wh?"))
+
+    def check(res, what: str):
+        if not res.ok:
+            print(f"{what} failed: {res.failures} {res.checks_failed}", file=sys.stderr)
+            sys.exit(1)
+        return res
+
+    res = check(run_refresh(cfg, transform=False), "ingest")
+    print(f"ingest into {args.target}: {res.seconds['ingest']:.1f} s", flush=True)
+    full = []
+    for i in range(args.runs):
+        res = check(run_refresh(cfg, ingest=False, full_refresh=True), "full build")
+        full.append(res.seconds["transform"])
+        print(f"full build {i + 1}: {full[-1]:.1f} s ({len(res.built)} assets, {res.checks_passed} tests)", flush=True)
+    inc = []
+    for day in range(args.days):
+        advance.advance(url, cfg.email_events_dir, days=1)
+        res = check(run_refresh(cfg, transform=False), "incremental ingest")
+        ingest_s = res.seconds["ingest"]
+        res = check(run_refresh(cfg, ingest=False), "incremental build")
+        inc.append(res.seconds["transform"])
+        print(f"day {day + 1}: ingest {ingest_s:.1f} s, incremental build {inc[-1]:.1f} s (as of {res.as_of})", flush=True)
+    f, n = statistics.median(full), statistics.median(inc)
+    print(f"\n{args.target}: full build median {f:.1f} s, one-day incremental build median {n:.1f} s "
+          f"= {100 * n / f:.1f} % of the full build")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
