@@ -241,3 +241,31 @@ def test_dagster_wiring_of_the_dbt_project():
     assert job.partitions_def is not None
     schedule = defs.resolve_schedule_def("daily_refresh_schedule")
     assert schedule.cron_schedule == "0 3 * * *" and schedule.job_name == "daily_refresh"
+
+
+def readme_queries() -> list[str]:
+    import re
+    from pathlib import Path
+
+    text = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    start = text.index("-- 1. open pipeline by stage")
+    block = text[start:text.index("```", start)]
+    return [q.strip() for q in re.split(r"\n-- \d+\..*\n", "\n" + block) if q.strip()]
+
+
+def test_readme_analyst_queries_run_and_answer(built):
+    """The README's ten first questions run on the warehouse a refresh built and return rows."""
+    queries = readme_queries()
+    assert len(queries) == 10
+    wh = open_warehouse(built["duckdb"][0])
+    try:
+        for q in queries:
+            assert wh.query(q.rstrip(";")).height > 0, q
+    finally:
+        wh.close()
+    wh = open_warehouse(built["postgres"][0])
+    try:
+        for q in queries[:-1]:  # the last one uses DuckDB's median()
+            assert wh.query(q.rstrip(";")).height > 0, q
+    finally:
+        wh.close()

@@ -122,3 +122,8 @@
 {% macro avg_decimal(expr, scale=2) -%}
     round(cast(avg({{ expr }}) as decimal(18, 6)), {{ scale }})
 {%- endmacro %}
+
+{#- The high-water mark of an incremental model: raw rows changed since then are re-read. -#}
+{% macro load_high_water_mark() -%}
+    (select max(changed_at) - interval '{{ var("load_lookback_minutes") | int }} minutes' from {{ this }})
+{%- endmacro %}

@@ -1,8 +1,11 @@
 {#-
   One row: the day the modelled history ends (as_of_date, inclusive) and its end instant.
-  var('as_of') when set (refresh --as-of D, a Dagster partition); otherwise the latest business
-  time in the data, so that a replayed or simulated CRM is modelled up to its own "today".
+  var('as_of'), else the environment's CRM_AS_OF (refresh --as-of D, a Dagster partition), else
+  the latest business time in the data, so that a replayed or simulated CRM is modelled up to its
+  own "today".
 -#}
+
+{%- set as_of = var('as_of') or env_var('CRM_AS_OF', '') %}
 
 -- depends_on: {{ ref('stg_builddesk__deals') }}
 -- depends_on: {{ ref('stg_builddesk__deal_stage_history') }}
@@ -11,11 +14,11 @@
 
 with
 
-{% if var('as_of') %}
+{% if as_of %}
 
 final as (
 
-    select cast('{{ var("as_of") }}' as date) as as_of_date
+    select cast('{{ as_of }}' as date) as as_of_date
 
 )
 

@@ -1,5 +1,7 @@
+{#- indexes: PostgreSQL only (DuckDB's ART indexes would slow its bulk writes), for the keyed deletes of delete+insert and the high-water mark. -#}
 {{ config(
     materialized='incremental',
+    indexes=([{'columns': ['activity_id', 'source_table']}, {'columns': ['changed_at']}] if target.type == 'postgres' else []),
     unique_key=['activity_id', 'source_table'],
     incremental_strategy='delete+insert',
     on_schema_change='fail',
@@ -8,20 +10,25 @@
 {#-
   One feed of everything that happened around leads and deals: lead web activity
   (lead_activities), sales activities on deals (deal_activities), CRM activities
-  (crm_activities) and provider e-mail events (email_events, joined to the send and, by
-  recipient address, to the lead). Types normalized to one vocabulary (activity_type), times in
-  UTC. Rows deleted in the source stay, flagged is_deleted.
+  (crm_activities) and provider e-mail events (email_events, attributed by recipient address to
+  the earliest lead created with it). Types normalized to one vocabulary (activity_type), times
+  in UTC. Rows deleted in the source stay, flagged is_deleted.
 
-  Incremental: rows whose source row, or a row they take attributes from (lead, deal, send),
-  changed since the last build minus var incremental_lookback_days are re-emitted and replace
-  their previous version (delete+insert on activity_id + source_table).
+  Incremental: each source is read from its own high-water mark (rows loaded or flagged deleted
+  since the last build, minus var load_lookback_minutes), so a day's refresh reads a day of
+  rows, not the whole history; the rows replace their previous version (delete+insert on
+  activity_id + source_table). What is taken from another table is what does not change: a
+  lead's or deal's company, a deal's lead, the earliest lead of an address. A deal activity is
+  also re-read when its deal changed (its contact may have).
 -#}
+
+{%- set incremental = is_incremental() -%}
 
 with
 
 leads as (
 
-    select * from {{ ref('stg_builddesk__leads') }}
+    select lead_id, company_id from {{ ref('stg_builddesk__leads') }}
 
 ),
 
@@ -31,11 +38,32 @@ deals as (
 
 ),
 
-lead_emails as (
+lead_by_email as (
 
-    select lower(email) as email, lead_id, company_id, changed_at
-    from leads
-    where not is_deleted
+    select email, lead_id, company_id
+    from (
+        select
+            lower(email) as email,
+            lead_id,
+            company_id,
+            row_number() over (partition by lower(email) order by created_at, lead_id) as rank_by_age
+        from {{ ref('stg_builddesk__leads') }}
+    ) as ranked
+    where rank_by_age = 1
+
+),
+
+lead_activity_rows as (
+
+    select * from {{ ref('stg_builddesk__lead_activities') }}
+    {% if incremental %}where changed_at >= {{ load_high_water_mark() }}{% endif %}
+
+),
+
+email_event_rows as (
+
+    select * from {{ ref('stg_email__events') }}
+    {% if incremental %}where changed_at >= {{ load_high_water_mark() }}{% endif %}
 
 ),
 
@@ -48,13 +76,13 @@ lead_activity as (
         la.activity_type as source_activity_type,
         la.created_at as occurred_at,
         leads.company_id,
-        la.lead_id,
+        cast(la.lead_id as {{ dbt.type_string() }}) as lead_id,
         cast(null as {{ dbt.type_string() }}) as contact_id,
         cast(null as {{ dbt.type_string() }}) as deal_id,
         cast(null as {{ dbt.type_string() }}) as rep_id,
         la.is_deleted,
-        greatest(la.changed_at, coalesce(leads.changed_at, la.changed_at)) as changed_at
-    from {{ ref('stg_builddesk__lead_activities') }} as la
+        la.changed_at
+    from lead_activity_rows as la
     left join leads on leads.lead_id = la.lead_id
 
 ),
@@ -68,7 +96,7 @@ deal_activity as (
         da.activity_type as source_activity_type,
         coalesce(da.completed_at, da.created_at) as occurred_at,
         deals.company_id,
-        deals.lead_id,
+        cast(deals.lead_id as {{ dbt.type_string() }}) as lead_id,
         cast(coalesce(da.contact_id, deals.primary_contact_id, deals.contact_id) as {{ dbt.type_string() }}) as contact_id,
         cast(da.deal_id as {{ dbt.type_string() }}) as deal_id,
         cast(coalesce(da.assigned_to, da.created_by) as {{ dbt.type_string() }}) as rep_id,
@@ -76,6 +104,9 @@ deal_activity as (
         greatest(da.changed_at, coalesce(deals.changed_at, da.changed_at)) as changed_at
     from {{ ref('stg_builddesk__deal_activities') }} as da
     left join deals on deals.deal_id = da.deal_id
+    {% if incremental %}
+    where da.changed_at >= {{ load_high_water_mark() }} or deals.changed_at >= {{ load_high_water_mark() }}
+    {% endif %}
 
 ),
 
@@ -88,13 +119,14 @@ crm_activity as (
         ca.activity_type as source_activity_type,
         ca.activity_date as occurred_at,
         ca.company_id,
-        ca.lead_id,
+        cast(ca.lead_id as {{ dbt.type_string() }}) as lead_id,
         cast(null as {{ dbt.type_string() }}) as contact_id,
         cast(null as {{ dbt.type_string() }}) as deal_id,
         cast(ca.created_by as {{ dbt.type_string() }}) as rep_id,
         ca.is_deleted,
         ca.changed_at
     from {{ ref('stg_builddesk__crm_activities') }} as ca
+    {% if incremental %}where ca.changed_at >= {{ load_high_water_mark() }}{% endif %}
 
 ),
 
@@ -106,15 +138,15 @@ email_event as (
         'email_' || ev.event_type as activity_type,
         ev.provider_event_type as source_activity_type,
         ev.occurred_at,
-        lead_emails.company_id,
-        lead_emails.lead_id,
+        lead_by_email.company_id,
+        cast(lead_by_email.lead_id as {{ dbt.type_string() }}) as lead_id,
         cast(null as {{ dbt.type_string() }}) as contact_id,
         cast(null as {{ dbt.type_string() }}) as deal_id,
         cast(null as {{ dbt.type_string() }}) as rep_id,
         ev.is_deleted,
-        greatest(ev.changed_at, coalesce(lead_emails.changed_at, ev.changed_at)) as changed_at
-    from {{ ref('stg_email__events') }} as ev
-    left join lead_emails on lead_emails.email = ev.recipient_email
+        ev.changed_at
+    from email_event_rows as ev
+    left join lead_by_email on lead_by_email.email = ev.recipient_email
 
 ),
 
@@ -135,23 +167,19 @@ final as (
     select
         activity_id,
         source_table,
+        -- one spelling for e-mail engagement whatever the source wrote (the trigger's email_opened)
         replace(replace(activity_type, 'email_opened', 'email_open'), 'email_clicked', 'email_click') as activity_type,
         source_activity_type,
         occurred_at,
         {{ utc_date('occurred_at') }} as occurred_date,
         company_id,
-        cast(lead_id as {{ dbt.type_string() }}) as lead_id,
+        lead_id,
         contact_id,
         deal_id,
         rep_id,
         is_deleted,
         changed_at
     from unioned
-    {% if is_incremental() %}
-    where changed_at >= (
-        select max(changed_at) - interval '{{ var("incremental_lookback_days") }} days' from {{ this }}
-    )
-    {% endif %}
 
 )
 

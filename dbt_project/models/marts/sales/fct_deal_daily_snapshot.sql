@@ -1,5 +1,7 @@
+{#- indexes: PostgreSQL only (DuckDB's ART indexes would slow its bulk writes), for the keyed deletes of delete+insert and the high-water mark. -#}
 {{ config(
     materialized='incremental',
+    indexes=([{'columns': ['deal_id', 'snapshot_date']}, {'columns': ['changed_at']}] if target.type == 'postgres' else []),
     unique_key='deal_id',
     incremental_strategy='delete+insert',
     on_schema_change='fail',
@@ -15,7 +17,7 @@
   as recorded by that stage move, and the weighted value then.
 
   Incremental: a deal's rows are rebuilt whole (delete+insert on deal_id) when the deal or its
-  stage history changed since the last build (minus var incremental_lookback_days), every open
+  stage history was loaded since the last build (minus var load_lookback_minutes), every open
   deal is rebuilt so it gains the new days, and so is every deal closed after the previous or
   the current as-of day (a rebuild of a past day with --as-of, and the run after it); closed,
   unchanged deals are left alone. Post-hooks drop the rows of deals deleted in the source and
@@ -69,9 +71,7 @@ selected_deals as (
     {% if is_incremental() %}
     cross join as_of
     where deals.status not in ('won', 'lost')
-        or deal_changes.changed_at >= (
-            select max(changed_at) - interval '{{ var("incremental_lookback_days") }} days' from {{ this }}
-        )
+        or deal_changes.changed_at >= {{ load_high_water_mark() }}
         -- closed after the previous build's last day, or after this build's: its days change
         or deals.actual_close_date >= {{ add_days("least(as_of.as_of_date, (select max(snapshot_date) from " ~ this ~ "))", "-" ~ var("incremental_lookback_days")) }}
     {% endif %}

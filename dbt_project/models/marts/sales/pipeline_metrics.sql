@@ -120,39 +120,135 @@ grid as (
 
 ),
 
-created as (
+-- flow metrics are additive over days: aggregate per pipeline and day once, then roll the days up
+-- into each period type by their period start (an equi-join, not a range join per period)
+daily_created as (
 
-    select grid.company_id, grid.template_id, grid.period_type, grid.metric_date, count(*) as deals_created
-    from grid
-    inner join deals
-        on deals.template_id = grid.template_id
-        and deals.created_date between grid.metric_date and grid.period_end
-    group by 1, 2, 3, 4
+    select template_id, created_date as day, count(*) as deals_created
+    from deals
+    group by 1, 2
 
 ),
 
-closed as (
+daily_closed as (
 
     select
-        grid.company_id, grid.template_id, grid.period_type, grid.metric_date,
-        sum(case when deals.status = 'won' then 1 else 0 end) as deals_won,
-        sum(case when deals.status = 'lost' then 1 else 0 end) as deals_lost,
-        sum(case when deals.status = 'won' then coalesce(deals.actual_value, deals.estimated_value) else 0 end) as won_value,
-        sum(case when deals.status = 'lost' then coalesce(deals.actual_value, deals.estimated_value) else 0 end) as lost_value,
-        {{ avg_decimal('deals.cycle_days') }} as average_cycle_time
-    from grid
-    inner join deals
-        on deals.template_id = grid.template_id
-        and deals.status in ('won', 'lost')
-        and deals.actual_close_date between grid.metric_date and grid.period_end
+        template_id,
+        actual_close_date as day,
+        sum(case when status = 'won' then 1 else 0 end) as deals_won,
+        sum(case when status = 'lost' then 1 else 0 end) as deals_lost,
+        sum(case when status = 'won' then coalesce(actual_value, estimated_value) else 0 end) as won_value,
+        sum(case when status = 'lost' then coalesce(actual_value, estimated_value) else 0 end) as lost_value,
+        sum(cycle_days) as cycle_days_sum,
+        count(*) as closed_count
+    from deals
+    where status in ('won', 'lost')
+    group by 1, 2
+
+),
+
+daily_moves as (
+
+    select
+        template_id,
+        {{ utc_date('entered_at') }} as day,
+        sum(case when direction = 'forward' then 1 else 0 end) as deals_moved_forward,
+        sum(case when direction = 'backward' then 1 else 0 end) as deals_moved_backward
+    from transitions
+    group by 1, 2
+
+),
+
+daily_exits as (
+
+    select
+        template_id,
+        {{ utc_date('exited_at') }} as day,
+        stage_name,
+        sum(days_in_stage) as days_sum,
+        count(*) as exits
+    from transitions
+    where exited_at is not null
+    group by 1, 2, 3
+
+),
+
+daily_leads as (
+
+    select
+        templates.template_id,
+        leads.created_date as day,
+        count(*) as new_leads,
+        sum(case when lead_deals.lead_id is not null then 1 else 0 end) as new_leads_with_deal
+    from leads
+    inner join templates on templates.company_id = leads.company_id
+    left join lead_deals
+        on lead_deals.lead_id = leads.lead_id
+        and lead_deals.template_id = templates.template_id
+    group by 1, 2
+
+),
+
+{% set rollups = {
+    'created': ('daily_created', ['sum(deals_created) as deals_created']),
+    'closed': ('daily_closed', ['sum(deals_won) as deals_won', 'sum(deals_lost) as deals_lost',
+                                'sum(won_value) as won_value', 'sum(lost_value) as lost_value',
+                                'sum(cycle_days_sum) as cycle_days_sum', 'sum(closed_count) as closed_count']),
+    'moves': ('daily_moves', ['sum(deals_moved_forward) as deals_moved_forward',
+                              'sum(deals_moved_backward) as deals_moved_backward']),
+    'new_leads': ('daily_leads', ['sum(new_leads) as new_leads', 'sum(new_leads_with_deal) as new_leads_with_deal']),
+} %}
+
+{% for name, (daily, measures) in rollups.items() %}
+{{ name }} as (
+
+    {% for p in periods %}
+    select
+        template_id,
+        '{{ p }}' as period_type,
+        {{ period_start(grains[p], 'day') }} as metric_date,
+        {{ measures | join(', ') }}
+    from {{ daily }}
+    where day <= (select as_of_date from as_of)
+    group by 1, 2, 3
+    {% if not loop.last %}union all{% endif %}
+    {% endfor %}
+
+),
+
+{% endfor %}
+
+stage_exits as (
+
+    {% for p in periods %}
+    select
+        template_id,
+        '{{ p }}' as period_type,
+        {{ period_start(grains[p], 'day') }} as metric_date,
+        stage_name,
+        round(cast(sum(days_sum) / sum(exits) as decimal(18, 6)), 2) as avg_days
+    from daily_exits
+    where day <= (select as_of_date from as_of)
     group by 1, 2, 3, 4
+    {% if not loop.last %}union all{% endif %}
+    {% endfor %}
+
+),
+
+velocity as (
+
+    select
+        template_id, period_type, metric_date,
+        {{ json_object_agg_text('stage_name', 'avg_days') }} as stages_velocity
+    from stage_exits
+    group by 1, 2, 3
 
 ),
 
 open_at_end as (
 
     select
-        grid.company_id, grid.template_id, grid.period_type, grid.metric_date,
+        grid.template_id, grid.period_type, grid.metric_date,
         count(*) as deals_active,
         sum(snapshot.deal_value) as total_pipeline_value,
         sum(snapshot.weighted_value) as weighted_pipeline_value
@@ -161,63 +257,7 @@ open_at_end as (
         on snapshot.template_id = grid.template_id
         and snapshot.snapshot_date = grid.measured_on
         and snapshot.status = 'open'
-    group by 1, 2, 3, 4
-
-),
-
-moves as (
-
-    select
-        grid.company_id, grid.template_id, grid.period_type, grid.metric_date,
-        sum(case when transitions.direction = 'forward' then 1 else 0 end) as deals_moved_forward,
-        sum(case when transitions.direction = 'backward' then 1 else 0 end) as deals_moved_backward
-    from grid
-    inner join transitions
-        on transitions.template_id = grid.template_id
-        and {{ utc_date('transitions.entered_at') }} between grid.metric_date and grid.period_end
-    group by 1, 2, 3, 4
-
-),
-
-stage_exits as (
-
-    select
-        grid.company_id, grid.template_id, grid.period_type, grid.metric_date,
-        transitions.stage_name,
-        {{ avg_decimal('transitions.days_in_stage') }} as avg_days
-    from grid
-    inner join transitions
-        on transitions.template_id = grid.template_id
-        and transitions.exited_at is not null
-        and {{ utc_date('transitions.exited_at') }} between grid.metric_date and grid.period_end
-    group by 1, 2, 3, 4, 5
-
-),
-
-velocity as (
-
-    select
-        company_id, template_id, period_type, metric_date,
-        {{ json_object_agg_text('stage_name', 'avg_days') }} as stages_velocity
-    from stage_exits
-    group by 1, 2, 3, 4
-
-),
-
-new_leads as (
-
-    select
-        grid.company_id, grid.template_id, grid.period_type, grid.metric_date,
-        count(*) as new_leads,
-        sum(case when lead_deals.lead_id is not null then 1 else 0 end) as new_leads_with_deal
-    from grid
-    inner join leads
-        on leads.company_id = grid.company_id
-        and leads.created_date between grid.metric_date and grid.period_end
-    left join lead_deals
-        on lead_deals.lead_id = leads.lead_id
-        and lead_deals.template_id = grid.template_id
-    group by 1, 2, 3, 4
+    group by 1, 2, 3
 
 ),
 
@@ -239,7 +279,8 @@ final as (
         cast(coalesce(closed.won_value, 0) as decimal(15, 2)) as won_value,
         cast(coalesce(closed.lost_value, 0) as decimal(15, 2)) as lost_value,
         cast(case when closed.deals_won > 0 then closed.won_value / closed.deals_won end as decimal(15, 2)) as average_deal_size,
-        cast(closed.average_cycle_time as decimal(8, 2)) as average_cycle_time,
+        cast(round(cast(1.0 * closed.cycle_days_sum / nullif(closed.closed_count, 0) as decimal(18, 6)), 2) as decimal(8, 2))
+            as average_cycle_time,
         cast(case
             when closed.deals_won + closed.deals_lost > 0
                 then 100.0 * closed.deals_won / (closed.deals_won + closed.deals_lost)
@@ -251,12 +292,12 @@ final as (
         coalesce(moves.deals_moved_backward, 0) as deals_moved_backward,
         coalesce(velocity.stages_velocity, '{}') as stages_velocity
     from grid
-    left join created using (company_id, template_id, period_type, metric_date)
-    left join closed using (company_id, template_id, period_type, metric_date)
-    left join open_at_end using (company_id, template_id, period_type, metric_date)
-    left join moves using (company_id, template_id, period_type, metric_date)
-    left join velocity using (company_id, template_id, period_type, metric_date)
-    left join new_leads using (company_id, template_id, period_type, metric_date)
+    left join created using (template_id, period_type, metric_date)
+    left join closed using (template_id, period_type, metric_date)
+    left join open_at_end using (template_id, period_type, metric_date)
+    left join moves using (template_id, period_type, metric_date)
+    left join velocity using (template_id, period_type, metric_date)
+    left join new_leads using (template_id, period_type, metric_date)
 
 )
 

@@ -1,5 +1,7 @@
+{#- indexes: PostgreSQL only (DuckDB's ART indexes would slow its bulk writes), for the keyed deletes of delete+insert and the high-water mark. -#}
 {{ config(
     materialized='incremental',
+    indexes=([{'columns': ['provider', 'event_id']}, {'columns': ['changed_at']}] if target.type == 'postgres' else []),
     unique_key=['provider', 'event_id'],
     incremental_strategy='delete+insert',
     on_schema_change='append_new_columns',
@@ -7,8 +9,7 @@
 
 {#-
   One row per provider event (deduplicated in raw on provider + event id). Incremental: only
-  events loaded since the last build, minus a lookback (var incremental_lookback_days) that
-  absorbs late loads; the merge key makes a re-read harmless.
+  events loaded since the last build, minus var load_lookback_minutes; the merge key makes a re-read harmless.
 -#}
 
 with
@@ -17,9 +18,7 @@ source as (
 
     select * from {{ source('email', 'email_events') }}
     {% if is_incremental() %}
-    where {{ changed_at() }} >= (
-        select max(changed_at) - interval '{{ var("incremental_lookback_days") }} days' from {{ this }}
-    )
+    where {{ changed_at() }} >= {{ load_high_water_mark() }}
     {% endif %}
 
 ),
