@@ -1,5 +1,7 @@
 """The one Dagster Definitions object; each domain's assets live under defs/<domain>/."""
 
+import datetime as dt
+
 import dagster as dg
 from dagster_dbt import DbtCliResource
 
@@ -16,8 +18,14 @@ transform_job = dg.define_asset_job("transform", selection=dg.AssetSelection.ass
 daily_refresh_job = dg.define_asset_job("daily_refresh", selection=dg.AssetSelection.all(),
                                         executor_def=dg.in_process_executor)
 
-# The daily refresh at 03:00 UTC builds the partition of the day that just ended.
-daily_refresh_schedule = dg.build_schedule_from_partitioned_job(daily_refresh_job, hour_of_day=3, minute_of_hour=0)
+
+
+@dg.schedule(name="daily_refresh_schedule", job=daily_refresh_job, cron_schedule="0 3 * * *", execution_timezone="UTC")
+def daily_refresh_schedule(context: dg.ScheduleEvaluationContext) -> dg.RunRequest:
+    """At 03:00 UTC: ingest, then build the partition of the day that just ended."""
+    day = (context.scheduled_execution_time - dt.timedelta(days=1)).date().isoformat()
+    return dg.RunRequest(run_key=day, partition_key=day)
+
 
 defs = dg.Definitions(
     assets=[*raw_table_assets, raw_email_events, dbt_models],

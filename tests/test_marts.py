@@ -241,6 +241,9 @@ def test_dagster_wiring_of_the_dbt_project():
     assert job.partitions_def is not None
     schedule = defs.resolve_schedule_def("daily_refresh_schedule")
     assert schedule.cron_schedule == "0 3 * * *" and schedule.job_name == "daily_refresh"
+    context = dg.build_schedule_context(scheduled_execution_time=dt.datetime(2026, 7, 1, 3, tzinfo=dt.timezone.utc))
+    request = schedule(context)  # the schedule's function, as a tick calls it
+    assert request.partition_key == "2026-06-30"  # the day that just ended
 
 
 def readme_queries() -> list[str]:
