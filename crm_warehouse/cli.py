@@ -201,6 +201,29 @@ def cmd_refresh(cfg: Settings, args: argparse.Namespace) -> int:
     return 0 if res.ok else 1
 
 
+def cmd_bi_grant(cfg: Settings, args: argparse.Namespace) -> int:
+    """A login role that reads the marts of one company only (PostgreSQL warehouse)."""
+    import uuid
+
+    from ingest.postgres_server import WAREHOUSE_DB, connect, embedded_database_url
+    from serving.bi_access import grant_tenant
+
+    try:
+        company = str(uuid.UUID(args.company_id))
+    except ValueError:
+        raise ValueError(f"--company-id must be a UUID, not {args.company_id!r}") from None
+    password = os.environ.get(args.password_env)
+    if not password:
+        raise ValueError(f"the environment variable {args.password_env} (--password-env) is not set or empty")
+    url = cfg.warehouse_url or embedded_database_url(cfg.warehouse_pgdata, WAREHOUSE_DB)
+    with connect(url) as conn:
+        covered = grant_tenant(conn, company, args.role, password)
+        dbname = conn.info.dbname
+    out.print(f"role {args.role} reads the {covered['tenant_scoped']} tenant-scoped marts, rows of company {company} only "
+              f"(row-level security); database {dbname}", highlight=False)
+    return 0
+
+
 def cmd_ui(cfg: Settings, args: argparse.Namespace) -> int:
     """The Dagster UI on the project's definitions, with the run history refresh keeps."""
     import subprocess
@@ -263,6 +286,14 @@ def build_parser() -> argparse.ArgumentParser:
                          help="the day the models are built for (a Dagster partition); default: the latest business "
                               "day in the data")
     refresh.set_defaults(func=cmd_refresh)
+
+    bi = sub.add_parser("bi", help="access for BI tools to the PostgreSQL warehouse")
+    bisub = bi.add_subparsers(dest="bi_command", required=True)
+    grant = bisub.add_parser("grant", help="a login role that reads the marts of one company only")
+    grant.add_argument("--company-id", required=True)
+    grant.add_argument("--role", required=True)
+    grant.add_argument("--password-env", required=True, metavar="VAR", help="environment variable holding the password")
+    grant.set_defaults(func=cmd_bi_grant)
 
     ui = sub.add_parser("ui", help="the Dagster UI on the same definitions (assets, jobs, run history)")
     ui.add_argument("--host", default="127.0.0.1")

@@ -28,7 +28,7 @@ stages as (
 
 deals as (
 
-    select deal_id from {{ ref('stg_builddesk__deals') }}
+    select deal_id, company_id from {{ ref('stg_builddesk__deals') }}
     where not is_deleted
 
 ),
@@ -38,6 +38,7 @@ ordered as (
     select
         moves.stage_move_id,
         moves.deal_id,
+        deals.company_id,
         moves.to_stage_id as stage_id,
         moves.from_stage_id,
         moves.moved_at as entered_at,
@@ -58,6 +59,7 @@ final as (
     select
         ordered.stage_move_id,
         ordered.deal_id,
+        ordered.company_id,
         ordered.stage_id,
         to_stage.name as stage_name,
         to_stage.stage_order,

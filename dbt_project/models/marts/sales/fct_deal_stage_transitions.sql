@@ -21,6 +21,7 @@ final as (
         visits.stage_id,
         visits.entered_at,
         visits.exited_at,
+        visits.company_id,
         visits.stage_name,
         visits.stage_order,
         visits.template_id,

@@ -1,0 +1,25 @@
+"""Serving: who may read the warehouse, re-applied after every dbt build (PostgreSQL target)."""
+
+import os
+
+import dagster as dg
+
+from ingest.config import settings
+from ingest.postgres_server import WAREHOUSE_DB, connect, embedded_database_url
+from orchestration.defs.dbt.assets import DAILY, dbt_models
+from serving.bi_access import apply_bi_access
+
+MART_KEYS = [k for k in dbt_models.keys if k.path[0] == "marts"]
+
+
+@dg.asset(key=["serving", "bi_access"], deps=MART_KEYS, partitions_def=DAILY, group_name="serving",
+          description="bi_reader and tenant roles: grants on marts, row-level security per tenant (postgres target)")
+def bi_access(context: dg.AssetExecutionContext) -> dg.MaterializeResult:
+    cfg = settings()
+    if cfg.warehouse != "postgres":
+        return dg.MaterializeResult(metadata={"applied": False, "why": "the DuckDB warehouse is a file: no roles"})
+    url = cfg.warehouse_url or embedded_database_url(cfg.warehouse_pgdata, WAREHOUSE_DB)
+    with connect(url) as conn:
+        covered = apply_bi_access(conn, os.environ.get("CRM_BI_READER_PASSWORD") or None)
+    context.log.info(f"bi_reader and {covered['tenant_roles']} tenant role(s) on {covered['mart_tables']} mart tables")
+    return dg.MaterializeResult(metadata={"applied": True, **covered})

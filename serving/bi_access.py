@@ -1,0 +1,124 @@
+"""Who may read the PostgreSQL warehouse: the read-only role `bi_reader` and tenant roles.
+
+Plain Python (psycopg), no Dagster: `apply_bi_access` runs after every dbt build on the postgres
+target (dbt replaces the mart tables, which drops their grants and policies) and is idempotent;
+`grant_tenant` is `crm-warehouse bi grant`.
+
+- `bi_reader` reads `marts` and nothing else: USAGE on `marts` and SELECT on its tables; no
+  privilege on `raw`, `staging`, `intermediate`, `snapshots`, `quarantine`, `ops`; no CREATE or
+  TEMPORARY on the database, no CREATE on any schema. It logs in with the password in
+  `CRM_BI_READER_PASSWORD` when that is set, otherwise it is a group role to grant to logins.
+- A tenant role (`bi grant --company-id C --role R`) gets SELECT on the tenant-scoped marts (those
+  with a `company_id` column) and sees only company C's rows: row-level security on each of those
+  tables, keyed on the role running the query (`current_user`, which a login cannot change
+  without being a member of another role) through `marts.bi_tenant_company(role)`, a SECURITY
+  DEFINER lookup in `ops.bi_tenant_roles`. Roles not in that table (bi_reader) see every row.
+  Marts without `company_id` (BuildDesk's own e-mail campaigns) are not granted to tenants.
+- Personal data: the marts carry no e-mail addresses, phone numbers, IP addresses or lead/contact
+  names (dimensions keep an e-mail domain at most); the tables that hold them are not readable.
+"""
+
+from __future__ import annotations
+
+import re
+
+import psycopg
+from psycopg import sql
+
+BI_READER = "bi_reader"
+PRIVATE_SCHEMAS = ("raw", "staging", "intermediate", "snapshots", "quarantine", "ops")
+TENANT_COLUMN = "company_id"
+_ROLE_NAME = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
+
+
+def _exists(conn: psycopg.Connection, q: str, *params) -> bool:
+    return conn.execute(q, params).fetchone() is not None
+
+
+def _mart_tables(conn: psycopg.Connection) -> list[tuple[str, bool]]:
+    """(table, tenant-scoped) for every table in marts."""
+    rows = conn.execute("""
+        SELECT c.relname, EXISTS (SELECT 1 FROM pg_attribute a WHERE a.attrelid = c.oid AND a.attname = %s
+                                  AND NOT a.attisdropped)
+        FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+        WHERE n.nspname = 'marts' AND c.relkind IN ('r', 'p') ORDER BY 1""", (TENANT_COLUMN,)).fetchall()
+    return [(r[0], bool(r[1])) for r in rows]
+
+
+def apply_bi_access(conn: psycopg.Connection, bi_reader_password: str | None = None) -> dict[str, int]:
+    """Create or update bi_reader, tenant grants and row-level security; returns what was covered."""
+    dbname = conn.info.dbname
+    with conn.transaction():
+        if not _exists(conn, "SELECT 1 FROM pg_roles WHERE rolname = %s", BI_READER):
+            conn.execute(sql.SQL("CREATE ROLE {} NOLOGIN").format(sql.Identifier(BI_READER)))
+        if bi_reader_password:
+            conn.execute(sql.SQL("ALTER ROLE {} LOGIN PASSWORD {}").format(
+                sql.Identifier(BI_READER), sql.Literal(bi_reader_password)))
+        conn.execute("CREATE SCHEMA IF NOT EXISTS marts")
+        conn.execute("CREATE SCHEMA IF NOT EXISTS ops")
+        conn.execute("CREATE TABLE IF NOT EXISTS ops.bi_tenant_roles (role_name text PRIMARY KEY, "
+                     "company_id uuid NOT NULL, granted_at timestamptz NOT NULL DEFAULT now())")
+        # nobody but the warehouse's owner creates anything: no temp tables, no objects in public
+        conn.execute(sql.SQL("REVOKE CREATE, TEMPORARY ON DATABASE {} FROM PUBLIC").format(sql.Identifier(dbname)))
+        conn.execute("REVOKE CREATE ON SCHEMA public FROM PUBLIC")
+        for schema in PRIVATE_SCHEMAS:
+            if _exists(conn, "SELECT 1 FROM pg_namespace WHERE nspname = %s", schema):
+                conn.execute(sql.SQL("REVOKE ALL ON SCHEMA {} FROM PUBLIC").format(sql.Identifier(schema)))
+                conn.execute(sql.SQL("REVOKE ALL ON SCHEMA {} FROM {}").format(
+                    sql.Identifier(schema), sql.Identifier(BI_READER)))
+        conn.execute("""
+            CREATE OR REPLACE FUNCTION marts.bi_tenant_company(role_name name) RETURNS uuid
+            LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog AS
+            $$ SELECT company_id FROM ops.bi_tenant_roles WHERE bi_tenant_roles.role_name = $1 $$""")
+        conn.execute("REVOKE ALL ON FUNCTION marts.bi_tenant_company(name) FROM PUBLIC")
+        tenants = [r[0] for r in conn.execute("SELECT role_name FROM ops.bi_tenant_roles ORDER BY 1").fetchall()
+                   if _exists(conn, "SELECT 1 FROM pg_roles WHERE rolname = %s", r[0])]
+        readers = [BI_READER, *tenants]
+        for role in readers:
+            conn.execute(sql.SQL("GRANT USAGE ON SCHEMA marts TO {}").format(sql.Identifier(role)))
+            conn.execute(sql.SQL("GRANT EXECUTE ON FUNCTION marts.bi_tenant_company(name) TO {}").format(
+                sql.Identifier(role)))
+        tables = _mart_tables(conn)
+        scoped = 0
+        for table, tenant_scoped in tables:
+            ident = sql.Identifier("marts", table)
+            conn.execute(sql.SQL("REVOKE ALL ON {} FROM PUBLIC").format(ident))
+            conn.execute(sql.SQL("GRANT SELECT ON {} TO {}").format(ident, sql.Identifier(BI_READER)))
+            if not tenant_scoped:
+                for role in tenants:
+                    conn.execute(sql.SQL("REVOKE ALL ON {} FROM {}").format(ident, sql.Identifier(role)))
+                continue
+            scoped += 1
+            conn.execute(sql.SQL("ALTER TABLE {} ENABLE ROW LEVEL SECURITY").format(ident))
+            conn.execute(sql.SQL("DROP POLICY IF EXISTS tenant_rows ON {}").format(ident))
+            conn.execute(sql.SQL(
+                "CREATE POLICY tenant_rows ON {} FOR SELECT USING ("
+                "marts.bi_tenant_company(current_user) IS NULL OR {} = marts.bi_tenant_company(current_user))"
+            ).format(ident, sql.Identifier(TENANT_COLUMN)))
+            for role in tenants:
+                conn.execute(sql.SQL("GRANT SELECT ON {} TO {}").format(ident, sql.Identifier(role)))
+    return {"mart_tables": len(tables), "tenant_scoped": scoped, "tenant_roles": len(tenants)}
+
+
+def grant_tenant(conn: psycopg.Connection, company_id: str, role: str, password: str) -> dict[str, int]:
+    """Create or update the login role ``role`` that reads the marts of one company only."""
+    if not _ROLE_NAME.match(role) or role == BI_READER:
+        raise ValueError(f"role name {role!r}: use lower-case letters, digits and _ (not {BI_READER})")
+    if not password:
+        raise ValueError("the password is empty: set the variable named by --password-env")
+    known = conn.execute("SELECT 1 FROM raw.companies WHERE id = %s AND _deleted_at IS NULL", (company_id,)).fetchone()
+    if not known:
+        raise ValueError(f"company {company_id} is not in the warehouse (raw.companies): check the id, or refresh first")
+    with conn.transaction():
+        if _exists(conn, "SELECT 1 FROM pg_roles WHERE rolname = %s", role):
+            if not _exists(conn, "SELECT 1 FROM pg_roles WHERE rolname = %s AND NOT rolsuper AND NOT rolbypassrls", role):
+                raise ValueError(f"role {role} exists and is a superuser or bypasses row-level security: choose another name")
+            conn.execute(sql.SQL("ALTER ROLE {} LOGIN NOINHERIT PASSWORD {}").format(sql.Identifier(role), sql.Literal(password)))
+        else:
+            conn.execute(sql.SQL("CREATE ROLE {} LOGIN NOINHERIT PASSWORD {}").format(sql.Identifier(role), sql.Literal(password)))
+        conn.execute("CREATE TABLE IF NOT EXISTS ops.bi_tenant_roles (role_name text PRIMARY KEY, "
+                     "company_id uuid NOT NULL, granted_at timestamptz NOT NULL DEFAULT now())")
+        conn.execute("INSERT INTO ops.bi_tenant_roles (role_name, company_id) VALUES (%s, %s) "
+                     "ON CONFLICT (role_name) DO UPDATE SET company_id = excluded.company_id, granted_at = now()",
+                     (role, company_id))
+    return apply_bi_access(conn)

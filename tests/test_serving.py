@@ -1,0 +1,114 @@
+"""The PostgreSQL warehouse as BI tools meet it: bi_reader and tenant roles, tried as a user would."""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+import time
+
+import psycopg
+import pytest
+
+from crm_warehouse.pipeline import run_refresh
+from tests.conftest import new_database
+
+
+@pytest.fixture(scope="module")
+def served(pg_server, tiny_source):
+    """A PostgreSQL warehouse refreshed from the tiny source (bi_access applied by the refresh)."""
+    cfg, _ = tiny_source
+    cfg = dataclasses.replace(cfg, warehouse="postgres", warehouse_url=new_database(pg_server, f"served_{time.monotonic_ns()}"))
+    res = run_refresh(cfg)
+    assert res.ok, res.failures
+    assert "serving/bi_access" in res.built
+    return cfg
+
+
+def as_role(url: str, role: str):
+    """A superuser connection that has become ``role`` (SET ROLE: privileges and RLS are the role's)."""
+    conn = psycopg.connect(url, autocommit=True)
+    conn.execute(f"SET ROLE {role}")
+    return conn
+
+
+def login(url: str, role: str, password: str):
+    """A real login as ``role`` (what a BI tool does), not a superuser session that SET ROLE."""
+    return psycopg.connect(url.replace("postgresql://postgres:@", f"postgresql://{role}:{password}@"), autocommit=True)
+
+
+def denied(conn, statement: str) -> bool:
+    try:
+        conn.execute(statement)
+    except psycopg.errors.InsufficientPrivilege:
+        return True
+    return False
+
+
+def test_bi_reader_reads_marts_and_nothing_else(served):
+    url = served.warehouse_url
+    with psycopg.connect(url) as owner:
+        deals = owner.execute("SELECT count(*) FROM marts.fct_deals").fetchone()[0]
+    with as_role(url, "bi_reader") as conn:
+        assert conn.execute("SELECT count(*) FROM marts.fct_deals").fetchone()[0] == deals  # every tenant
+        assert conn.execute("SELECT count(*) FROM marts.email_campaign_performance").fetchone()[0] > 0
+        for schema, table in [("raw", "leads"), ("staging", "stg_builddesk__leads"), ("intermediate", "int_as_of"),
+                              ("ops", "ingest_state"), ("quarantine", "email_events"), ("snapshots", "snap_deals")]:
+            assert denied(conn, f"SELECT 1 FROM {schema}.{table} LIMIT 1"), f"{schema}.{table}"
+        assert denied(conn, "INSERT INTO marts.win_loss (deal_id) VALUES (gen_random_uuid())")
+        assert denied(conn, "UPDATE marts.fct_deals SET status = 'won'")
+        assert denied(conn, "DELETE FROM marts.fct_deals")
+        assert denied(conn, "CREATE TABLE marts.mine (x int)")
+        assert denied(conn, "CREATE TABLE public.mine (x int)")
+        assert denied(conn, "CREATE TEMP TABLE mine (x int)")
+        assert denied(conn, "CREATE SCHEMA mine")
+
+
+def test_tenant_role_sees_only_its_company(served, monkeypatch, capsys):
+    from crm_warehouse.cli import main
+
+    url = served.warehouse_url
+    with psycopg.connect(url) as owner:
+        companies = [r[0] for r in owner.execute(
+            "SELECT company_id, count(*) FROM marts.fct_deals GROUP BY 1 ORDER BY 2 DESC").fetchall()]
+        mine, other = str(companies[0]), str(companies[1])
+        my_deals = owner.execute("SELECT count(*) FROM marts.fct_deals WHERE company_id = %s", (mine,)).fetchone()[0]
+    monkeypatch.setenv("CRM_WAREHOUSE_URL", url)
+    monkeypatch.setenv("TENANT_PW", "s3cret-pw")
+    assert main(["bi", "grant", "--company-id", mine, "--role", "tenant_a", "--password-env", "TENANT_PW"]) == 0
+    assert main(["bi", "grant", "--company-id", mine, "--role", "tenant_a", "--password-env", "TENANT_PW"]) == 0  # idempotent
+    assert "s3cret-pw" not in capsys.readouterr().out
+    with login(url, "tenant_a", "s3cret-pw") as conn:
+        assert conn.execute("SELECT current_user").fetchone()[0] == "tenant_a"
+        assert conn.execute("SELECT count(*) FROM marts.fct_deals").fetchone()[0] == my_deals
+        assert conn.execute("SELECT count(DISTINCT company_id) FROM marts.pipeline_metrics").fetchone()[0] == 1
+        assert conn.execute("SELECT count(*) FROM marts.fct_deals WHERE company_id = %s", (other,)).fetchone()[0] == 0
+        # a join and an aggregate see the same single tenant
+        joined = conn.execute("SELECT DISTINCT d.company_id FROM marts.fct_deals d "
+                              "JOIN marts.fct_deal_stage_transitions t ON t.deal_id = d.deal_id").fetchall()
+        assert [str(r[0]) for r in joined] == [mine]
+        assert [str(r[0]) for r in conn.execute("SELECT company_id FROM marts.win_loss GROUP BY 1").fetchall()] == [mine]
+        # EXPLAIN ANALYZE of the other tenant's rows finds none
+        plan = "\n".join(r[0] for r in conn.execute(
+            "EXPLAIN (ANALYZE, COSTS OFF) SELECT * FROM marts.fct_deals WHERE company_id = %s", (other,)).fetchall())
+        assert re.search(r"actual[^\n]*rows=0", plan), plan
+        # not granted: BuildDesk's own campaigns, the raw layer; no way around the policy
+        assert denied(conn, "SELECT 1 FROM marts.email_campaign_performance")
+        assert denied(conn, "SELECT 1 FROM raw.deals")
+        assert denied(conn, "SET ROLE bi_reader")
+        assert denied(conn, "SELECT 1 FROM ops.bi_tenant_roles")
+        assert denied(conn, "CREATE FUNCTION marts.peek(uuid) RETURNS boolean AS 'SELECT true' LANGUAGE sql")
+        assert denied(conn, "ALTER TABLE marts.fct_deals DISABLE ROW LEVEL SECURITY")
+
+
+def test_no_clear_text_personal_data_in_marts(served):
+    """No mart column holds e-mail addresses, phone numbers or IP addresses."""
+    url = served.warehouse_url
+    with as_role(url, "bi_reader") as conn:
+        cols = conn.execute("SELECT table_name, column_name FROM information_schema.columns "
+                            "WHERE table_schema = 'marts' AND data_type IN ('text', 'character varying')").fetchall()
+        assert cols
+        for table, column in cols:
+            hits = conn.execute(
+                f'SELECT count(*) FROM marts."{table}" WHERE "{column}" ~ %s OR "{column}" ~ %s OR "{column}" ~ %s',
+                (r"[^@\s]+@[^@\s]+\.[a-z]", r"^\+?[0-9 ()-]{10,}$", r"^\d{1,3}(\.\d{1,3}){3}$")).fetchone()[0]
+            assert hits == 0, f"marts.{table}.{column}"
