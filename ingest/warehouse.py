@@ -8,6 +8,7 @@ so its data and the state describing it (offsets, watermarks, batch rows) commit
 from __future__ import annotations
 
 import contextlib
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
@@ -32,6 +33,10 @@ def embedded_warehouse_url(settings: Settings) -> str:
     return embedded_database_url(settings.warehouse_pgdata, WAREHOUSE_DB)
 
 
+class WarehouseBusy(RuntimeError):
+    """The DuckDB warehouse file is held by another process."""
+
+
 @dataclass
 class DuckDBWarehouse:
     path: Path
@@ -39,7 +44,17 @@ class DuckDBWarehouse:
 
     def __post_init__(self) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        self.con = duckdb.connect(str(self.path))
+        try:
+            self.con = duckdb.connect(str(self.path))
+        except duckdb.IOException as err:
+            if "lock" not in str(err).lower():
+                raise
+            holder = re.search(r"\(PID (\d+)\)", str(err))
+            raise WarehouseBusy(
+                f"the warehouse file {self.path} is open in another process"
+                f"{f' (PID {holder[1]})' if holder else ''}: DuckDB allows one writer and no reader while it "
+                "writes; close that session (a read-only duckdb or Python session counts) and run refresh "
+                "again. Nothing was changed.") from None
         self.con.execute("SET TimeZone = 'UTC'")
         self.con.execute("SET enable_progress_bar = false")
         for s in SCHEMAS:

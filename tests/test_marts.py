@@ -272,3 +272,37 @@ def test_readme_analyst_queries_run_and_answer(built):
             assert wh.query(q.rstrip(";")).height > 0, q
     finally:
         wh.close()
+
+
+READER = """
+import sys, duckdb
+con = duckdb.connect(sys.argv[1], read_only=True)
+q = "SELECT count(*), sum(weighted_value) FROM marts.fct_deals"
+print(con.execute(q).fetchall(), flush=True)
+sys.stdin.readline()
+print(con.execute(q).fetchall(), flush=True)
+"""
+
+
+def test_open_reader_blocks_refresh_cleanly_and_is_not_disturbed(built):
+    """An analyst's read-only session on the DuckDB file (another process): the refresh stops with a
+    clear message and changes nothing, the reader goes on reading; once it is closed the refresh runs."""
+    import subprocess
+    import sys
+
+    cfg, _ = built["duckdb"]
+    reader = subprocess.Popen([sys.executable, "-c", READER, str(cfg.duckdb_path)], stdin=subprocess.PIPE,
+                              stdout=subprocess.PIPE, text=True)
+    try:
+        before = reader.stdout.readline()
+        res = run_refresh(cfg)
+        assert not res.ok
+        assert any("is open in another process" in msg and "Nothing was changed" in msg for _, msg in res.failures), \
+            res.failures
+        reader.stdin.write("\n")
+        reader.stdin.flush()
+        assert reader.stdout.readline() == before
+    finally:
+        reader.stdin.close()
+        reader.wait(30)
+    assert_ok(run_refresh(cfg))
