@@ -114,6 +114,12 @@ def test_refresh_builds_every_mart_and_passes_its_tests(built, tiny_source, targ
             assert n > 0, period
         empty = [m for m in MARTS if wh.query(f"SELECT count(*) AS n FROM marts.{m}")["n"][0] == 0]
         assert not empty
+        # every dbt test and unit test of the run is in the check history
+        checks = wh.query("SELECT asset, check_name, check_kind, passed, as_of FROM ops.check_results")
+        assert checks.height >= res.checks_passed and checks["passed"].all()
+        assert set(checks["as_of"]) == {"2026-06-30"}
+        assert "marts/pipeline_metrics" in set(checks["asset"])
+        assert ("dbt_unit_test" in set(checks["check_kind"])) == (target == "duckdb")
     finally:
         wh.close()
 
@@ -204,6 +210,13 @@ def test_failing_blocking_test_names_it_and_leaves_marts_unchanged(pg_server, wo
     captured = capsys.readouterr()
     assert "unique_stg_builddesk__deals_deal_id" in captured.err
     assert all_marts(cfg) == before
+    wh = open_warehouse(cfg)
+    try:
+        failed = wh.query("SELECT asset, failing_count FROM ops.check_results "
+                          "WHERE NOT passed AND check_name = 'unique_stg_builddesk__deals_deal_id'")
+    finally:
+        wh.close()
+    assert failed.rows() == [("staging/stg_builddesk__deals", 1)]
 
 
 def test_as_of_must_be_a_day(monkeypatch, workdir, capsys):
@@ -306,3 +319,13 @@ def test_open_reader_blocks_refresh_cleanly_and_is_not_disturbed(built):
         reader.stdin.close()
         reader.wait(30)
     assert_ok(run_refresh(cfg))
+
+
+def test_installed_packages_import_outside_the_checkout(tmp_path):
+    """The console script runs from anywhere: every package the definitions import is installed."""
+    import subprocess
+    import sys
+
+    proc = subprocess.run([sys.executable, "-c", "import orchestration.definitions, serving.bi_access, "
+                           "quality.check_results, crm_warehouse.cli"], cwd=tmp_path, capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr[-2000:]

@@ -8,8 +8,10 @@ import dagster as dg
 from dagster_dbt import DagsterDbtTranslator, DbtCliResource, dbt_assets
 
 from ingest.config import redact, settings, temporary_env
+from ingest.warehouse import open_warehouse
 from orchestration.defs.dbt.project import dbt_env, dbt_project, ensure_manifest
 from orchestration.defs.ingest.assets import FULL_REFRESH_TAG
+from quality.check_results import dbt_results, record
 
 # Business days the warehouse can be built for. The end runs a year past today because a simulated
 # source's clock (`source advance`) can stand ahead of the wall clock; the daily schedule asks
@@ -60,7 +62,15 @@ def dbt_models(context: dg.AssetExecutionContext, dbt: DbtCliResource):
             if invocation.process.poll() is None:
                 invocation.process.terminate()
                 invocation.process.wait()
-    failures = failed_nodes(invocation.get_artifact("run_results.json"))
+    run_results = invocation.get_artifact("run_results.json")
+    rows = dbt_results(run_results, invocation.get_artifact("manifest.json"), run_id=context.run_id,
+                       as_of=context.partition_key)
+    wh = open_warehouse(cfg)
+    try:
+        record(wh, rows)  # the history of check results (ops.check_results)
+    finally:
+        wh.close()
+    failures = failed_nodes(run_results)
     if failures or not invocation.is_successful():
         listed = "; ".join(f"{node}: {msg}" for node, msg in failures) or "see the dbt log"
         raise dg.Failure(description=f"dbt build failed: {listed}",

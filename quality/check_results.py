@@ -1,0 +1,56 @@
+"""The history of every check result, appended to ``ops.check_results`` (both warehouse targets).
+
+One row per check per run: which asset it guards, the rule, passed or not, how many rows failed,
+a sample of failing keys where the check can give one, the Dagster run and the time. Plain Python:
+the dbt asset calls ``dbt_results`` on dbt's run_results.json; other checks append their own rows.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any, Iterable, Mapping
+
+from ingest.warehouse import Warehouse, create_table, insert_row
+
+CHECK_COLUMNS = (
+    ("checked_at", "TIMESTAMPTZ"), ("run_id", "VARCHAR"), ("asset", "VARCHAR"), ("check_name", "VARCHAR"),
+    ("check_kind", "VARCHAR"), ("passed", "BOOLEAN"), ("failing_count", "BIGINT"), ("failing_sample", "VARCHAR"),
+    ("message", "VARCHAR"), ("as_of", "VARCHAR"),
+)
+
+
+def dbt_results(run_results: Mapping[str, Any], manifest: Mapping[str, Any], *, run_id: str, as_of: str | None,
+                now: dt.datetime | None = None) -> list[dict]:
+    """A row per dbt data test and unit test of a `dbt build` (models, seeds, snapshots are not checks)."""
+    now = now or dt.datetime.now(dt.timezone.utc)
+    nodes = {**manifest.get("nodes", {}), **manifest.get("unit_tests", {})}
+    rows = []
+    for r in run_results.get("results", []):
+        uid = r["unique_id"]
+        kind = uid.split(".")[0]
+        if kind not in ("test", "unit_test"):
+            continue
+        node = nodes.get(uid, {})
+        attached = node.get("attached_node") or (node.get("depends_on", {}).get("nodes") or [None])[0]
+        if kind == "unit_test":
+            attached = f"model.{node.get('package_name', '')}.{node.get('model', '')}"
+        target = nodes.get(attached, {}) if attached else {}
+        asset = f"{target.get('schema', '?')}/{target.get('name', '?')}" if target else (attached or "?")
+        status = r.get("status")
+        rows.append(dict(
+            checked_at=now, run_id=run_id, asset=asset, check_name=node.get("name") or uid.split(".")[-2],
+            check_kind="dbt_unit_test" if kind == "unit_test" else "dbt_test",
+            passed=status in ("pass", "success"), failing_count=int(r.get("failures") or 0),
+            failing_sample=None, message=(r.get("message") or status or "")[:500], as_of=as_of,
+        ))
+    return rows
+
+
+def record(wh: Warehouse, rows: Iterable[dict]) -> int:
+    """Append rows to ops.check_results in one transaction; returns how many."""
+    rows = list(rows)
+    with wh.transaction():
+        create_table(wh, "ops.check_results", CHECK_COLUMNS, ())
+        for row in rows:
+            insert_row(wh, "ops.check_results", row)
+    return len(rows)
