@@ -9,12 +9,12 @@ from orchestration.defs.dbt.assets import dbt_models
 from orchestration.defs.dbt.project import dbt_executable, dbt_project
 from orchestration.defs.email.assets import raw_email_events
 from orchestration.defs.ingest.assets import raw_table_assets
-from orchestration.defs.serving.assets import bi_access
+from orchestration.defs.serving.assets import bi_access, dbt_docs
 
 # Every job runs in one process, one step at a time: a DuckDB warehouse file has a single writer.
 ingest_job = dg.define_asset_job("ingest", selection=dg.AssetSelection.groups("raw"),
                                  executor_def=dg.in_process_executor)
-transform_job = dg.define_asset_job("transform", selection=dg.AssetSelection.assets(dbt_models, bi_access),
+transform_job = dg.define_asset_job("transform", selection=dg.AssetSelection.assets(dbt_models, bi_access, dbt_docs),
                                     executor_def=dg.in_process_executor)
 daily_refresh_job = dg.define_asset_job("daily_refresh", selection=dg.AssetSelection.all(),
                                         executor_def=dg.in_process_executor)
@@ -29,7 +29,7 @@ def daily_refresh_schedule(context: dg.ScheduleEvaluationContext) -> dg.RunReque
 
 
 defs = dg.Definitions(
-    assets=[*raw_table_assets, raw_email_events, dbt_models, bi_access],
+    assets=[*raw_table_assets, raw_email_events, dbt_models, bi_access, dbt_docs],
     jobs=[ingest_job, transform_job, daily_refresh_job],
     schedules=[daily_refresh_schedule],
     resources={"dbt": DbtCliResource(project_dir=dbt_project, dbt_executable=dbt_executable())},

@@ -72,3 +72,20 @@ def dbt_env(settings: Settings, target: str | None = None) -> dict[str, str]:
             "CRM_WH_DBNAME": str(info.get("dbname") or WAREHOUSE_DB),
         })
     return env
+
+
+def generate_docs(settings: Settings, target_path: Path, out_dir: Path) -> Path:
+    """`dbt docs generate --static` over the last build's artefacts (no recompilation): one
+    self-contained HTML page (models, columns, tests, lineage from the sources) plus the JSON
+    behind it, copied to ``out_dir``. Returns the page."""
+    env = {**os.environ, **dbt_env(settings)}
+    proc = subprocess.run([dbt_executable(), "docs", "generate", "--static", "--no-compile", "--quiet",
+                           "--project-dir", str(ROOT), "--profiles-dir", str(PROFILES_DIR),
+                           "--target-path", str(target_path)], cwd=ROOT, env=env, capture_output=True, text=True)
+    if proc.returncode != 0:
+        raise RuntimeError(f"dbt docs generate failed:\n{redact(proc.stdout[-3000:])}{redact(proc.stderr[-1000:])}")
+    out_dir.mkdir(parents=True, exist_ok=True)
+    for name in ("manifest.json", "catalog.json"):
+        shutil.copyfile(target_path / name, out_dir / name)
+    shutil.copyfile(target_path / "static_index.html", out_dir / "index.html")
+    return out_dir / "index.html"

@@ -7,6 +7,7 @@ import dagster as dg
 from ingest.config import settings
 from ingest.postgres_server import WAREHOUSE_DB, connect, embedded_database_url
 from orchestration.defs.dbt.assets import DAILY, dbt_models
+from orchestration.defs.dbt.project import generate_docs
 from serving.bi_access import apply_bi_access
 
 MART_KEYS = [k for k in dbt_models.keys if k.path[0] == "marts"]
@@ -23,3 +24,13 @@ def bi_access(context: dg.AssetExecutionContext) -> dg.MaterializeResult:
         covered = apply_bi_access(conn, os.environ.get("CRM_BI_READER_PASSWORD") or None)
     context.log.info(f"bi_reader and {covered['tenant_roles']} tenant role(s) on {covered['mart_tables']} mart tables")
     return dg.MaterializeResult(metadata={"applied": True, **covered})
+
+
+@dg.asset(key=["serving", "dbt_docs"], deps=MART_KEYS, partitions_def=DAILY, group_name="serving",
+          description="dbt docs (every model and column described, lineage from the source tables) under $CRM_HOME/docs")
+def dbt_docs(context: dg.AssetExecutionContext) -> dg.MaterializeResult:
+    cfg = settings()
+    target = cfg.home / "dbt" / "target"
+    path = generate_docs(cfg, target, cfg.home / "docs")
+    context.log.info(f"dbt docs: {path}")
+    return dg.MaterializeResult(metadata={"path": str(path)})
