@@ -132,7 +132,6 @@ def run_refresh(cfg: Settings, *, full_refresh: bool = False, as_of: str | None 
 
 def _run_refresh(cfg: Settings, *, full_refresh: bool, as_of: str | None, ingest: bool, transform: bool,
                  progress: Callable[[str], None] | None) -> RefreshResult:
-    import dagster as dg
 
     from orchestration.definitions import defs
     from orchestration.defs.ingest.assets import FULL_REFRESH_TAG

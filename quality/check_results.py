@@ -10,8 +10,11 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any, Iterable, Mapping
 
-from ingest.warehouse import Warehouse, create_table, insert_row
+import polars as pl
 
+from ingest.warehouse import Warehouse, create_table
+
+_POLARS = {"TIMESTAMPTZ": pl.Datetime("us", "UTC"), "VARCHAR": pl.String, "BOOLEAN": pl.Boolean, "BIGINT": pl.Int64}
 CHECK_COLUMNS = (
     ("checked_at", "TIMESTAMPTZ"), ("run_id", "VARCHAR"), ("asset", "VARCHAR"), ("check_name", "VARCHAR"),
     ("check_kind", "VARCHAR"), ("passed", "BOOLEAN"), ("failing_count", "BIGINT"), ("failing_sample", "VARCHAR"),
@@ -47,10 +50,13 @@ def dbt_results(run_results: Mapping[str, Any], manifest: Mapping[str, Any], *, 
 
 
 def record(wh: Warehouse, rows: Iterable[dict]) -> int:
-    """Append rows to ops.check_results in one transaction; returns how many."""
-    rows = list(rows)
+    """Append rows to ops.check_results in one transaction and one INSERT; returns how many."""
+    frame = pl.DataFrame(list(rows), schema={c: _POLARS[t] for c, t in CHECK_COLUMNS}, orient="row")
     with wh.transaction():
         create_table(wh, "ops.check_results", CHECK_COLUMNS, ())
-        for row in rows:
-            insert_row(wh, "ops.check_results", row)
-    return len(rows)
+        if frame.height:
+            cols = ", ".join(frame.columns)
+            staged = wh.stage("check_results_new", frame)
+            wh.execute(f"INSERT INTO ops.check_results ({cols}) SELECT {cols} FROM {staged}")
+            wh.unstage(staged)
+    return frame.height

@@ -28,6 +28,8 @@ from psycopg import sql
 BI_READER = "bi_reader"
 PRIVATE_SCHEMAS = ("raw", "staging", "intermediate", "snapshots", "quarantine", "ops")
 TENANT_COLUMN = "company_id"
+TENANT_ROLES_DDL = ("CREATE TABLE IF NOT EXISTS ops.bi_tenant_roles (role_name text PRIMARY KEY, "
+                    "company_id uuid NOT NULL, granted_at timestamptz NOT NULL DEFAULT now())")
 _ROLE_NAME = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
 
 
@@ -56,8 +58,7 @@ def apply_bi_access(conn: psycopg.Connection, bi_reader_password: str | None = N
                 sql.Identifier(BI_READER), sql.Literal(bi_reader_password)))
         conn.execute("CREATE SCHEMA IF NOT EXISTS marts")
         conn.execute("CREATE SCHEMA IF NOT EXISTS ops")
-        conn.execute("CREATE TABLE IF NOT EXISTS ops.bi_tenant_roles (role_name text PRIMARY KEY, "
-                     "company_id uuid NOT NULL, granted_at timestamptz NOT NULL DEFAULT now())")
+        conn.execute(TENANT_ROLES_DDL)
         # nobody but the warehouse's owner creates anything: no temp tables, no objects in public
         conn.execute(sql.SQL("REVOKE CREATE, TEMPORARY ON DATABASE {} FROM PUBLIC").format(sql.Identifier(dbname)))
         conn.execute("REVOKE CREATE ON SCHEMA public FROM PUBLIC")
@@ -110,14 +111,14 @@ def grant_tenant(conn: psycopg.Connection, company_id: str, role: str, password:
     if not known:
         raise ValueError(f"company {company_id} is not in the warehouse (raw.companies): check the id, or refresh first")
     with conn.transaction():
+        conn.execute("CREATE SCHEMA IF NOT EXISTS ops")
         if _exists(conn, "SELECT 1 FROM pg_roles WHERE rolname = %s", role):
             if not _exists(conn, "SELECT 1 FROM pg_roles WHERE rolname = %s AND NOT rolsuper AND NOT rolbypassrls", role):
                 raise ValueError(f"role {role} exists and is a superuser or bypasses row-level security: choose another name")
             conn.execute(sql.SQL("ALTER ROLE {} LOGIN NOINHERIT PASSWORD {}").format(sql.Identifier(role), sql.Literal(password)))
         else:
             conn.execute(sql.SQL("CREATE ROLE {} LOGIN NOINHERIT PASSWORD {}").format(sql.Identifier(role), sql.Literal(password)))
-        conn.execute("CREATE TABLE IF NOT EXISTS ops.bi_tenant_roles (role_name text PRIMARY KEY, "
-                     "company_id uuid NOT NULL, granted_at timestamptz NOT NULL DEFAULT now())")
+        conn.execute(TENANT_ROLES_DDL)
         conn.execute("INSERT INTO ops.bi_tenant_roles (role_name, company_id) VALUES (%s, %s) "
                      "ON CONFLICT (role_name) DO UPDATE SET company_id = excluded.company_id, granted_at = now()",
                      (role, company_id))

@@ -43,8 +43,8 @@ def failed_nodes(run_results: Mapping[str, Any]) -> list[tuple[str, str]]:
             dagster_dbt_translator=Translator(), name="dbt_models")
 def dbt_models(context: dg.AssetExecutionContext, dbt: DbtCliResource):
     cfg = settings()
-    # the as-of day travels as CRM_AS_OF (dbt_project.yml's var as_of reads it), not --vars: changed
-    # --vars make dbt re-parse the whole project (seconds), a changed env var only the files using it
+    # the as-of day travels as CRM_AS_OF (read by int_as_of), not --vars: changed --vars make dbt
+    # re-parse the whole project (seconds), a changed env var only the files that read it
     args = ["build"]
     if context.run.tags.get(FULL_REFRESH_TAG) == "true":
         args.append("--full-refresh")
