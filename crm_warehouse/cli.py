@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import logging
 import os
 import re
@@ -169,6 +170,11 @@ def cmd_demo(cfg: Settings, args: argparse.Namespace) -> int:
         out.print(f"warehouse:  duckdb {cfg.duckdb_path}", highlight=False, soft_wrap=True)
         out.print("            e.g. select period_type, metric_date, deals_won, won_value, win_rate from marts.pipeline_metrics"
                   " where period_type = 'quarterly' order by metric_date;", highlight=False)
+    if res.ok:
+        from serving.report import build_report
+
+        out.print(f"report:     file://{build_report(cfg)}  (`crm-warehouse report` rewrites it)", highlight=False,
+                  soft_wrap=True)
     _print_outcome(res, time.perf_counter() - t0)
     return 0 if res.ok else 1
 
@@ -221,6 +227,24 @@ def cmd_bi_grant(cfg: Settings, args: argparse.Namespace) -> int:
         dbname = conn.info.dbname
     out.print(f"role {args.role} reads the {covered['tenant_scoped']} tenant-scoped marts, rows of company {company} only "
               f"(row-level security); database {dbname}", highlight=False)
+    return 0
+
+
+def cmd_report(cfg: Settings, args: argparse.Namespace) -> int:
+    """The static HTML report of the headline marts under $CRM_HOME/report/."""
+    from serving.report import ReportError, build_report
+
+    if args.target:
+        cfg = dataclasses.replace(cfg, warehouse=args.target)
+    try:
+        with console.status(f"reading the marts of the {cfg.warehouse} warehouse…"):
+            path = build_report(cfg, company_id=args.company_id)
+    except ReportError as err:
+        console.print(f"[bold red]error:[/] {err}", highlight=False, soft_wrap=True)
+        return 1
+    out.print(f"report: {path}", highlight=False, soft_wrap=True)
+    out.print(f"        open file://{path} in a browser (self-contained: no network needed)", highlight=False,
+              soft_wrap=True)
     return 0
 
 
@@ -294,6 +318,11 @@ def build_parser() -> argparse.ArgumentParser:
     grant.add_argument("--role", required=True)
     grant.add_argument("--password-env", required=True, metavar="VAR", help="environment variable holding the password")
     grant.set_defaults(func=cmd_bi_grant)
+
+    rep = sub.add_parser("report", help="write the static HTML report of the headline marts under $CRM_HOME/report/")
+    rep.add_argument("--target", choices=["duckdb", "postgres"], default=None)
+    rep.add_argument("--company-id", default=None, metavar="UUID", help="one tenant's report (company-<id>.html)")
+    rep.set_defaults(func=cmd_report)
 
     ui = sub.add_parser("ui", help="the Dagster UI on the same definitions (assets, jobs, run history)")
     ui.add_argument("--host", default="127.0.0.1")

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import dataclasses
 import shutil
 import signal
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 import psycopg
@@ -81,3 +83,28 @@ def variant_source(pg_server, workdir):
     """(settings, url) of a tiny source with the later `leads` definition (`status` + project columns)."""
     return make_source(pg_server, workdir, "variant_source", seed=3, history_days=60, end_date="2026-01-31",
                        leads_variant="status")
+
+
+def for_target(cfg, target: str, pg_server: str, name: str):
+    if target == "duckdb":
+        return dataclasses.replace(cfg, warehouse="duckdb", duckdb_path=cfg.home / f"{name}.duckdb")
+    return dataclasses.replace(cfg, warehouse="postgres", warehouse_url=new_database(pg_server, name))
+
+
+def assert_ok(res) -> None:
+    assert res.ok, f"refresh failed: {res.failures} {res.checks_failed}"
+
+
+@pytest.fixture(scope="session")
+def built(pg_server, workdir, tiny_source):
+    """The tiny source refreshed (ingest + dbt build) into a DuckDB and a PostgreSQL warehouse. Read-only for tests."""
+    from crm_warehouse.pipeline import run_refresh
+
+    cfg, url = tiny_source
+    out = {}
+    for target in ("duckdb", "postgres"):
+        tcfg = for_target(cfg, target, pg_server, f"marts_{target}_{time.monotonic_ns()}")
+        res = run_refresh(tcfg)
+        assert_ok(res)
+        out[target] = (tcfg, res)
+    return out

@@ -280,6 +280,7 @@ def test_demo_command_summarizes_source_and_loads_events(tiny_source, workdir, m
     out = capsys.readouterr().out
     assert "lead_activities" in out and "raw.email_events" in out and str(home / "warehouse.duckdb") in out
     assert "open pipeline value" in out
+    assert f"file://{home / 'report' / 'index.html'}" in out and (home / "report" / "index.html").stat().st_size > 10_000
     wh = DuckDBWarehouse(home / "warehouse.duckdb")
     assert wh.query("SELECT count(*) AS n FROM raw.email_events")["n"][0] > 1000
     assert wh.query("SELECT count(*) AS n FROM raw.leads")["n"][0] == 500

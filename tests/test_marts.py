@@ -16,7 +16,7 @@ import pytest
 
 from crm_warehouse.pipeline import run_refresh
 from ingest.warehouse import open_warehouse
-from tests.conftest import make_source, new_database
+from tests.conftest import assert_ok, for_target, make_source, new_database
 
 MARTS = ["dim_pipeline_stages", "dim_reps", "dim_leads", "dim_contacts", "fct_deals", "fct_deal_stage_transitions",
          "fct_deal_daily_snapshot", "win_loss", "pipeline_metrics", "rep_performance", "fct_crm_activities",
@@ -65,29 +65,6 @@ def all_marts(cfg) -> dict[str, list[tuple]]:
         return {m: mart_rows(wh, m) for m in MARTS}
     finally:
         wh.close()
-
-
-def for_target(cfg, target: str, pg_server: str, name: str):
-    if target == "duckdb":
-        return dataclasses.replace(cfg, warehouse="duckdb", duckdb_path=cfg.home / f"{name}.duckdb")
-    return dataclasses.replace(cfg, warehouse="postgres", warehouse_url=new_database(pg_server, name))
-
-
-def assert_ok(res) -> None:
-    assert res.ok, f"refresh failed: {res.failures} {res.checks_failed}"
-
-
-@pytest.fixture(scope="module")
-def built(pg_server, workdir, tiny_source):
-    """The tiny source refreshed (ingest + dbt build) into a DuckDB and a PostgreSQL warehouse."""
-    cfg, url = tiny_source
-    out = {}
-    for target in ("duckdb", "postgres"):
-        tcfg = for_target(cfg, target, pg_server, f"marts_{target}_{time.monotonic_ns()}")
-        res = run_refresh(tcfg)
-        assert_ok(res)
-        out[target] = (tcfg, res)
-    return out
 
 
 @pytest.mark.parametrize("target", ["duckdb", "postgres"])
@@ -326,7 +303,7 @@ def test_installed_packages_import_outside_the_checkout(tmp_path):
     import subprocess
     import sys
 
-    proc = subprocess.run([sys.executable, "-c", "import orchestration.definitions, serving.bi_access, "
+    proc = subprocess.run([sys.executable, "-c", "import orchestration.definitions, serving.bi_access, serving.report, "
                            "quality.check_results, crm_warehouse.cli"], cwd=tmp_path, capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr[-2000:]
 

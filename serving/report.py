@@ -1,0 +1,491 @@
+"""`crm-warehouse report`: one static HTML page of the headline marts, under ``$CRM_HOME/report/``.
+
+Plain Python, no Dagster. The page is self-contained: the charts are SVG drawn here (no
+JavaScript library, no CDN, no web font), so it opens from a file, a mail attachment or a
+bucket with no network. Each chart is a ``<figure class="chart">`` whose marks carry a
+``<title>`` with the exact figure (hover to read it) and a data table under ``<details>``.
+A few lines of inline script measure, once the browser has laid the page out, how many marks
+of each chart were drawn with a size, and write it on the figure (``data-drawn``); the tests
+read it from headless Chromium, with a screenshot.
+
+Everything is read from the marts and ``ops`` of either warehouse target, read-only (the DuckDB
+file is opened with ``read_only=True``, so the report can be written while analysts have it
+open, but not while a refresh writes it).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import html
+import math
+import os
+import re
+from decimal import Decimal
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+import polars as pl
+
+from ingest.config import Settings
+
+BLUE, ORANGE, GREEN, RED, GREY, PURPLE = "#2563eb", "#f59e0b", "#16a34a", "#dc2626", "#64748b", "#9333ea"
+GRADE_COLORS = {"cold": "#93c5fd", "warm": ORANGE, "hot": RED}
+REP_LIMIT = 40  # bars per attainment chart; the data table under it has every rep
+
+
+class ReportError(RuntimeError):
+    """The report cannot be written (no warehouse yet, warehouse busy): the message says what to do."""
+
+
+# --------------------------------------------------------------------------------------------- reading
+
+
+class _Reader:
+    def __init__(self, cfg: Settings):
+        self.kind = cfg.warehouse
+        if cfg.warehouse == "duckdb":
+            import duckdb
+
+            if not cfg.duckdb_path.exists():
+                raise ReportError(f"there is no warehouse file at {cfg.duckdb_path}: run `crm-warehouse refresh` "
+                                  "(or `crm-warehouse demo`) first")
+            try:
+                self.con = duckdb.connect(str(cfg.duckdb_path), read_only=True)
+            except duckdb.IOException as err:
+                if "lock" not in str(err).lower():
+                    raise
+                raise ReportError(f"the warehouse file {cfg.duckdb_path} is being written by another process "
+                                  "(a refresh?): run the report when it has finished") from None
+            self.con.execute("SET TimeZone = 'UTC'")
+        else:
+            from ingest.warehouse import PostgresWarehouse, embedded_warehouse_url
+
+            self.pg = PostgresWarehouse(cfg.warehouse_url or embedded_warehouse_url(cfg))
+
+    def query(self, sql: str, params: Sequence[Any] = ()) -> pl.DataFrame:
+        if self.kind == "duckdb":
+            return self.con.sql(sql, params=list(params) or None).pl()
+        return self.pg.query(sql, list(params))
+
+    def has_table(self, schema: str, table: str) -> bool:
+        df = self.query("SELECT count(*) AS n FROM information_schema.tables WHERE table_schema = ? AND table_name = ?",
+                        [schema, table])
+        return int(df["n"][0]) > 0
+
+    def close(self) -> None:
+        (self.con if self.kind == "duckdb" else self.pg).close()
+
+
+def _num(v: Any) -> float | None:
+    if v is None:
+        return None
+    return float(v) if isinstance(v, (int, float, Decimal)) else None
+
+
+# --------------------------------------------------------------------------------------------- formatting
+
+
+def money(v: Any) -> str:
+    x = _num(v)
+    if x is None:
+        return "n/a"
+    for div, suffix in ((1e9, "B"), (1e6, "M"), (1e3, "k")):
+        if abs(x) >= div:
+            return f"${x / div:,.1f}{suffix}"
+    return f"${x:,.0f}"
+
+
+def pct(v: Any, digits: int = 1) -> str:
+    x = _num(v)
+    return "n/a" if x is None else f"{x:.{digits}f}%"
+
+
+def esc(v: Any) -> str:
+    return html.escape("" if v is None else str(v), quote=True)
+
+
+def _nice_max(x: float) -> float:
+    if x <= 0:
+        return 1.0
+    exp = 10 ** math.floor(math.log10(x))
+    for m in (1, 1.2, 1.6, 2, 2.4, 3, 4, 6, 8, 10):  # a quarter of each is a round number
+        if m * exp >= x:
+            return m * exp
+    return 10 * exp
+
+
+# --------------------------------------------------------------------------------------------- charts
+
+
+@dataclasses.dataclass
+class Series:
+    name: str
+    color: str
+    values: list[float | None]
+
+
+W, H, LEFT, RIGHT, TOP, BOTTOM = 880, 320, 78, 16, 16, 84
+
+
+def _frame(labels: list[str], y_max: float, y_fmt: Callable[[float], str], *, every: int = 1) -> list[str]:
+    out = []
+    plot_h = H - TOP - BOTTOM
+    for i in range(5):
+        v = y_max * i / 4
+        y = TOP + plot_h - plot_h * i / 4
+        out.append(f'<line class="grid" x1="{LEFT}" x2="{W - RIGHT}" y1="{y:.1f}" y2="{y:.1f}"/>')
+        out.append(f'<text class="axis" x="{LEFT - 6}" y="{y + 4:.1f}" text-anchor="end">{esc(y_fmt(v))}</text>')
+    n = max(len(labels), 1)
+    step = (W - LEFT - RIGHT) / n
+    for i, lab in enumerate(labels):
+        if i % every and i != len(labels) - 1:
+            continue
+        x = LEFT + step * (i + 0.5)
+        short = lab if len(lab) <= 24 else lab[:22] + "…"
+        out.append(f'<text class="axis" x="{x:.1f}" y="{H - BOTTOM + 14}" text-anchor="end" '
+                   f'transform="rotate(-35 {x:.1f} {H - BOTTOM + 14})">{esc(short)}</text>')
+    return out
+
+
+def _legend(series: Sequence[Series]) -> str:
+    items = "".join(f'<span class="key"><i style="background:{s.color}"></i>{esc(s.name)}</span>' for s in series)
+    return f'<div class="legend">{items}</div>'
+
+
+def line_chart(labels: list[str], series: list[Series], y_fmt: Callable[[float], str], *,
+               tip: Callable[[str, Series, float], str] | None = None) -> str:
+    vals = [v for s in series for v in s.values if v is not None]
+    y_max = _nice_max(max(vals, default=0.0))
+    plot_h, n = H - TOP - BOTTOM, max(len(labels), 1)
+    step = (W - LEFT - RIGHT) / n
+    parts = _frame(labels, y_max, y_fmt, every=max(1, math.ceil(n / 18)))
+    for s in series:
+        pts = [(LEFT + step * (i + 0.5), TOP + plot_h - plot_h * (v / y_max)) for i, v in enumerate(s.values)
+               if v is not None]
+        if len(pts) > 1:
+            d = " ".join(f"{x:.1f},{y:.1f}" for x, y in pts)
+            parts.append(f'<polyline class="line" fill="none" stroke="{s.color}" stroke-width="2.5" points="{d}"/>')
+        for (x, y), (lab, v) in zip(pts, [(lab, v) for lab, v in zip(labels, s.values) if v is not None]):
+            text = tip(lab, s, v) if tip else f"{lab}: {s.name} {y_fmt(v)}"
+            parts.append(f'<circle class="mark" data-series="{esc(s.name)}" cx="{x:.1f}" cy="{y:.1f}" r="3.5" '
+                         f'fill="{s.color}"><title>{esc(text)}</title></circle>')
+    return _svg(parts) + _legend(series)
+
+
+def bar_chart(labels: list[str], series: list[Series], y_fmt: Callable[[float], str], *,
+              ref: tuple[float, str] | None = None, stacked: bool = False,
+              tip: Callable[[str, Series, float], str] | None = None) -> str:
+    if stacked:
+        totals = [sum(s.values[i] or 0 for s in series) for i in range(len(labels))]
+        y_max = _nice_max(max(totals, default=0.0))
+    else:
+        y_max = _nice_max(max([v for s in series for v in s.values if v is not None] + [ref[0] if ref else 0], default=0))
+    plot_h, n = H - TOP - BOTTOM, max(len(labels), 1)
+    step = (W - LEFT - RIGHT) / n
+    parts = _frame(labels, y_max, y_fmt, every=max(1, math.ceil(n / 40)))
+    group_w = step * 0.8
+    bar_w = group_w if stacked else group_w / max(len(series), 1)
+    base = [0.0] * len(labels)
+    for k, s in enumerate(series):
+        for i, (lab, v) in enumerate(zip(labels, s.values)):
+            if v is None:
+                continue
+            h = max(plot_h * (v / y_max), 1.0)  # a zero still shows, as a 1-pixel tick with its title
+            x = LEFT + step * i + (step - group_w) / 2 + (0 if stacked else k * bar_w)
+            y = TOP + plot_h - h - (plot_h * base[i] / y_max if stacked else 0)
+            if stacked:
+                base[i] += v
+            text = tip(lab, s, v) if tip else f"{lab}: {s.name} {y_fmt(v)}"
+            parts.append(f'<rect class="mark" data-series="{esc(s.name)}" x="{x:.1f}" y="{y:.1f}" '
+                         f'width="{max(bar_w - 1, 1):.1f}" height="{h:.1f}" fill="{s.color}">'
+                         f'<title>{esc(text)}</title></rect>')
+    if ref:
+        y = TOP + plot_h - plot_h * (ref[0] / y_max)
+        parts.append(f'<line class="ref" x1="{LEFT}" x2="{W - RIGHT}" y1="{y:.1f}" y2="{y:.1f}"/>'
+                     f'<text class="axis" x="{W - RIGHT - 4}" y="{y - 5:.1f}" text-anchor="end">{esc(ref[1])}</text>')
+    return _svg(parts) + _legend(series)
+
+
+def _svg(parts: list[str]) -> str:
+    return (f'<svg viewBox="0 0 {W} {H}" width="{W}" height="{H}" role="img" xmlns="http://www.w3.org/2000/svg">'
+            + "".join(parts) + "</svg>")
+
+
+def data_table(columns: list[str], rows: list[Sequence[Any]], summary: str = "data") -> str:
+    head = "".join(f"<th>{esc(c)}</th>" for c in columns)
+    body = "".join("<tr>" + "".join(f"<td>{esc(v)}</td>" for v in r) + "</tr>" for r in rows)
+    return f"<details><summary>{esc(summary)}</summary><table><tr>{head}</tr>{body}</table></details>"
+
+
+def figure(key: str, title: str, caption: str, body: str, points: int) -> str:
+    if points == 0:
+        body = '<p class="empty">No rows in the mart yet.</p>'
+    marks = body.count('class="mark"')
+    return (f'<figure class="chart" id="chart-{key}" data-chart="{key}" data-points="{points}" data-marks="{marks}">'
+            f"<h2>{esc(title)}</h2><figcaption>{esc(caption)}</figcaption>{body}</figure>")
+
+
+# --------------------------------------------------------------------------------------------- sections
+
+
+def _where(company_id: str | None, prefix: str = "WHERE") -> tuple[str, list[Any]]:
+    return (f" {prefix} company_id = ?", [company_id]) if company_id else ("", [])
+
+
+def pipeline_section(r: _Reader, company_id: str | None) -> str:
+    w, p = _where(company_id, "AND")
+    df = r.query("SELECT metric_date, sum(total_pipeline_value) AS pipeline, sum(weighted_pipeline_value) AS weighted, "
+                 "sum(deals_active) AS active FROM marts.pipeline_metrics WHERE period_type = 'weekly'" + w +
+                 " GROUP BY metric_date ORDER BY metric_date", p)
+    labels = [str(d) for d in df["metric_date"]]
+    series = [Series("open pipeline value", BLUE, [_num(v) for v in df["pipeline"]]),
+              Series("weighted by stage probability", ORANGE, [_num(v) for v in df["weighted"]])]
+    body = line_chart(labels, series, money)
+    body += data_table(["week", "open pipeline", "weighted", "open deals"],
+                       [(d, money(a), money(b), c) for d, a, b, c in df.iter_rows()], "weekly figures")
+    return figure("pipeline_value", "Pipeline value and weighted value over time",
+                  "Open deals at the end of each week (marts.pipeline_metrics, weekly): estimated value and the value "
+                  "weighted by each deal's stage probability.", body, df.height)
+
+
+def win_rate_section(r: _Reader, company_id: str | None) -> str:
+    w, p = _where(company_id)
+    df = r.query("SELECT close_quarter, count(*) AS closed, sum(CASE WHEN outcome = 'won' THEN 1 ELSE 0 END) AS won, "
+                 "avg(CASE WHEN outcome = 'won' THEN cycle_days END) AS won_cycle, avg(cycle_days) AS cycle "
+                 "FROM marts.win_loss" + w + " GROUP BY close_quarter ORDER BY close_quarter", p)
+    labels = [quarter_label(d) for d in df["close_quarter"]]
+    rates = [100.0 * float(won) / float(closed) if closed else None for won, closed in zip(df["won"], df["closed"])]
+    rate_chart = bar_chart(labels, [Series("win rate", GREEN, rates)], lambda v: f"{v:.0f}%",
+                           tip=lambda lab, s, v: f"{lab}: win rate {v:.1f}%")
+    cycle_chart = line_chart(labels, [Series("won deals", BLUE, [_num(v) for v in df["won_cycle"]]),
+                                      Series("all closed deals", GREY, [_num(v) for v in df["cycle"]])],
+                             lambda v: f"{v:.0f} d", tip=lambda lab, s, v: f"{lab}: {s.name}, mean cycle {v:.1f} days")
+    rows = [(quarter_label(q), c, wn, pct(rt), "n/a" if a is None else f"{float(a):.1f}",
+             "n/a" if b is None else f"{float(b):.1f}")
+            for (q, c, wn, a, b), rt in zip(df.iter_rows(), rates)]
+    table = data_table(["quarter", "closed", "won", "win rate", "mean cycle days (won)", "mean cycle days (all)"], rows,
+                       "quarterly figures")
+    return (figure("win_rate", "Win rate by quarter", "Won ÷ (won + lost) among deals closed in the quarter "
+                   "(marts.win_loss).", rate_chart, df.height)
+            + figure("cycle_time", "Sales cycle by quarter", "Mean days from a deal's creation to its close, for the "
+                     "deals closed in the quarter (marts.win_loss).", cycle_chart + table, df.height))
+
+
+def quarter_label(d: Any) -> str:
+    if isinstance(d, (dt.date, dt.datetime)):
+        return f"{d.year}-Q{(d.month - 1) // 3 + 1}"
+    return str(d)
+
+
+def funnel_section(r: _Reader, company_id: str | None) -> str:
+    w, p = _where(company_id)
+    df = r.query("SELECT lead_source, sum(leads) AS leads, sum(demo_requested) AS demos, sum(deals) AS deals, "
+                 "sum(won) AS won FROM marts.funnel_conversion" + w + " GROUP BY lead_source ORDER BY sum(leads) DESC", p)
+    labels = [str(s) for s in df["lead_source"]]
+
+    def rate(col: str) -> list[float | None]:
+        return [100.0 * float(x) / float(n) if n else None for x, n in zip(df[col], df["leads"])]
+
+    series = [Series("requested a demo", BLUE, rate("demos")), Series("became a deal", ORANGE, rate("deals")),
+              Series("won", GREEN, rate("won"))]
+    body = bar_chart(labels, series, lambda v: f"{v:.0f}%", tip=lambda lab, s, v: f"{lab}: {s.name} {v:.1f}% of leads")
+    body += data_table(["lead source", "leads", "demo requests", "deals", "won"], list(df.iter_rows()), "counts")
+    return figure("funnel", "Funnel conversion by lead source", "Share of each source's leads (all cohorts, "
+                  "marts.funnel_conversion) that requested a demo, became a deal, and were won.", body, df.height)
+
+
+def attainment_section(r: _Reader, company_id: str | None, as_of: str | None) -> str:
+    """The quarter the as-of day is in (quotas are set ahead: a later quarter has nothing won yet)."""
+    w, p = _where(company_id, "AND")
+    latest = r.query("SELECT max(period_start) AS p FROM marts.rep_performance WHERE quota_period = 'quarterly' "
+                     "AND period_start <= ?" + w, [dt.date.fromisoformat(as_of or "9999-12-31"), *p])
+    period = latest["p"][0] if latest.height else None
+    df = r.query("SELECT rep_name, revenue_target, revenue_won, attainment_pct, pipeline_coverage "
+                 "FROM marts.rep_performance WHERE quota_period = 'quarterly' AND period_start = ?" + w +
+                 " ORDER BY attainment_pct DESC, rep_name", [period, *p]) if period is not None else pl.DataFrame()
+    shown = df.head(REP_LIMIT) if df.height else df
+    labels = [str(n) for n in shown["rep_name"]] if shown.height else []
+    series = [Series("revenue won ÷ target", PURPLE, [_num(v) for v in shown["attainment_pct"]] if shown.height else [])]
+    body = bar_chart(labels, series, lambda v: f"{v:.0f}%", ref=(100.0, "quota"),
+                     tip=lambda lab, s, v: f"{lab}: attainment {v:.1f}%")
+    if shown.height:
+        body += data_table(["rep", "revenue target", "revenue won", "attainment", "pipeline coverage"],
+                           [(a, money(b), money(c), pct(d), "n/a" if e is None else f"{float(e):.2f}×")
+                            for a, b, c, d, e in df.iter_rows()], f"all {df.height} quotas of the quarter")
+    more = f" The {REP_LIMIT} highest of {df.height} are drawn." if df.height > REP_LIMIT else ""
+    return figure("attainment", f"Rep attainment against quota, {quarter_label(period) if period else 'no quotas'}",
+                  "Revenue won in the as-of day's quarter ÷ the rep's quarterly revenue target "
+                  f"(marts.rep_performance); the line is 100 %.{more}", body, shown.height)
+
+
+def email_section(r: _Reader, company_id: str | None) -> str:
+    if company_id:  # BuildDesk's own marketing campaigns: not a tenant's data
+        return ""
+    df = r.query("SELECT campaign_name, variant, ab_test_name, delivered, unique_opens_rate, "
+                 "unique_opens_excl_machine_rate, unique_clicks_rate, open_lift_pct, open_p_value, click_lift_pct, "
+                 "click_p_value FROM marts.email_campaign_performance ORDER BY campaign_name, variant")
+    labels = [f"{n} ({v})" if v else str(n) for n, v in zip(df["campaign_name"], df["variant"])]
+    series = [Series("opened (people, privacy-proxy opens excluded)", BLUE,
+                     [_num(v) for v in df["unique_opens_excl_machine_rate"]]),
+              Series("opened incl. machine opens", "#93c5fd", [_num(v) for v in df["unique_opens_rate"]]),
+              Series("clicked", GREEN, [_num(v) for v in df["unique_clicks_rate"]])]
+    engagement = bar_chart(labels, series, lambda v: f"{v:.0f}%",
+                           tip=lambda lab, s, v: f"{lab}: {s.name} {v:.1f}% of delivered")
+    ab = df.filter(pl.col("ab_test_name").is_not_null())
+    ab_rows = []
+    for row in ab.iter_rows(named=True):
+        p_open, p_click = _num(row["open_p_value"]), _num(row["click_p_value"])
+        ab_rows.append("<tr>" + "".join(f"<td>{x}</td>" for x in (
+            esc(row["ab_test_name"]), esc(row["variant"]), esc(row["campaign_name"]), f"{row['delivered']:,}",
+            pct(row["unique_opens_excl_machine_rate"]), _signed(row["open_lift_pct"]), _p(p_open),
+            pct(row["unique_clicks_rate"]), _signed(row["click_lift_pct"]), _p(p_click))) + "</tr>")
+    ab_html = ("<table class=\"ab\"><tr><th>A/B test</th><th>variant</th><th>campaign</th><th>delivered</th>"
+               "<th>open rate</th><th>open lift</th><th>p (opens)</th><th>click rate</th><th>click lift</th>"
+               "<th>p (clicks)</th></tr>" + "".join(ab_rows) + "</table>"
+               "<p class=\"note\">Lift is the variant's rate against its control's; p is the pooled two-proportion "
+               "z-test's two-sided p-value. <b>Bold</b>: p &lt; 0.05.</p>") if ab_rows else "<p>No A/B tests.</p>"
+    return (figure("email_engagement", "E-mail campaign engagement", "Unique opens and clicks ÷ delivered, per campaign "
+                   "and variant (marts.email_campaign_performance). Apple Mail Privacy Protection and similar proxies "
+                   "open every message: the dark bar leaves those opens out.", engagement, df.height)
+            + f'<section class="ab-results" id="ab-results"><h2>A/B test results</h2>{ab_html}</section>')
+
+
+def _signed(v: Any) -> str:
+    x = _num(v)
+    return "n/a" if x is None else f"{x:+.1f}%"
+
+
+def _p(p: float | None) -> str:
+    if p is None:
+        return "n/a"
+    return f"<b>{p:.4f}</b>" if p < 0.05 else f"{p:.4f}"
+
+
+def lead_score_section(r: _Reader, company_id: str | None) -> str:
+    w, p = _where(company_id, "AND")
+    df = r.query("SELECT CASE WHEN decayed_score >= 100 THEN 10 ELSE CAST(floor(decayed_score / 10) AS INTEGER) END "
+                 "AS bin, grade, count(*) AS leads FROM marts.lead_scores WHERE NOT is_deleted" + w +
+                 " GROUP BY 1, 2 ORDER BY 1, 2", p)
+    labels = [f"{10 * b}–{10 * b + 10}" for b in range(10)] + ["100+"]
+    series = []
+    for grade in ("cold", "warm", "hot"):
+        counts = {int(b): int(n) for b, g, n in df.iter_rows() if g == grade}
+        if counts:
+            series.append(Series(grade, GRADE_COLORS[grade], [float(counts[b]) if b in counts else None for b in range(11)]))
+    body = bar_chart(labels, series, lambda v: f"{v:,.0f}", stacked=True,
+                     tip=lambda lab, s, v: f"score {lab}: {v:,.0f} {s.name} leads")
+    total = int(df["leads"].sum()) if df.height else 0
+    grades = {g: int(df.filter(pl.col("grade") == g)["leads"].sum()) for g in ("hot", "warm", "cold")}
+    body += data_table(["grade", "leads"], [(g, f"{n:,}") for g, n in grades.items()], "leads per grade")
+    return figure("lead_scores", "Lead score distribution", f"Decayed rule scores of the {total:,} live leads "
+                  "(marts.lead_scores), coloured by grade.", body, len([1 for s in series for v in s.values if v]))
+
+
+def quality_section(r: _Reader) -> str:
+    if not r.has_table("ops", "check_results"):
+        return ('<section class="quality" id="quality" data-status="none"><h2>Quality checks</h2>'
+                "<p>No check has been recorded yet.</p></section>")
+    last = r.query("SELECT run_id, max(checked_at) AS at FROM ops.check_results GROUP BY run_id ORDER BY 2 DESC LIMIT 1")
+    if not last.height:
+        return ('<section class="quality" id="quality" data-status="none"><h2>Quality checks</h2>'
+                "<p>No check has been recorded yet.</p></section>")
+    run_id, at = last.row(0)
+    df = r.query("SELECT asset, check_name, check_kind, passed, failing_count, failing_sample, message, as_of "
+                 "FROM ops.check_results WHERE run_id = ? ORDER BY passed, asset, check_name", [run_id])
+    passed = int(df["passed"].sum())
+    failed = df.height - passed
+    status = "failed" if failed else "passed"
+    rows = "".join("<tr>" + "".join(f"<td>{esc(v)}</td>" for v in (a, c, k, n, s, m)) + "</tr>"
+                   for a, c, k, ok, n, s, m, _ in df.iter_rows() if not ok)
+    fail_html = (f"<table><tr><th>asset</th><th>check</th><th>kind</th><th>failing rows</th><th>sample</th>"
+                 f"<th>message</th></tr>{rows}</table>") if failed else ""
+    ingest = ""
+    if r.has_table("ops", "ingest_batches"):
+        b = r.query("SELECT status, count(*) AS n FROM (SELECT asset, status, row_number() OVER "
+                    "(PARTITION BY asset ORDER BY started_at DESC) AS k FROM ops.ingest_batches) t WHERE k = 1 "
+                    "GROUP BY status ORDER BY status")
+        ingest = "<p>Latest ingest batch per raw table: " + ", ".join(f"{n} {esc(s)}" for s, n in b.iter_rows()) + ".</p>"
+    as_of = df["as_of"][0] if df.height else None
+    return (f'<section class="quality" id="quality" data-status="{status}" data-passed="{passed}" '
+            f'data-failed="{failed}"><h2>Quality checks</h2>'
+            f'<p class="status {status}">Latest run <code>{esc(run_id)}</code> at {esc(str(at)[:19])} UTC'
+            f"{f' (as of {esc(as_of)})' if as_of else ''}: <b>{passed}</b> checks passed, <b>{failed}</b> failed.</p>"
+            f"{fail_html}{ingest}</section>")
+
+
+def headline(r: _Reader, company_id: str | None) -> tuple[str, str | None]:
+    w, p = _where(company_id, "AND")
+    as_of = r.query("SELECT max(metric_date) AS d FROM marts.pipeline_metrics WHERE period_type = 'daily'" + w, p)["d"][0]
+    open_ = r.query("SELECT count(*) AS n, sum(estimated_value) AS v, sum(weighted_value) AS wv FROM marts.fct_deals "
+                    "WHERE status IN ('active', 'on_hold') AND NOT is_deleted" + w, p).row(0)
+    wl = r.query("SELECT count(*) AS n, sum(CASE WHEN outcome = 'won' THEN 1 ELSE 0 END) AS won, "
+                 "sum(CASE WHEN outcome = 'won' THEN deal_value ELSE 0 END) AS won_value FROM marts.win_loss "
+                 "WHERE close_quarter = (SELECT max(close_quarter) FROM marts.win_loss" + _where(company_id)[0] + ")" + w,
+                 p + p).row(0)
+    leads = r.query("SELECT count(*) AS n, sum(CASE WHEN grade = 'hot' THEN 1 ELSE 0 END) AS hot FROM marts.lead_scores "
+                    "WHERE NOT is_deleted" + w, p).row(0)
+    tiles = [("open deals", f"{open_[0]:,}"), ("open pipeline", money(open_[1])), ("weighted pipeline", money(open_[2])),
+             ("won this quarter", money(wl[2])),
+             ("win rate this quarter", pct(100.0 * float(wl[1]) / float(wl[0])) if wl[0] else "n/a"),
+             ("live leads", f"{leads[0]:,}"), ("hot leads", f"{int(leads[1] or 0):,}")]
+    html_ = "".join(f'<div class="tile"><span>{esc(k)}</span><b data-kpi="{esc(k)}">{esc(v)}</b></div>' for k, v in tiles)
+    return f'<div class="tiles">{html_}</div>', (str(as_of) if as_of is not None else None)
+
+
+CSS = """
+body{font:14px/1.45 system-ui,-apple-system,"Segoe UI",Roboto,sans-serif;color:#0f172a;margin:0;background:#f8fafc}
+header{background:#0f172a;color:#f8fafc;padding:18px 32px}header h1{margin:0 0 4px;font-size:22px}
+header p{margin:0;color:#cbd5e1}main{max-width:940px;margin:0 auto;padding:16px 24px 48px}
+.tiles{display:flex;flex-wrap:wrap;gap:10px;margin:8px 0 16px}.tile{background:#fff;border:1px solid #e2e8f0;
+border-radius:8px;padding:8px 14px;min-width:110px}.tile span{display:block;color:#64748b;font-size:12px}
+.tile b{font-size:18px}figure,section{background:#fff;border:1px solid #e2e8f0;border-radius:8px;margin:0 0 18px;
+padding:12px 16px}h2{font-size:16px;margin:0 0 2px}figcaption{color:#475569;margin-bottom:6px}
+svg{display:block;max-width:100%;height:auto}.grid{stroke:#e2e8f0}.ref{stroke:#0f172a;stroke-dasharray:4 3}
+.axis{font-size:11px;fill:#475569}.legend{display:flex;flex-wrap:wrap;gap:14px;margin:4px 0}
+.key i{display:inline-block;width:11px;height:11px;margin-right:5px;border-radius:2px;vertical-align:-1px}
+table{border-collapse:collapse;font-size:12px;margin:6px 0}td,th{border-bottom:1px solid #e2e8f0;padding:3px 8px;
+text-align:left}details summary{cursor:pointer;color:#2563eb}.status.passed b:first-of-type{color:#16a34a}
+.status.failed{color:#dc2626}.note{color:#64748b;font-size:12px}.empty{color:#64748b}
+"""
+
+# Runs once the page is laid out: how many marks of each chart have a size on screen.
+SCRIPT = """
+(function(){var total=0;document.querySelectorAll('figure.chart').forEach(function(f){var n=0;
+f.querySelectorAll('svg .mark').forEach(function(m){var b=m.getBBox();if(b.width>0&&b.height>0){n++;}});
+var svg=f.querySelector('svg');f.setAttribute('data-drawn',n);
+f.setAttribute('data-width',svg?Math.round(svg.getBoundingClientRect().width):0);total+=n;});
+document.body.setAttribute('data-marks-drawn',total);})();
+"""
+
+
+def build_report(cfg: Settings, company_id: str | None = None, *, now: dt.datetime | None = None) -> Path:
+    """Write ``$CRM_HOME/report/index.html`` (or ``company-<id>.html`` for one tenant) and return its path."""
+    now = now or dt.datetime.now(dt.timezone.utc)
+    if company_id and not re.fullmatch(r"[0-9a-fA-F-]{36}", company_id):
+        raise ValueError(f"--company-id must be a UUID, not {company_id!r}")
+    r = _Reader(cfg)
+    try:
+        if not r.has_table("marts", "pipeline_metrics"):
+            raise ReportError("the warehouse has no marts yet: run `crm-warehouse refresh` (or `crm-warehouse demo`) "
+                              "first")
+        tiles, as_of = headline(r, company_id)
+        sections = [pipeline_section(r, company_id), win_rate_section(r, company_id), funnel_section(r, company_id),
+                    attainment_section(r, company_id, as_of), email_section(r, company_id),
+                    lead_score_section(r, company_id), quality_section(r)]
+    finally:
+        r.close()
+    scope = f"company {company_id}" if company_id else "all companies"
+    page = (f'<!doctype html><html lang="en"><head><meta charset="utf-8"><meta name="viewport" '
+            f'content="width=device-width,initial-scale=1"><title>BuildDesk CRM report{f" — {esc(company_id)}" if company_id else ""}'
+            f"</title><style>{CSS}</style></head><body><header><h1>BuildDesk CRM report</h1>"
+            f"<p>As of {esc(as_of or 'n/a')} · {esc(scope)} · {esc(cfg.warehouse)} warehouse · written "
+            f"{now:%Y-%m-%d %H:%M} UTC</p></header><main>{tiles}{''.join(sections)}</main>"
+            f"<script>{SCRIPT}</script></body></html>")
+    out_dir = cfg.home / "report"
+    out_dir.mkdir(parents=True, exist_ok=True)
+    path = out_dir / (f"company-{company_id}.html" if company_id else "index.html")
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(page, encoding="utf-8")
+    os.replace(tmp, path)  # a reader never sees half a page
+    return path
