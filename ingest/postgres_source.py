@@ -93,9 +93,15 @@ class PostgresSource:
         self.url = url
         self.conn = connect(url, autocommit=True)
         self._adbc = None
+        self._counter = None  # (connection, one-thread pool) for count_soon
 
     def close(self) -> None:
         self.conn.close()
+        if self._counter is not None:
+            conn, pool = self._counter
+            pool.shutdown(wait=True)
+            conn.close()
+            self._counter = None
         if self._adbc is not None:
             self._adbc.close()
             self._adbc = None
@@ -156,6 +162,19 @@ class PostgresSource:
 
     def count(self, table: SourceTable) -> int:
         return int(self.conn.execute(f"SELECT count(*) FROM {table.name}").fetchone()[0])
+
+    def count_soon(self, table: SourceTable):
+        """``count(table)`` started now on a connection and thread of its own; ``.result()`` gives it.
+
+        The count of a multi-million-row table is a parallel sequential scan on the server: started
+        before the extraction, it runs while the rows are read and merged instead of after.
+        """
+        from concurrent.futures import ThreadPoolExecutor
+
+        if self._counter is None:
+            self._counter = (connect(self.url, autocommit=True), ThreadPoolExecutor(1, thread_name_prefix="count"))
+        conn, pool = self._counter
+        return pool.submit(lambda: int(conn.execute(f"SELECT count(*) FROM {table.name}").fetchone()[0]))
 
     def prefetched(self, table: SourceTable, where: str = "", params: tuple = (), native: bool = False,
                    depth: int = 2) -> Iterator[pa.RecordBatch]:

@@ -128,16 +128,20 @@ def _live(wh: Warehouse, table: str) -> int:
     return int(wh.query(f"SELECT count(*) AS n FROM raw.{table} WHERE _deleted_at IS NULL")["n"][0])
 
 
-def _deletions(wh: Warehouse, src: PostgresSource, spec: TableSpec, st: SourceTable, now, batch_id: str) -> int:
+def _deletions(wh: Warehouse, src: PostgresSource, spec: TableSpec, st: SourceTable, now, batch_id: str,
+               source_rows: int) -> int:
     """Flag raw rows deleted in the source; returns how many were flagged now.
 
-    After the merge raw's live keys include every source key, so equal live counts mean nothing
-    was deleted. Rows removed by an ``ON DELETE CASCADE`` from a parent already flagged (parents
+    ``source_rows`` is the source's row count taken as the extraction began (on another
+    connection, so the scan overlaps the extraction). After the merge raw's live keys include
+    every key extracted, so equal live counts mean nothing was deleted. A row inserted in the
+    source after the count makes the counts differ, which only sends the table to the key
+    comparison below (against the source as it is then, so nothing is flagged wrongly); a row
+    deleted between the count and the extraction is flagged by the next run. Rows removed by an ``ON DELETE CASCADE`` from a parent already flagged (parents
     are ingested first) are flagged from raw alone; only if the counts still differ are keys
     compared with the source (``_flag_deletes``).
     """
     before = _live(wh, spec.raw)
-    source_rows = src.count(st)
     if before == source_rows:
         return 0
     for column, parent, parent_column in st.cascades_from:
@@ -150,23 +154,28 @@ def _deletions(wh: Warehouse, src: PostgresSource, spec: TableSpec, st: SourceTa
     after = _live(wh, spec.raw)
     if after == source_rows:
         return before - after
-    return before - after + _flag_deletes(wh, src, spec, st, now, batch_id)
+    return before - after + _flag_deletes(wh, src, spec, st, now, batch_id, source_rows)
 
 
 BUCKET_CHARS = 4  # 65,536 buckets of a UUID key's leading hex digits
+# Below this many source rows every key is read (100k UUIDs: ~20 ms); above it the per-bucket counts
+# (a GROUP BY over the key's text, ~0.4 s per million rows on the server) narrow the keys to read.
+BUCKET_MIN_ROWS = 1_000_000
 
 
-def _flag_deletes(wh: Warehouse, src: PostgresSource, spec: TableSpec, st: SourceTable, now, batch_id: str) -> int:
+def _flag_deletes(wh: Warehouse, src: PostgresSource, spec: TableSpec, st: SourceTable, now, batch_id: str,
+                  source_rows: int) -> int:
     """Set ``_deleted_at`` on raw's live rows whose key is gone from the source; returns how many.
 
-    For a UUID key, live-row counts per key prefix are compared first (one GROUP BY on each side)
+    For a UUID key of a large table, live-row counts per key prefix are compared first (one GROUP BY on each side)
     and only the keys of buckets whose counts differ are read, by index range scans: a few
     thousand keys instead of every key of a multi-million-row table. Other keys: all keys compared.
     """
     k = st.primary_key[0]
     text_key = f'left(CAST({spec.raw}."{k}" AS VARCHAR), {BUCKET_CHARS})'
     restrict = ""
-    uuid_key = len(st.primary_key) == 1 and next(c for c in st.columns if c.name == k).pg_type == "uuid"
+    uuid_key = (len(st.primary_key) == 1 and next(c for c in st.columns if c.name == k).pg_type == "uuid"
+                and source_rows >= BUCKET_MIN_ROWS)
     if uuid_key:
         src_counts = src.key_buckets(st, BUCKET_CHARS)
         raw_counts = wh.query(f"SELECT {text_key} AS b, count(*) AS n FROM raw.{spec.raw} "
@@ -225,6 +234,7 @@ def ingest_table(wh: Warehouse, src: PostgresSource, spec: TableSpec, *, full_re
                               if c.name not in st.primary_key) or "false"
         max_cursor = cursor
         t_extract = 0.0
+        source_count = src.count_soon(st) if not empty else None
         batches = src.prefetched(st, where, params, native=wh.kind == "duckdb")
         while True:
             te = time.perf_counter()
@@ -248,9 +258,15 @@ def ingest_table(wh: Warehouse, src: PostgresSource, spec: TableSpec, *, full_re
                 # staged row whose key raw no longer holds goes in: two statements, no temp table
                 keys = ", ".join(f'"{k}"' for k in st.primary_key)
                 s_keys = ", ".join(f's."{k}"' for k in st.primary_key)
+                # append-only rows keep their event time: their stored copies lie at or after the
+                # batch's earliest cursor value, so only that recent part of raw is compared column
+                # by column (zone maps skip the rest); the INSERT below still checks every key
+                recent, recent_params = "", ()
+                if spec.kind == "append" and (lo := pc.min(batch.column(spec.cursor)).as_py()) is not None:
+                    recent, recent_params = f' AND r."{spec.cursor}" >= ?', (lo,)
                 wh.execute(f"DELETE FROM raw.{spec.raw} WHERE ({keys}) IN (SELECT {s_keys} "
-                           f"FROM {typed} s JOIN raw.{spec.raw} r ON {key_join} "
-                           f"WHERE r._deleted_at IS NOT NULL OR {differs})")
+                           f"FROM {typed} s JOIN raw.{spec.raw} r ON {key_join}{recent} "
+                           f"WHERE r._deleted_at IS NOT NULL OR {differs})", recent_params)
                 res.rows_written += wh.execute_count(
                     f"INSERT INTO raw.{spec.raw} ({cols}, _ingested_at, _batch_id) SELECT {cols}, ?, ? FROM {typed} s "
                     f"WHERE NOT EXISTS (SELECT 1 FROM raw.{spec.raw} r WHERE {key_join})", (now, res.batch_id))
@@ -258,7 +274,7 @@ def ingest_table(wh: Warehouse, src: PostgresSource, spec: TableSpec, *, full_re
             progress(f"raw.{spec.raw}: {res.rows_extracted:,} rows read")
         res.extract_seconds = t_extract
         if not empty:
-            res.rows_deleted = _deletions(wh, src, spec, st, now, res.batch_id)
+            res.rows_deleted = _deletions(wh, src, spec, st, now, res.batch_id, source_count.result())
         counts = wh.query(f"SELECT count(*) FILTER (WHERE _deleted_at IS NULL) AS live, "
                           f"count(*) FILTER (WHERE _deleted_at IS NOT NULL) AS deleted FROM raw.{spec.raw}")
         res.rows_live = int(counts["live"][0])
