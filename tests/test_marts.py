@@ -195,6 +195,30 @@ def test_failing_blocking_test_names_it_and_leaves_marts_unchanged(pg_server, wo
         wh.close()
     assert failed.rows() == [("staging/stg_builddesk__deals", 1)]
 
+    # A test on a mart fails after that mart was built (staging has no range test on the value): the
+    # build is a copy of the warehouse, so nothing is published and the marts read as before.
+    wh = open_warehouse(cfg)
+    try:
+        wh.execute("DELETE FROM raw.deals WHERE rowid = (SELECT max(rowid) FROM raw.deals)")  # the duplicate
+        bad = wh.query("SELECT CAST(id AS VARCHAR) AS id FROM raw.deals WHERE _deleted_at IS NULL AND "
+                       "updated_at < (SELECT max(updated_at) FROM raw.deals) - INTERVAL 3 DAY ORDER BY id LIMIT 1")["id"][0]
+        wh.execute("UPDATE raw.deals SET estimated_value = -5 WHERE CAST(id AS VARCHAR) = ?", (bad,))
+    finally:
+        wh.close()
+    assert main(["refresh"]) == 1
+    err = capsys.readouterr().err.replace("\n", " ")
+    assert "accepted_range_fct_deals_estimated_value" in err and "nothing was published" in err
+    assert all_marts(cfg) == before
+    assert not list(cfg.duckdb_path.parent.glob(f"{cfg.duckdb_path.name}.build*"))
+    wh = open_warehouse(cfg)
+    try:
+        failed = wh.query("SELECT asset FROM ops.check_results WHERE NOT passed AND check_name LIKE "
+                          "'accepted_range_fct_deals_estimated_value%'")
+        built_bad = wh.query("SELECT count(*) AS n FROM marts.fct_deals WHERE estimated_value < 0")["n"][0]
+    finally:
+        wh.close()
+    assert set(failed["asset"]) == {"marts/fct_deals"} and built_bad == 0
+
 
 def test_as_of_must_be_a_day(monkeypatch, workdir, capsys):
     from crm_warehouse.cli import main

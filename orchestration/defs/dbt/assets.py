@@ -2,6 +2,7 @@
 raw/<table> asset; dbt tests as asset checks. Partitioned by day: the partition is the as-of day
 the models are built for (var as_of), so a past day can be rebuilt or backfilled."""
 
+import dataclasses
 from typing import Any, Mapping
 
 import dagster as dg
@@ -11,6 +12,7 @@ from ingest.config import redact, settings, temporary_env
 from ingest.warehouse import open_warehouse
 from orchestration.defs.dbt.project import dbt_env, dbt_project, ensure_manifest
 from orchestration.defs.ingest.assets import FULL_REFRESH_TAG
+from quality import wap
 from quality.check_results import dbt_results, record
 
 # Business days the warehouse can be built for. The end runs a year past today because a simulated
@@ -54,24 +56,42 @@ def dbt_models(context: dg.AssetExecutionContext, dbt: DbtCliResource):
         args += ["--exclude", "test_type:unit"]
     context.log.info(f"dbt {' '.join(args)} on the {cfg.warehouse} warehouse")
     target_path = cfg.home / "dbt" / "target"  # run artefacts beside the warehouse, not in the repository
-    with temporary_env({**dbt_env(cfg), "CRM_AS_OF": context.partition_key}):  # the dbt process inherits it
-        invocation = dbt.cli(args, context=context, raise_on_error=False, target_path=target_path)
-        try:
-            yield from invocation.stream()
-        finally:  # never leave dbt running (it holds the DuckDB file) when this step stops early
-            if invocation.process.poll() is None:
-                invocation.process.terminate()
-                invocation.process.wait()
-    run_results = invocation.get_artifact("run_results.json")
+    # write–audit–publish (DuckDB): dbt builds and tests a copy of the warehouse file, which replaces
+    # the published file only if the whole build passed (quality/wap.py)
+    build = wap.start(cfg.duckdb_path) if cfg.warehouse == "duckdb" else None
+    build_cfg = dataclasses.replace(cfg, duckdb_path=build) if build else cfg
+    events = []  # held back until the build is published: no materialization of a mart users cannot see
+    try:
+        with temporary_env({**dbt_env(build_cfg), "CRM_AS_OF": context.partition_key}):  # the dbt process inherits it
+            invocation = dbt.cli(args, context=context, raise_on_error=False, target_path=target_path)
+            try:
+                events.extend(invocation.stream())
+            finally:  # never leave dbt running (it holds the DuckDB file) when this step stops early
+                if invocation.process.poll() is None:
+                    invocation.process.terminate()
+                    invocation.process.wait()
+        run_results = invocation.get_artifact("run_results.json")
+        failures = failed_nodes(run_results)
+        ok = not failures and invocation.is_successful()
+        if build and ok:
+            wap.publish(build, cfg.duckdb_path)
+            context.log.info(f"published the audited build to {cfg.duckdb_path}")
+    finally:
+        if build:
+            wap.discard(build)  # a failed or interrupted build: the published file was not touched
     rows = dbt_results(run_results, invocation.get_artifact("manifest.json"), run_id=context.run_id,
                        as_of=context.partition_key)
     wh = open_warehouse(cfg)
     try:
-        record(wh, rows)  # the history of check results (ops.check_results)
+        record(wh, rows)  # the history of check results (ops.check_results), published or not
     finally:
         wh.close()
-    failures = failed_nodes(run_results)
-    if failures or not invocation.is_successful():
-        listed = "; ".join(f"{node}: {msg}" for node, msg in failures) or "see the dbt log"
-        raise dg.Failure(description=f"dbt build failed: {listed}",
-                         metadata={"failed": dg.MetadataValue.json([n for n, _ in failures])})
+    if ok:
+        yield from events
+        return
+    # blocked: the check results still reach Dagster, the materializations of the unpublished build do not
+    yield from (e for e in events if isinstance(e, (dg.AssetCheckResult, dg.AssetObservation)))
+    listed = "; ".join(f"{node}: {msg}" for node, msg in failures) or "see the dbt log"
+    raise dg.Failure(description=f"dbt build failed: {listed}" + (
+        "; nothing was published: the marts are as the last successful refresh left them" if build else ""),
+        metadata={"failed": dg.MetadataValue.json([n for n, _ in failures])})
