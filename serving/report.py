@@ -139,7 +139,7 @@ def _frame(labels: list[str], y_max: float, y_fmt: Callable[[float], str], *, ev
     n = max(len(labels), 1)
     step = (W - LEFT - RIGHT) / n
     for i, lab in enumerate(labels):
-        if i % every and i != len(labels) - 1:
+        if i % every:
             continue
         x = LEFT + step * (i + 0.5)
         short = lab if len(lab) <= 24 else lab[:22] + "…"
