@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import logging
 import os
 import re
@@ -232,10 +231,10 @@ def cmd_bi_grant(cfg: Settings, args: argparse.Namespace) -> int:
 
 def cmd_report(cfg: Settings, args: argparse.Namespace) -> int:
     """The static HTML report of the headline marts under $CRM_HOME/report/."""
+    from crm_warehouse.pipeline import with_target
     from serving.report import ReportError, build_report
 
-    if args.target:
-        cfg = dataclasses.replace(cfg, warehouse=args.target)
+    cfg = with_target(cfg, args.target)
     try:
         with console.status(f"reading the marts of the {cfg.warehouse} warehouse…"):
             path = build_report(cfg, company_id=args.company_id)

@@ -160,11 +160,8 @@ class PostgresSource:
         finally:
             cur.close()
 
-    def count(self, table: SourceTable) -> int:
-        return int(self.conn.execute(f"SELECT count(*) FROM {table.name}").fetchone()[0])
-
     def count_soon(self, table: SourceTable):
-        """``count(table)`` started now on a connection and thread of its own; ``.result()`` gives it.
+        """The table's row count, started now on a connection and thread of its own; ``.result()`` gives it.
 
         The count of a multi-million-row table is a parallel sequential scan on the server: started
         before the extraction, it runs while the rows are read and merged instead of after.

@@ -137,9 +137,10 @@ def _deletions(wh: Warehouse, src: PostgresSource, spec: TableSpec, st: SourceTa
     every key extracted, so equal live counts mean nothing was deleted. A row inserted in the
     source after the count makes the counts differ, which only sends the table to the key
     comparison below (against the source as it is then, so nothing is flagged wrongly); a row
-    deleted between the count and the extraction is flagged by the next run. Rows removed by an ``ON DELETE CASCADE`` from a parent already flagged (parents
-    are ingested first) are flagged from raw alone; only if the counts still differ are keys
-    compared with the source (``_flag_deletes``).
+    deleted between the count and the extraction is flagged by the next run. Rows removed by an
+    ``ON DELETE CASCADE`` from a parent already flagged (parents are ingested first) are flagged
+    from raw alone; only if the counts still differ are keys compared with the source
+    (``_flag_deletes``).
     """
     before = _live(wh, spec.raw)
     if before == source_rows:
@@ -167,9 +168,10 @@ def _flag_deletes(wh: Warehouse, src: PostgresSource, spec: TableSpec, st: Sourc
                   source_rows: int) -> int:
     """Set ``_deleted_at`` on raw's live rows whose key is gone from the source; returns how many.
 
-    For a UUID key of a large table, live-row counts per key prefix are compared first (one GROUP BY on each side)
-    and only the keys of buckets whose counts differ are read, by index range scans: a few
-    thousand keys instead of every key of a multi-million-row table. Other keys: all keys compared.
+    For a UUID key of a table of ``BUCKET_MIN_ROWS`` or more, live-row counts per key prefix are
+    compared first (one GROUP BY on each side) and only the keys of buckets whose counts differ
+    are read, by index range scans: a few thousand keys instead of every key of a multi-million-row
+    table. Otherwise all keys are compared.
     """
     k = st.primary_key[0]
     text_key = f'left(CAST({spec.raw}."{k}" AS VARCHAR), {BUCKET_CHARS})'

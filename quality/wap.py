@@ -2,10 +2,10 @@
 
 Plain Python, no Dagster. The refresh's transform step:
 
-1. **write**: the published file is checkpointed (its write-ahead log folded in) and copied to
+1. **write**: the published file (any write-ahead log left beside it folded in) is copied to
    ``<file>.build``; dbt builds every model, snapshot and test into the copy;
 2. **audit**: dbt's tests run there (a failing test, or a model whose SQL fails, fails the build);
-3. **publish**: only when the whole build passed, the copy is checkpointed and renamed over the
+3. **publish**: only when the whole build passed, the copy is renamed over the
    published file (``os.replace``: atomic on one filesystem). Otherwise the copy is deleted and
    the published file is left as it was, byte for byte.
 
@@ -28,7 +28,10 @@ def build_path(published: Path) -> Path:
     return published.with_name(published.name + ".build")
 
 
-def _checkpoint(path: Path) -> None:
+def _fold_wal(path: Path) -> None:
+    """Fold a write-ahead log left beside ``path`` into it (DuckDB does so on a clean close)."""
+    if not Path(f"{path}.wal").exists():
+        return
     con = duckdb.connect(str(path))
     try:
         con.execute("CHECKPOINT")
@@ -45,14 +48,12 @@ def start(published: Path) -> Path:
     """A copy of the published warehouse for dbt to build into (a stale one from a killed run is replaced)."""
     build = build_path(published)
     discard(build)
-    if Path(f"{published}.wal").exists():  # fold it in first: the copy must hold everything the ingest wrote
-        _checkpoint(published)
+    _fold_wal(published)  # the copy must hold everything the ingest wrote
     shutil.copyfile(published, build)  # read-only sessions may have the published file open meanwhile
     return build
 
 
 def publish(build: Path, published: Path) -> None:
     """Replace the published file with the audited copy, atomically."""
-    _checkpoint(build)
-    Path(f"{build}.wal").unlink(missing_ok=True)  # empty after the checkpoint
+    _fold_wal(build)
     os.replace(build, published)

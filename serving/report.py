@@ -28,6 +28,7 @@ from typing import Any, Callable, Sequence
 import polars as pl
 
 from ingest.config import Settings
+from ingest.warehouse import table_columns
 
 BLUE, ORANGE, GREEN, RED, GREY, PURPLE = "#2563eb", "#f59e0b", "#16a34a", "#dc2626", "#64748b", "#9333ea"
 GRADE_COLORS = {"cold": "#93c5fd", "warm": ORANGE, "hot": RED}
@@ -67,11 +68,6 @@ class _Reader:
         if self.kind == "duckdb":
             return self.con.sql(sql, params=list(params) or None).pl()
         return self.pg.query(sql, list(params))
-
-    def has_table(self, schema: str, table: str) -> bool:
-        df = self.query("SELECT count(*) AS n FROM information_schema.tables WHERE table_schema = ? AND table_name = ?",
-                        [schema, table])
-        return int(df["n"][0]) > 0
 
     def close(self) -> None:
         (self.con if self.kind == "duckdb" else self.pg).close()
@@ -383,7 +379,7 @@ def lead_score_section(r: _Reader, company_id: str | None) -> str:
 
 
 def quality_section(r: _Reader) -> str:
-    if not r.has_table("ops", "check_results"):
+    if not table_columns(r, "ops.check_results"):
         return ('<section class="quality" id="quality" data-status="none"><h2>Quality checks</h2>'
                 "<p>No check has been recorded yet.</p></section>")
     last = r.query("SELECT run_id, max(checked_at) AS at FROM ops.check_results GROUP BY run_id ORDER BY 2 DESC LIMIT 1")
@@ -401,7 +397,7 @@ def quality_section(r: _Reader) -> str:
     fail_html = (f"<table><tr><th>asset</th><th>check</th><th>kind</th><th>failing rows</th><th>sample</th>"
                  f"<th>message</th></tr>{rows}</table>") if failed else ""
     ingest = ""
-    if r.has_table("ops", "ingest_batches"):
+    if table_columns(r, "ops.ingest_batches"):
         b = r.query("SELECT status, count(*) AS n FROM (SELECT asset, status, row_number() OVER "
                     "(PARTITION BY asset ORDER BY started_at DESC) AS k FROM ops.ingest_batches) t WHERE k = 1 "
                     "GROUP BY status ORDER BY status")
@@ -466,7 +462,7 @@ def build_report(cfg: Settings, company_id: str | None = None, *, now: dt.dateti
         raise ValueError(f"--company-id must be a UUID, not {company_id!r}")
     r = _Reader(cfg)
     try:
-        if not r.has_table("marts", "pipeline_metrics"):
+        if not table_columns(r, "marts.pipeline_metrics"):
             raise ReportError("the warehouse has no marts yet: run `crm-warehouse refresh` (or `crm-warehouse demo`) "
                               "first")
         tiles, as_of = headline(r, company_id)

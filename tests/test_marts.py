@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import datetime as dt
 import decimal
 import json
@@ -16,7 +15,7 @@ import pytest
 
 from crm_warehouse.pipeline import run_refresh
 from ingest.warehouse import open_warehouse
-from tests.conftest import assert_ok, for_target, make_source, new_database
+from tests.conftest import assert_ok, for_target, make_source
 
 MARTS = ["dim_pipeline_stages", "dim_reps", "dim_leads", "dim_contacts", "fct_deals", "fct_deal_stage_transitions",
          "fct_deal_daily_snapshot", "win_loss", "pipeline_metrics", "rep_performance", "fct_crm_activities",

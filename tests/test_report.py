@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
-import html
 import os
 import re
 import shutil
 import subprocess
 import sys
+import tempfile
 from collections import Counter
 from html.parser import HTMLParser
 from pathlib import Path
@@ -44,7 +44,7 @@ def chromium() -> str:
 
 
 def run_chromium(chromium: str, tmp_path: Path, page: Path, *extra: str) -> str:
-    profile = tmp_path / f"chromium-profile-{len(list(tmp_path.iterdir()))}"
+    profile = tempfile.mkdtemp(prefix="chromium-profile-", dir=tmp_path)
     proc = subprocess.run([chromium, *CHROMIUM_FLAGS, f"--user-data-dir={profile}", *extra, page.as_uri()],
                           capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr[-2000:]
