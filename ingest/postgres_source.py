@@ -83,6 +83,7 @@ class SourceTable:
     primary_key: tuple[str, ...]
     # (column, parent table schema-qualified, parent column) of foreign keys with ON DELETE CASCADE
     cascades_from: tuple[tuple[str, str, str], ...] = ()
+    key_enforced: bool = True  # False: the source lost its PRIMARY KEY and the contract's key is used
 
 
 BATCH_BYTES = 64 * 1024 * 1024  # ADBC batch size hint: bounds memory per batch, not per table
@@ -114,7 +115,8 @@ class PostgresSource:
             self._adbc = adbc.connect(self.url, autocommit=True)
         return self._adbc
 
-    def describe(self, table: str) -> SourceTable:
+    def describe(self, table: str, contract_key: tuple[str, ...] = ()) -> SourceTable:
+        """Columns, key and cascades of ``table``; ``contract_key`` stands in for a dropped PRIMARY KEY."""
         schema, _, name = table.rpartition(".")
         schema = schema or "public"
         rows = self.conn.execute("""
@@ -131,6 +133,9 @@ class PostgresSource:
             JOIN LATERAL unnest(k.conkey) WITH ORDINALITY u(attnum, ord) ON true
             JOIN pg_attribute a ON a.attrelid = c.oid AND a.attnum = u.attnum
             WHERE n.nspname = %s AND c.relname = %s AND k.contype = 'p' ORDER BY u.ord""", (schema, name)).fetchall()
+        enforced = bool(pk)
+        if not pk and contract_key:
+            pk = [(k,) for k in contract_key]  # duplicates are then caught by the ingest gate's key rule
         if not pk:
             raise SourceError(f"source table {schema}.{name} has no primary key: rows cannot be merged or "
                               "deletes detected; add a primary key to it")
@@ -143,7 +148,15 @@ class PostgresSource:
             WHERE n.nspname = %s AND c.relname = %s AND k.contype = 'f' AND k.confdeltype = 'c'
               AND cardinality(k.conkey) = 1 ORDER BY 1""", (schema, name)).fetchall()
         return SourceTable(f"{schema}.{name}", tuple(Column(n, t) for n, t in rows), tuple(r[0] for r in pk),
-                           tuple((c, p, pc) for c, p, pc in cascades))
+                           tuple((c, p, pc) for c, p, pc in cascades), enforced)
+
+    def business_clock(self):
+        """The source's own clock when it declares one (the simulator's ``simulator.state``), else None."""
+        row = self.conn.execute("SELECT to_regclass('simulator.state') IS NOT NULL").fetchone()
+        if not row[0]:
+            return None
+        row = self.conn.execute("SELECT max(clock) FROM simulator.state").fetchone()
+        return row[0] if row else None
 
     def batches(self, table: SourceTable, where: str = "", params: tuple = (), native: bool = False
                 ) -> Iterator[pa.RecordBatch]:

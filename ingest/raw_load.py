@@ -45,6 +45,18 @@ class IngestError(RuntimeError):
     """A table could not be ingested; the message names the table and what to do."""
 
 
+class IngestBlocked(IngestError):
+    """The ingest gate blocked a table: too many of its extracted rows broke the contract."""
+
+    def __init__(self, message: str, result: "TableResult") -> None:
+        super().__init__(message)
+        self.result = result
+
+
+class _Blocked(Exception):
+    pass
+
+
 def lookback() -> dt.timedelta:
     return dt.timedelta(hours=float(os.environ.get("CRM_INGEST_LOOKBACK_HOURS", "24")))
 
@@ -62,6 +74,14 @@ class TableResult:
     columns_added: list[str] = field(default_factory=list)
     seconds: float = 0.0
     extract_seconds: float = 0.0
+    gate_seconds: float = 0.0
+    rows_quarantined: int = 0
+    rule_failures: dict[str, int] = field(default_factory=dict)
+    gate_skipped: list[tuple[str, str]] = field(default_factory=list)
+    rules_checked: list[str] = field(default_factory=list)
+    gate_enforced: list[str] = field(default_factory=list)
+    threshold: float = 0.0
+    status: str = "success"
 
 
 def ensure_ops(wh: Warehouse) -> None:
@@ -204,93 +224,256 @@ def _flag_deletes(wh: Warehouse, src: PostgresSource, spec: TableSpec, st: Sourc
 
 
 def ingest_table(wh: Warehouse, src: PostgresSource, spec: TableSpec, *, full_refresh: bool = False,
-                 progress: Progress = lambda _: None) -> TableResult:
-    t0 = time.perf_counter()
-    st = src.describe(spec.source)
-    res = TableResult(spec.raw, new_batch_id(f"raw_{spec.raw}"))
-    now = dt.datetime.now(dt.timezone.utc)
-    ensure_ops(wh)
-    with wh.transaction():
-        state = wh.query("SELECT cursor_value, columns_json FROM ops.ingest_state WHERE table_name = ?", (spec.raw,))
-        existing_columns = table_columns(wh, f"raw.{spec.raw}")
-        exists = bool(existing_columns)
-        if full_refresh and exists:
-            wh.execute(f"DROP TABLE raw.{spec.raw}")
-            exists = False
-        previous = json.loads(state["columns_json"][0]) if state.height and exists else None
-        cursor = state["cursor_value"][0] if state.height and exists and not full_refresh else None
-        if not exists:
-            _create_raw(wh, spec, st)
-            res.mode = "full"
-        else:
-            res.columns_added = _drift(wh, spec, st, previous, existing_columns)
-        empty = not exists
-        where, params = "", ()
-        if spec.kind != "full" and cursor is not None:
-            where, params = f'"{spec.cursor}" >= $1', (cursor - lookback(),)
-        elif exists:
-            res.mode = "full-compare"
-        cols = ", ".join(f'"{c.name}"' for c in st.columns)
-        key_join = " AND ".join(f'r."{k}" = s."{k}"' for k in st.primary_key)
-        differs = " OR ".join(f'r."{c.name}" IS DISTINCT FROM s."{c.name}"' for c in st.columns
-                              if c.name not in st.primary_key) or "false"
-        max_cursor = cursor
-        t_extract = 0.0
-        source_count = src.count_soon(st) if not empty else None
-        batches = src.prefetched(st, where, params, native=wh.kind == "duckdb")
-        while True:
-            te = time.perf_counter()
-            batch = next(batches, None)
-            t_extract += time.perf_counter() - te
-            if batch is None:
-                break
-            res.rows_extracted += batch.num_rows
-            if spec.cursor:
-                m = pc.max(batch.column(spec.cursor)).as_py()
-                if m is not None and (max_cursor is None or m > max_cursor):
-                    max_cursor = m
-            staged = _stage(wh, "raw_batch", batch)
-            typed = f"(SELECT {_cast_select(wh, st)} FROM {staged} s)"
-            if empty:
-                wh.execute(f"INSERT INTO raw.{spec.raw} ({cols}, _ingested_at, _batch_id) "
-                           f"SELECT {cols}, ?, ? FROM {typed} t", (now, res.batch_id))
-                res.rows_written += batch.num_rows
-            else:
-                # stale copies (changed, or flagged deleted and now back) leave raw, then every
-                # staged row whose key raw no longer holds goes in: two statements, no temp table
-                keys = ", ".join(f'"{k}"' for k in st.primary_key)
-                s_keys = ", ".join(f's."{k}"' for k in st.primary_key)
-                # append-only rows keep their event time: their stored copies lie at or after the
-                # batch's earliest cursor value, so only that recent part of raw is compared column
-                # by column (zone maps skip the rest); the INSERT below still checks every key
-                recent, recent_params = "", ()
-                if spec.kind == "append" and (lo := pc.min(batch.column(spec.cursor)).as_py()) is not None:
-                    recent, recent_params = f' AND r."{spec.cursor}" >= ?', (lo,)
-                wh.execute(f"DELETE FROM raw.{spec.raw} WHERE ({keys}) IN (SELECT {s_keys} "
-                           f"FROM {typed} s JOIN raw.{spec.raw} r ON {key_join}{recent} "
-                           f"WHERE r._deleted_at IS NOT NULL OR {differs})", recent_params)
-                res.rows_written += wh.execute_count(
-                    f"INSERT INTO raw.{spec.raw} ({cols}, _ingested_at, _batch_id) SELECT {cols}, ?, ? FROM {typed} s "
-                    f"WHERE NOT EXISTS (SELECT 1 FROM raw.{spec.raw} r WHERE {key_join})", (now, res.batch_id))
-            wh.unstage(staged)
-            progress(f"raw.{spec.raw}: {res.rows_extracted:,} rows read")
-        res.extract_seconds = t_extract
-        if not empty:
-            res.rows_deleted = _deletions(wh, src, spec, st, now, res.batch_id, source_count.result())
-        counts = wh.query(f"SELECT count(*) FILTER (WHERE _deleted_at IS NULL) AS live, "
-                          f"count(*) FILTER (WHERE _deleted_at IS NOT NULL) AS deleted FROM raw.{spec.raw}")
-        res.rows_live = int(counts["live"][0])
-        res.cursor_value = max_cursor
-        columns_json = json.dumps({c.name: c.pg_type for c in st.columns} | (
-            {k: v for k, v in (previous or {}).items() if k not in {c.name for c in st.columns}}))
-        wh.execute("DELETE FROM ops.ingest_state WHERE table_name = ?", (spec.raw,))
-        insert_row(wh, "ops.ingest_state", dict(
-            table_name=spec.raw, kind=spec.kind, cursor_column=spec.cursor, cursor_value=max_cursor,
-            columns_json=columns_json, last_batch_id=res.batch_id, rows_live=res.rows_live,
-            rows_deleted=int(counts["deleted"][0]), updated_at=now))
-        res.seconds = time.perf_counter() - t0
-        insert_row(wh, "ops.ingest_batches", dict(
-            batch_id=res.batch_id, asset=f"raw/{spec.raw}", started_at=now, finished_at=dt.datetime.now(dt.timezone.utc),
-            rows_read=res.rows_extracted, rows_written=res.rows_written, rows_deleted=res.rows_deleted,
-            duplicates=0, rejected=0, status="success", message=res.mode))
+                 progress: Progress = lambda _: None, run_id: str | None = None) -> TableResult:
+    """Ingest one table through the gate (``quality.gate``); raises IngestBlocked when it blocks.
+
+    Check results (one row per rule of the table's suite) are appended to ``ops.check_results``.
+    """
+    from quality.check_results import record
+
+    res = _ingest(wh, src, spec, full_refresh=full_refresh, progress=progress)
+    if res.status == "blocked":
+        # the table's transaction was rolled back; extract again and keep only the quarantined rows
+        res = _ingest(wh, src, spec, full_refresh=full_refresh, progress=progress, blocked=res)
+    record(wh, gate_check_rows(wh, res, run_id))
+    if res.status == "blocked":
+        top = ", ".join(f"{n} ({c:,})" for n, c in sorted(res.rule_failures.items(), key=lambda x: -x[1])[:3])
+        raise IngestBlocked(
+            f"raw.{spec.raw}: blocked by the ingest gate: {res.rows_quarantined:,} of {res.rows_extracted:,} "
+            f"extracted rows ({res.rows_quarantined / max(res.rows_extracted, 1):.1%}) broke the contract, over the "
+            f"threshold of {res.threshold:.1%}; nothing of raw.{spec.raw} was merged. Failing rules: {top}. "
+            f"The rows are in quarantine.{spec.raw} (batch {res.batch_id}); fix them in the source or raise "
+            f"CRM_QUARANTINE_THRESHOLD (e.g. {spec.raw}=0.5)", res)
     return res
+
+
+def gate_check_rows(wh: Warehouse, res: TableResult, run_id: str | None) -> list[dict]:
+    """One ops.check_results row per rule of the table's suite for this batch."""
+    now = dt.datetime.now(dt.timezone.utc)
+    samples: dict[str, list[str]] = {}
+    if res.rows_quarantined:
+        q = wh.query(f"SELECT _rules, _key FROM quarantine.{res.table} WHERE _batch_id = ? LIMIT 1000",
+                     (res.batch_id,))
+        for rules, key in q.iter_rows():
+            for r in rules.split(","):
+                if len(samples.setdefault(r, [])) < 5:
+                    samples[r].append(key)
+    rows = []
+    for name in res.rules_checked:
+        n = res.rule_failures.get(name, 0)
+        rows.append(dict(checked_at=now, run_id=run_id, asset=f"raw/{res.table}", check_name=name,
+                         check_kind="ingest_gate", passed=n == 0, failing_count=n,
+                         failing_sample=json.dumps(samples.get(name, [])) if n else None,
+                         message=(f"{n:,} rows quarantined (batch {res.batch_id})" if n else "ok")
+                         + (" - batch blocked" if res.status == "blocked" else ""), as_of=None))
+    for name in res.gate_enforced:
+        rows.append(dict(checked_at=now, run_id=run_id, asset=f"raw/{res.table}", check_name=name,
+                         check_kind="ingest_gate", passed=True, failing_count=0, failing_sample=None,
+                         message="held by the source's PRIMARY KEY constraint", as_of=None))
+    for name, why in res.gate_skipped:
+        rows.append(dict(checked_at=now, run_id=run_id, asset=f"raw/{res.table}", check_name=name,
+                         check_kind="ingest_gate", passed=True, failing_count=0, failing_sample=None,
+                         message=f"not evaluated: {why}", as_of=None))
+    return rows
+
+
+def _json_row(wh: Warehouse, columns: list[str], n_flags: int) -> str:
+    if wh.kind == "duckdb":
+        return "CAST(to_json(struct_pack(" + ", ".join(f'"{c}" := x."{c}"' for c in columns) + ")) AS VARCHAR)"
+    flags = ", ".join(f"'_f{i}'" for i in range(n_flags))
+    return f"CAST(to_jsonb(x) - ARRAY[{flags}]::text[] AS TEXT)"
+
+
+def _ingest(wh: Warehouse, src: PostgresSource, spec: TableSpec, *, full_refresh: bool, progress: Progress,
+            blocked: TableResult | None = None) -> TableResult:
+    from quality.contract import contract_tables
+    from quality.gate import QUARANTINE_COLUMNS, compile_gate, run_time, threshold
+
+    t0 = time.perf_counter()
+    only_quarantine = blocked is not None
+    st = src.describe(spec.source, contract_key=contract_tables().get(spec.raw, {}).get("key", ()))
+    res = TableResult(spec.raw, blocked.batch_id if blocked else new_batch_id(f"raw_{spec.raw}"))
+    res.threshold = threshold(spec.raw)
+    now = dt.datetime.now(dt.timezone.utc)
+    run_at = run_time(src.business_clock())
+    ensure_ops(wh)
+    try:
+        with wh.transaction():
+            state = wh.query("SELECT cursor_value, columns_json FROM ops.ingest_state WHERE table_name = ?",
+                             (spec.raw,))
+            existing_columns = table_columns(wh, f"raw.{spec.raw}")
+            exists = bool(existing_columns)
+            if full_refresh and exists and not only_quarantine:
+                wh.execute(f"DROP TABLE raw.{spec.raw}")
+                exists = False
+            previous = json.loads(state["columns_json"][0]) if state.height and exists else None
+            cursor = state["cursor_value"][0] if state.height and exists and not full_refresh else None
+            if only_quarantine:
+                res.mode = "blocked"
+            elif not exists:
+                _create_raw(wh, spec, st)
+                res.mode = "full"
+            else:
+                res.columns_added = _drift(wh, spec, st, previous, existing_columns)
+            # a first load inserts without key checks, unless the source no longer enforces the key
+            empty = not exists and st.key_enforced
+            where, params = "", ()
+            if spec.kind != "full" and cursor is not None:
+                where, params = f'"{spec.cursor}" >= $1', (cursor - lookback(),)
+            elif exists and not only_quarantine:
+                res.mode = "full-compare"
+            if not st.key_enforced:
+                # the source lost its PRIMARY KEY: every copy of a duplicated key is extracted too,
+                # ordered by key so the copies meet in one batch, where the key rule quarantines them
+                k = ", ".join(f'"{c}"' for c in st.primary_key)
+                dup = f"({k}) IN (SELECT {k} FROM {st.name} GROUP BY {k} HAVING count(*) > 1)"
+                where = f"({where}) OR {dup}" if where else ""
+                where = (where or "true") + f" ORDER BY {k}"
+            names = [c.name for c in st.columns]
+            cols = ", ".join(f'"{c}"' for c in names)
+            key_join = " AND ".join(f'r."{k}" = s."{k}"' for k in st.primary_key)
+            differs = " OR ".join(f'r."{c.name}" IS DISTINCT FROM s."{c.name}"' for c in st.columns
+                                  if c.name not in st.primary_key) or "false"
+            raw_tables = set(wh.query("SELECT table_name FROM information_schema.tables WHERE table_schema = 'raw'")
+                             ["table_name"].to_list())
+            typed_all = f"(SELECT {_cast_select(wh, st)} FROM raw_batch s)"
+            gate = compile_gate(wh.kind, spec.raw, names, run_at=run_at, existing=raw_tables,
+                                key_enforced=st.key_enforced)
+            res.rules_checked = [r.name for r in gate.rules]
+            res.gate_skipped = gate.skipped
+            res.gate_enforced = gate.enforced
+            key_text = " || '|' || ".join(f'CAST(x."{k}" AS VARCHAR)' for k in st.primary_key)
+            flagged = f"(SELECT s.*, {gate.flags()} FROM {typed_all} s)" if gate.rules else typed_all
+            quarantine_ready = False
+            unresolved = False
+            if table_columns(wh, f"quarantine.{spec.raw}"):
+                quarantine_ready = True
+                unresolved = int(wh.query(f"SELECT count(*) AS n FROM quarantine.{spec.raw} "
+                                          "WHERE _resolved_batch_id IS NULL")["n"][0]) > 0
+            max_cursor = cursor
+            t_extract = 0.0
+            source_count = src.count_soon(st) if not empty and not only_quarantine else None
+            batches = src.prefetched(st, where, params, native=wh.kind == "duckdb")
+            while True:
+                te = time.perf_counter()
+                batch = next(batches, None)
+                t_extract += time.perf_counter() - te
+                if batch is None:
+                    break
+                res.rows_extracted += batch.num_rows
+                _stage(wh, "raw_batch", batch)
+                typed = typed_all
+                tg = time.perf_counter()
+                failing = 0
+                if gate.rules:
+                    failing = int(wh.query(f"SELECT count(*) AS n FROM {flagged} x WHERE {gate.any_fails()}")["n"][0])
+                if failing:
+                    counts = wh.query("SELECT " + ", ".join(f"count(*) FILTER (WHERE x._f{i}) AS c{i}"
+                                                            for i in range(len(gate.rules))) + f" FROM {flagged} x")
+                    for i, r in enumerate(gate.rules):
+                        if n := int(counts[f"c{i}"][0]):
+                            res.rule_failures[r.name] = res.rule_failures.get(r.name, 0) + n
+                    res.rows_quarantined += failing
+                    if not quarantine_ready:
+                        create_table(wh, f"quarantine.{spec.raw}", QUARANTINE_COLUMNS)
+                        quarantine_ready = True
+                    rules = "concat_ws(',', " + ", ".join(f"CASE WHEN x._f{i} THEN {_q(r.name)} END"
+                                                          for i, r in enumerate(gate.rules)) + ")"
+                    reasons = "concat_ws('; ', " + ", ".join(f"CASE WHEN x._f{i} THEN {_q(r.reason)} END"
+                                                             for i, r in enumerate(gate.rules)) + ")"
+                    row = _json_row(wh, names, len(gate.rules))
+                    wh.execute(
+                        f"INSERT INTO quarantine.{spec.raw} (_batch_id, _rules, _reasons, _key, _row, _quarantined_at) "
+                        f"SELECT ?, q._rules, q._reasons, q._key, q._row, ? FROM (SELECT {rules} AS _rules, "
+                        f"{reasons} AS _reasons, {key_text} AS _key, {row} AS _row FROM {flagged} x "
+                        f"WHERE {gate.any_fails()}) q WHERE NOT EXISTS (SELECT 1 FROM quarantine.{spec.raw} o "
+                        "WHERE o._resolved_batch_id IS NULL AND o._key = q._key AND o._row = q._row)",
+                        (res.batch_id, now))
+                    typed = (f"(SELECT {', '.join(f'x.{_qi(c)}' for c in names)} FROM {flagged} x "
+                             f"WHERE NOT ({gate.any_fails()}))")
+                res.gate_seconds += time.perf_counter() - tg
+                if only_quarantine:
+                    wh.unstage("raw_batch")
+                    continue
+                if spec.cursor:
+                    if failing:
+                        m = wh.query(f'SELECT max(s."{spec.cursor}") AS m FROM {typed} s')["m"][0]
+                    else:
+                        m = pc.max(batch.column(spec.cursor)).as_py()
+                    if m is not None and (max_cursor is None or m > max_cursor):
+                        max_cursor = m
+                if empty:
+                    wh.execute(f"INSERT INTO raw.{spec.raw} ({cols}, _ingested_at, _batch_id) "
+                               f"SELECT {cols}, ?, ? FROM {typed} t", (now, res.batch_id))
+                    res.rows_written += batch.num_rows - failing
+                else:
+                    # stale copies (changed, or flagged deleted and now back) leave raw, then every
+                    # staged row whose key raw no longer holds goes in: two statements, no temp table
+                    keys = ", ".join(f'"{k}"' for k in st.primary_key)
+                    s_keys = ", ".join(f's."{k}"' for k in st.primary_key)
+                    # append-only rows keep their event time: their stored copies lie at or after the
+                    # batch's earliest cursor value, so only that recent part of raw is compared column
+                    # by column (zone maps skip the rest); the INSERT below still checks every key
+                    recent, recent_params = "", ()
+                    if spec.kind == "append" and (lo := pc.min(batch.column(spec.cursor)).as_py()) is not None:
+                        recent, recent_params = f' AND r."{spec.cursor}" >= ?', (lo,)
+                    wh.execute(f"DELETE FROM raw.{spec.raw} WHERE ({keys}) IN (SELECT {s_keys} "
+                               f"FROM {typed} s JOIN raw.{spec.raw} r ON {key_join}{recent} "
+                               f"WHERE r._deleted_at IS NOT NULL OR {differs})", recent_params)
+                    res.rows_written += wh.execute_count(
+                        f"INSERT INTO raw.{spec.raw} ({cols}, _ingested_at, _batch_id) SELECT {cols}, ?, ? "
+                        f"FROM {typed} s WHERE NOT EXISTS (SELECT 1 FROM raw.{spec.raw} r WHERE {key_join})",
+                        (now, res.batch_id))
+                if unresolved:  # rows quarantined by earlier batches that now arrive clean
+                    key_s = " || '|' || ".join(f'CAST(x."{k}" AS VARCHAR)' for k in st.primary_key)
+                    wh.execute(f"UPDATE quarantine.{spec.raw} SET _resolved_batch_id = ? WHERE _resolved_batch_id "
+                               f"IS NULL AND _key IN (SELECT {key_s} FROM {typed} x)", (res.batch_id,))
+                wh.unstage("raw_batch")
+                progress(f"raw.{spec.raw}: {res.rows_extracted:,} rows read")
+            res.extract_seconds = t_extract
+            if only_quarantine:
+                res.status = "blocked"
+                res.rows_quarantined = blocked.rows_quarantined
+                res.rule_failures = blocked.rule_failures
+                res.seconds = time.perf_counter() - t0
+                insert_row(wh, "ops.ingest_batches", dict(
+                    batch_id=res.batch_id, asset=f"raw/{spec.raw}", started_at=now,
+                    finished_at=dt.datetime.now(dt.timezone.utc), rows_read=res.rows_extracted, rows_written=0,
+                    rows_deleted=0, duplicates=0, rejected=res.rows_quarantined, status="blocked",
+                    message=f"{res.rows_quarantined:,} rows broke the contract, over the threshold of {res.threshold}"))
+                return res
+            if res.rows_quarantined and res.rows_quarantined > res.threshold * res.rows_extracted:
+                res.status = "blocked"
+                raise _Blocked()
+            if not empty:
+                res.rows_deleted = _deletions(wh, src, spec, st, now, res.batch_id, source_count.result())
+            counts = wh.query(f"SELECT count(*) FILTER (WHERE _deleted_at IS NULL) AS live, "
+                              f"count(*) FILTER (WHERE _deleted_at IS NOT NULL) AS deleted FROM raw.{spec.raw}")
+            res.rows_live = int(counts["live"][0])
+            res.cursor_value = max_cursor
+            columns_json = json.dumps({c.name: c.pg_type for c in st.columns} | (
+                {k: v for k, v in (previous or {}).items() if k not in {c.name for c in st.columns}}))
+            wh.execute("DELETE FROM ops.ingest_state WHERE table_name = ?", (spec.raw,))
+            insert_row(wh, "ops.ingest_state", dict(
+                table_name=spec.raw, kind=spec.kind, cursor_column=spec.cursor, cursor_value=max_cursor,
+                columns_json=columns_json, last_batch_id=res.batch_id, rows_live=res.rows_live,
+                rows_deleted=int(counts["deleted"][0]), updated_at=now))
+            res.seconds = time.perf_counter() - t0
+            insert_row(wh, "ops.ingest_batches", dict(
+                batch_id=res.batch_id, asset=f"raw/{spec.raw}", started_at=now,
+                finished_at=dt.datetime.now(dt.timezone.utc), rows_read=res.rows_extracted,
+                rows_written=res.rows_written, rows_deleted=res.rows_deleted, duplicates=0,
+                rejected=res.rows_quarantined, status="success", message=res.mode))
+    except _Blocked:
+        if source_count is not None:
+            source_count.cancel()
+        return res
+    return res
+
+
+def _q(text: str) -> str:
+    return "'" + text.replace("'", "''") + "'"
+
+
+def _qi(name: str) -> str:
+    return f'"{name}"'

@@ -1,0 +1,179 @@
+"""Expectation suites derived from the source contract, one per raw table (no Great Expectations import).
+
+The contract is the operational schema as ``ingest.simulator.schema`` writes it (the seed
+analysis of BuildDesk's migrations): its DDL gives each table's key, column types and range
+CHECKs, ``ENUMS`` the enumerations and ``FOREIGN_KEYS`` the references. From those, and from a
+few naming rules the schema follows (money is DECIMAL, probabilities and rates are percentages,
+``*_minutes``/``*_days`` are durations), every table gets the same kinds of expectations:
+
+=============  ======================================================  ==============================
+rule kind      expectation (Great Expectations 1.x type)               from
+=============  ======================================================  ==============================
+primary_key    expect_column_values_to_not_be_null, ..._to_be_unique   PRIMARY KEY
+enumeration    expect_column_values_to_be_in_set                       CHECK (c IN (...)) / ENUMS
+range          expect_column_values_to_be_between                      CHECK BETWEEN, money >= 0,
+                                                                       percentages 0-100, durations
+                                                                       and counts >= 0
+format         expect_column_values_to_match_regex                     e-mail columns
+timestamp      expect_column_values_to_be_between (max: run time)      past-event TIMESTAMPTZ columns
+order          unexpected_rows_expectation                             updated_at >= created_at (24 h
+                                                                       slack: late commits); moved_at
+                                                                       >= the deal's creation
+reference      unexpected_rows_expectation                             FOREIGN KEY
+=============  ======================================================  ==============================
+
+Each expectation is a plain dict in Great Expectations' serialized form (``type``, ``kwargs``,
+``meta``); ``quality.suites`` turns them into GE suites (Data Docs, the record) and
+``quality.gate`` compiles the same dicts into SQL that runs on every extracted batch.
+UUID columns need no format rule: the source types them ``uuid``, so no other value can arrive.
+"""
+
+from __future__ import annotations
+
+import functools
+import re
+
+from ingest.simulator import schema
+
+RUN_TIME = {"$PARAMETER": "run_time"}   # suite parameter: the run's clock (see quality.gate.run_time)
+ORDER_SLACK_HOURS = 24
+EMAIL_REGEX = r"^[^@\s]+@[^@\s]+\.[^@\s]+$"
+# TIMESTAMPTZ columns that may lie in the future (plans, schedules, expiries)
+FUTURE_OK = {"trial_ends_at", "scheduled_at", "scheduled_for", "next_retry_at", "due_date"}
+_COLUMN = re.compile(r"^([a-z_0-9]+) ([A-Z]+(?:\(\d+,\d+\))?(?:\[\])?)(.*)$")
+_BETWEEN = re.compile(r"CHECK \((\w+) BETWEEN (-?\d+) AND (-?\d+)\)")
+
+
+@functools.cache
+def contract_tables(leads_variant: str | None = None) -> dict[str, dict]:
+    """table (unqualified) → {"key": (...), "columns": {name: TYPE}, "between": {col: (lo, hi)}}.
+
+    With no variant, the ``leads`` columns of both variants are merged (a suite must accept
+    either; an expectation on a column a batch lacks is skipped).
+    """
+    variants = [leads_variant] if leads_variant else list(schema.LEADS_VARIANTS)
+    out: dict[str, dict] = {}
+    for variant in variants:
+        for m in re.finditer(r"CREATE TABLE (\S+) \((.*?)\n\);", schema.tables_sql(variant), re.S):
+            name = m.group(1).rpartition(".")[2]
+            t = out.setdefault(name, {"key": (), "columns": {}, "between": {}})
+            for line in m.group(2).split("\n"):
+                line = line.strip().rstrip(",")
+                if line.startswith("PRIMARY KEY"):
+                    t["key"] = tuple(c.strip() for c in line[line.index("(") + 1:line.index(")")].split(","))
+                    continue
+                cm = _COLUMN.match(line)
+                if not cm or cm.group(1) in ("primary", "unique", "check"):
+                    continue
+                col, typ, rest = cm.groups()
+                t["columns"][col] = typ
+                if "PRIMARY KEY" in rest:
+                    t["key"] = (col,)
+                if bm := _BETWEEN.search(rest):
+                    t["between"][col] = (int(bm.group(2)), int(bm.group(3)))
+    return out
+
+
+def _exp(type_: str, rule: str, reason: str, **kwargs) -> dict:
+    return {"type": type_, "kwargs": kwargs, "meta": {"rule": rule, "reason": reason}}
+
+
+def _numeric_range(col: str, typ: str) -> tuple[float | None, float | None, str] | None:
+    """Ranges the schema's naming implies for a numeric column without a CHECK."""
+    if typ in ("DECIMAL(5,2)",) or col.startswith("probability") or col.endswith(("_percent", "_percentage")):
+        return 0, 100, "a percentage must be between 0 and 100"
+    if typ.startswith(("DECIMAL", "NUMERIC")):
+        if col == "average_cycle_time":
+            return 0, None, "a duration cannot be negative"
+        return 0, None, "an amount of money cannot be negative"
+    if typ in ("INTEGER", "BIGINT") and (col.endswith(("_minutes", "_days", "_count", "_target", "attempts"))
+                                         or col.startswith(("days_", "total_", "deals_", "retry_", "max_"))):
+        return 0, None, "a duration or count cannot be negative"
+    return None
+
+
+def expectations(table: str) -> list[dict]:
+    """The expectation suite of ``raw.<table>`` as Great Expectations' serialized expectation dicts."""
+    t = contract_tables()[table]
+    cols: dict[str, str] = t["columns"]
+    out = []
+    key = list(t["key"])
+    for k in key:
+        out.append(_exp("expect_column_values_to_not_be_null", "primary_key", f"primary key {k} is missing", column=k))
+    if len(key) == 1:
+        out.append(_exp("expect_column_values_to_be_unique", "primary_key", f"primary key {key[0]} is duplicated",
+                        column=key[0]))
+    else:
+        out.append(_exp("expect_compound_columns_to_be_unique", "primary_key",
+                        f"primary key ({', '.join(key)}) is duplicated", column_list=key))
+    for col in cols:
+        if (table, col) in schema.ENUMS:
+            values = list(schema.ENUMS[(table, col)])
+            out.append(_exp("expect_column_values_to_be_in_set", "enumeration",
+                            f"{col} is not one of the contract's values ({', '.join(values)})",
+                            column=col, value_set=values))
+    for col, typ in cols.items():
+        if col in t["between"]:
+            lo, hi = t["between"][col]
+            out.append(_exp("expect_column_values_to_be_between", "range", f"{col} must be between {lo} and {hi}",
+                            column=col, min_value=lo, max_value=hi))
+        elif (r := _numeric_range(col, typ)) is not None:
+            lo, hi, why = r
+            bounds = {"min_value": lo} | ({"max_value": hi} if hi is not None else {})
+            out.append(_exp("expect_column_values_to_be_between", "range", f"{col}: {why}", column=col, **bounds))
+    for col, typ in cols.items():
+        if typ == "TEXT" and (col == "email" or col.endswith("_email")):
+            out.append(_exp("expect_column_values_to_match_regex", "format", f"{col} is not an e-mail address",
+                            column=col, regex=EMAIL_REGEX))
+    for col, typ in cols.items():
+        if typ == "TIMESTAMPTZ" and col not in FUTURE_OK:
+            out.append(_exp("expect_column_values_to_be_between", "timestamp", f"{col} is after the run time",
+                            column=col, max_value=RUN_TIME))
+    if "created_at" in cols and "updated_at" in cols:
+        # a transaction stamps updated_at with its start time, so a long one that updates a row created
+        # while it ran writes an updated_at before created_at (the late commit): allowed up to the
+        # ingest's lookback window, the longest transaction the pipeline assumes
+        out.append(_exp("unexpected_rows_expectation", "order",
+                        f"updated_at is more than {ORDER_SLACK_HOURS} hours before created_at",
+                        unexpected_rows_query="SELECT * FROM {batch} b WHERE b.updated_at < b.created_at - "
+                                              f"INTERVAL '{ORDER_SLACK_HOURS} hours'",
+                        description="updated_at>=created_at", columns=["updated_at", "created_at"],
+                        condition=f"s.updated_at < s.created_at - INTERVAL '{ORDER_SLACK_HOURS} hours'"))
+    if table == "deal_stage_history":
+        out.append(_exp("unexpected_rows_expectation", "order", "moved_at is before the deal's creation",
+                        unexpected_rows_query="SELECT * FROM {batch} b JOIN raw.deals d ON d.id = b.deal_id "
+                                              "WHERE b.moved_at < d.created_at",
+                        description="moved_at>=deals.created_at", columns=["moved_at", "deal_id"],
+                        condition="s.moved_at < (SELECT d.created_at FROM raw.deals d WHERE d.id = s.deal_id)"))
+    for child, column, parent, _ in schema.FOREIGN_KEYS:
+        if child == table:
+            p = parent.rpartition(".")[2]
+            out.append(_exp("unexpected_rows_expectation", "reference",
+                            f"{column} does not match a live row of raw.{p}",
+                            unexpected_rows_query=f"SELECT * FROM {{batch}} b WHERE b.{column} IS NOT NULL AND NOT "
+                                                  f"EXISTS (SELECT 1 FROM raw.{p} p WHERE p.id = b.{column} "
+                                                  "AND p._deleted_at IS NULL)",
+                            description=f"{column} references raw.{p}(id)", columns=[column],
+                            condition=f"s.{column} IS NOT NULL AND s.{column} NOT IN "
+                                      f"(SELECT p.id FROM raw.{p} p WHERE p._deleted_at IS NULL)"))
+    for e in out:
+        # the gate's row-level SQL for a row-set expectation travels in meta (GE keeps the query)
+        for k in ("columns", "condition"):
+            if k in e["kwargs"]:
+                e["meta"][k] = e["kwargs"].pop(k)
+        e["meta"]["name"] = rule_name(e)
+    return out
+
+
+def rule_name(e: dict) -> str:
+    kw = e["kwargs"]
+    what = kw.get("column") or "+".join(kw.get("column_list", [])) or kw.get("description", "").split(" ")[0]
+    return f"{e['meta']['rule']}:{what}"
+
+
+def reference_parents(table: str) -> tuple[str, ...]:
+    """Raw tables ``table``'s reference rules read: ingested before it (Dagster deps)."""
+    parents = [ref.rpartition(".")[2] for child, _, ref, _ in schema.FOREIGN_KEYS if child == table]
+    if table == "deal_stage_history":
+        parents.append("deals")
+    return tuple(dict.fromkeys(p for p in parents if p != table))

@@ -1,0 +1,165 @@
+"""The ingest gate: a raw table's expectation suite compiled to SQL and run on every extracted batch.
+
+Every expectation of ``quality.contract.expectations(table)`` becomes one boolean "fails"
+expression over a row ``s`` of the typed batch; all of them are evaluated in one pass over the
+batch inside the warehouse (DuckDB reads the Arrow batch in place; PostgreSQL its temp table).
+When no row fails (the normal case) that single count is all the gate costs. Otherwise the
+failing rows go to ``quarantine.<table>`` (batch id, the rules they broke, the reasons, the key
+and the row as JSON) and only the others are merged.
+
+A per-table threshold (``CRM_QUARANTINE_THRESHOLD``: a share of the rows extracted in the run,
+default 0.05, with per-table overrides ``0.05,deals=0.01,lead_activities=0.2``) turns a bad
+batch into a blocking failure: nothing of the table is merged (``raw_load`` rolls the table's
+transaction back and records only the quarantined rows) and the asset fails.
+
+Reference rules read the parent's raw table (ingested first: the Dagster assets depend on it). A
+child row committed after its parent table was extracted fails its reference rule in that run,
+is quarantined, and arrives with the next run (its cursor still falls in the lookback window);
+the quarantine row is then marked resolved by that batch.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+from dataclasses import dataclass, field
+
+from quality.contract import expectations
+
+QUARANTINE_COLUMNS = (
+    ("_batch_id", "VARCHAR"), ("_rules", "VARCHAR"), ("_reasons", "VARCHAR"), ("_key", "VARCHAR"),
+    ("_row", "VARCHAR"), ("_quarantined_at", "TIMESTAMPTZ"), ("_resolved_batch_id", "VARCHAR"),
+)
+DEFAULT_THRESHOLD = 0.05
+CLOCK_SKEW = dt.timedelta(minutes=5)
+
+
+class GateError(ValueError):
+    """CRM_QUARANTINE_THRESHOLD cannot be read."""
+
+
+def threshold(table: str, spec: str | None = None) -> float:
+    """The share of failing rows above which ``table``'s batch blocks."""
+    spec = os.environ.get("CRM_QUARANTINE_THRESHOLD", "") if spec is None else spec
+    value = DEFAULT_THRESHOLD
+    for part in filter(None, (p.strip() for p in spec.split(","))):
+        name, _, number = part.rpartition("=")
+        try:
+            share = float(number)
+        except ValueError:
+            raise GateError(f"CRM_QUARANTINE_THRESHOLD: {part!r} is not a share between 0 and 1 "
+                            "(write e.g. 0.05,deals=0.01)") from None
+        if not 0 <= share <= 1:
+            raise GateError(f"CRM_QUARANTINE_THRESHOLD: {share} is not between 0 and 1")
+        if not name or name.strip() == table:
+            value = share
+            if name:
+                return value
+    return value
+
+
+def run_time(source_clock: dt.datetime | None) -> dt.datetime:
+    """What "not after the run time" compares with: now, or the source's own clock if it is ahead
+    (a simulated CRM lives in its own time), plus a few minutes of clock skew."""
+    now = dt.datetime.now(dt.timezone.utc)
+    return max(now, source_clock or now) + CLOCK_SKEW
+
+
+@dataclass
+class Rule:
+    name: str
+    kind: str
+    reason: str
+    fails: str                  # SQL boolean over the batch row ``s`` (true = the row breaks it)
+    expectation: dict
+
+
+@dataclass
+class Gate:
+    table: str
+    rules: list[Rule]
+    skipped: list[tuple[str, str]] = field(default_factory=list)   # (rule, why)
+    enforced: list[str] = field(default_factory=list)               # rules the source's constraints hold
+
+    def flags(self) -> str:
+        return ", ".join(f"coalesce({r.fails}, false) AS _f{i}" for i, r in enumerate(self.rules))
+
+    def any_fails(self, alias: str = "x") -> str:
+        return " OR ".join(f"{alias}._f{i}" for i in range(len(self.rules))) or "false"
+
+
+def _lit(value) -> str:
+    if isinstance(value, str):
+        return "'" + value.replace("'", "''") + "'"
+    if isinstance(value, dt.datetime):
+        return f"CAST('{value.isoformat()}' AS TIMESTAMPTZ)"
+    return repr(value)
+
+
+def _col(c: str) -> str:
+    return f's."{c}"'
+
+
+def compile_gate(kind: str, table: str, columns: list[str], *, run_at: dt.datetime, existing: set[str],
+                 key_enforced: bool = True) -> Gate:
+    """Compile ``raw.<table>``'s suite into row predicates over ``s``, for a batch with ``columns``.
+
+    ``existing``: the raw tables present (a reference to a table not loaded yet is not evaluated).
+    ``key_enforced``: the source's PRIMARY KEY guarantees uniqueness within the extraction (one
+    query, one snapshot), so the uniqueness rule is only evaluated where the source lost it.
+    """
+    gate = Gate(table, [])
+    cols = set(columns)
+    for e in expectations(table):
+        kw, meta, t = e["kwargs"], e["meta"], e["type"]
+        needed = [kw[k] for k in ("column", "column_A", "column_B") if k in kw] + list(kw.get("column_list", []))
+        if missing := [c for c in needed if c not in cols]:
+            gate.skipped.append((meta["name"], f"the batch has no column {', '.join(missing)}"))
+            continue
+        if t == "expect_column_values_to_not_be_null":
+            fails = f"{_col(kw['column'])} IS NULL"
+        elif t in ("expect_column_values_to_be_unique", "expect_compound_columns_to_be_unique"):
+            if key_enforced:
+                gate.enforced.append(meta["name"])
+                continue
+            part = ", ".join(_col(c) for c in kw.get("column_list", [kw.get("column")]))
+            fails = f"count(*) OVER (PARTITION BY {part}) > 1"
+        elif t == "expect_column_values_to_be_in_set":
+            fails = f"{_col(kw['column'])} NOT IN ({', '.join(_lit(v) for v in kw['value_set'])})"
+        elif t == "expect_column_values_to_be_between":
+            c, parts = _col(kw["column"]), []
+            lo, hi = kw.get("min_value"), kw.get("max_value")
+            if isinstance(hi, dict):       # the run-time suite parameter
+                hi = run_at
+            if lo is not None:
+                parts.append(f"{c} < {_lit(lo)}")
+            if hi is not None:
+                parts.append(f"{c} > {_lit(hi)}")
+            fails = " OR ".join(parts)
+        elif t == "expect_column_values_to_match_regex":
+            c = _col(kw["column"])
+            fails = (f"NOT regexp_full_match({c}, {_lit(kw['regex'])})" if kind == "duckdb"
+                     else f"{c} !~ {_lit(kw['regex'])}")
+        elif t == "expect_column_pair_values_a_to_be_greater_than_b":
+            op = "<" if kw.get("or_equal") else "<="
+            fails = f"{_col(kw['column_A'])} {op} {_col(kw['column_B'])}"
+        elif t == "unexpected_rows_expectation" and "condition" in meta:
+            if missing := [c for c in meta.get("columns", []) if c not in cols]:
+                gate.skipped.append((meta["name"], f"the batch has no column {', '.join(missing)}"))
+                continue
+            absent = sorted(r for r in _raw_tables_in(meta["condition"]) if r not in existing)
+            if absent:
+                gate.skipped.append((meta["name"], f"raw.{absent[0]} is not loaded yet"))
+                continue
+            fails = meta["condition"]
+        else:  # a suite edited by hand with an expectation the gate cannot compile
+            gate.skipped.append((meta["name"], f"{t} is not compiled by the ingest gate"))
+            continue
+        gate.rules.append(Rule(meta["name"], meta["rule"], meta["reason"], fails, e))
+    return gate
+
+
+def _raw_tables_in(query: str) -> set[str]:
+    import re
+
+    return set(re.findall(r"raw\.(\w+)", query))

@@ -1,0 +1,225 @@
+"""The ingest gate (#6): a source with deliberately bad rows, one per kind of rule, on both targets.
+
+Each bad row is written into a simulated source the way a broken application would (constraints
+the contract relies on dropped first where the source would refuse it); the incremental ingest
+must quarantine exactly those rows with the right rule, merge the good rows of the same batches,
+block a table whose failing share passes its threshold (raw byte-for-byte unchanged), and record
+every rule's result in ops.check_results.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import time
+import uuid
+
+import psycopg
+import pytest
+
+from ingest.postgres_source import PostgresSource
+from ingest.raw_load import IngestBlocked, ingest_table
+from ingest.tables import SPECS, spec
+from ingest.warehouse import open_warehouse
+from quality.contract import contract_tables, expectations
+from quality.gate import GateError, threshold
+from tests.conftest import for_target, make_source
+
+NOW = dt.datetime.now(dt.timezone.utc)
+
+
+def ingest_all(cfg, url, **kw):
+    src = PostgresSource(url)
+    wh = open_warehouse(cfg)
+    try:
+        return {s.raw: ingest_table(wh, src, s, **kw) for s in SPECS}
+    finally:
+        wh.close()
+        src.close()
+
+
+def ingest_one(cfg, url, table):
+    src = PostgresSource(url)
+    wh = open_warehouse(cfg)
+    try:
+        return ingest_table(wh, src, spec(table))
+    finally:
+        wh.close()
+        src.close()
+
+
+def query(cfg, sql, params=()):
+    wh = open_warehouse(cfg)
+    try:
+        return wh.query(sql, params or None)
+    finally:
+        wh.close()
+
+
+def test_contract_derives_a_suite_for_every_raw_table():
+    kinds_by_table = {s.raw: {e["meta"]["rule"] for e in expectations(s.raw)} for s in SPECS}
+    assert all({"primary_key", "timestamp"} <= k for k in kinds_by_table.values())
+    assert {"enumeration", "range", "order", "reference"} <= kinds_by_table["deals"]
+    assert "format" in kinds_by_table["leads"] and "reference" in kinds_by_table["lead_activities"]
+    by_name = {e["meta"]["name"]: e for e in expectations("opportunities")}
+    assert by_name["range:probability_percent"]["kwargs"] == {"column": "probability_percent", "min_value": 0,
+                                                              "max_value": 100}
+    assert by_name["enumeration:stage"]["kwargs"]["value_set"][0] == "prospecting"
+    assert contract_tables()["deal_stage_history"]["key"] == ("id",)
+    # scheduled times may lie ahead; event times may not
+    sends = {e["meta"]["name"] for e in expectations("email_sends")}
+    assert "timestamp:sent_at" in sends and "timestamp:next_retry_at" not in sends
+
+
+def test_threshold_setting():
+    assert threshold("deals", "") == 0.05
+    assert threshold("deals", "0.1,deals=0.01") == 0.01 and threshold("leads", "0.1,deals=0.01") == 0.1
+    with pytest.raises(GateError, match="not a share"):
+        threshold("deals", "deals=lots")
+
+
+@pytest.fixture(scope="module")
+def gate_source(pg_server, workdir):
+    return make_source(pg_server, workdir, "gate_source", seed=23, history_days=60)
+
+
+def _bad_rows(url: str) -> dict[str, str]:
+    """Write one bad row per kind of rule into the source; returns rule → the bad row's key."""
+    ids = {k: str(uuid.uuid4()) for k in ("enum", "orphan", "good_activity", "prob", "future")}
+    with psycopg.connect(url) as conn:
+        lead = conn.execute("SELECT id::text FROM leads ORDER BY created_at DESC LIMIT 1").fetchone()[0]
+        deal = conn.execute("SELECT id::text, current_stage_id::text FROM deals WHERE current_stage_id IS NOT NULL "
+                            "ORDER BY id LIMIT 1").fetchone()
+        neg_deal = conn.execute("SELECT id::text FROM deals ORDER BY id DESC LIMIT 1").fetchone()[0]
+        task = conn.execute("SELECT id::text FROM tasks ORDER BY id LIMIT 1").fetchone()[0]
+        # the application's constraints are gone (a broken migration): the contract still holds them
+        conn.execute("ALTER TABLE lead_activities DROP CONSTRAINT lead_activities_activity_type_check")
+        conn.execute("ALTER TABLE lead_activities DROP CONSTRAINT lead_activities_lead_id_fkey")
+        conn.execute("ALTER TABLE tasks DROP CONSTRAINT tasks_pkey")
+        conn.execute("INSERT INTO lead_activities (id, lead_id, activity_type, created_at) VALUES "
+                     "(%s, %s, 'teleport', now()), (%s, %s, 'page_view', now()), (%s, %s, 'page_view', now())",
+                     (ids["enum"], lead, ids["orphan"], str(uuid.uuid4()), ids["good_activity"], lead))
+        conn.execute("UPDATE deals SET estimated_value = -100 WHERE id = %s", (neg_deal,))
+        conn.execute("INSERT INTO deal_stage_history (id, deal_id, to_stage_id, moved_at, probability_after) "
+                     "VALUES (%s, %s, %s, now(), 150)", (ids["prob"], deal[0], deal[1]))
+        conn.execute("INSERT INTO crm_activities (id, activity_type, company_id, created_at, updated_at) "
+                     "SELECT %s, 'call', id, now() + interval '30 days', now() + interval '30 days' "
+                     "FROM companies ORDER BY id LIMIT 1", (ids["future"],))
+        conn.execute("INSERT INTO tasks SELECT * FROM tasks WHERE id = %s", (task,))
+        conn.execute("UPDATE tasks SET updated_at = now() WHERE id = %s", (task,))
+    return {"enumeration:activity_type": ids["enum"], "reference:lead_id": ids["orphan"],
+            "range:estimated_value": neg_deal, "range:probability_after": ids["prob"],
+            "timestamp:created_at": ids["future"], "primary_key:id": task, "good": ids["good_activity"]}
+
+
+@pytest.mark.parametrize("target", ["duckdb", "postgres"])
+def test_bad_rows_are_quarantined_by_rule_and_good_rows_merge(gate_source, pg_server, workdir, target, monkeypatch):
+    cfg, url = gate_source
+    # a source of this test's own: the bad rows must not leak into the other target's run
+
+    name = f"gate_{target}"
+    with psycopg.connect(pg_server, autocommit=True) as conn:
+        conn.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+        conn.execute(f"CREATE DATABASE {name} TEMPLATE gate_source")
+    url = pg_server.replace("/postgres?", f"/{name}?")
+    tcfg = for_target(cfg, target, pg_server, f"{name}_wh_{time.monotonic_ns()}")
+    first = ingest_all(tcfg, url)
+    assert all(r.rows_quarantined == 0 for r in first.values()), {t: r.rule_failures for t, r in first.items()
+                                                                   if r.rows_quarantined}
+    deals_before = query(tcfg, "SELECT * FROM raw.deals ORDER BY id")
+    bad = _bad_rows(url)
+    monkeypatch.setenv("CRM_QUARANTINE_THRESHOLD", "0.05,deals=0.5,tasks=1,crm_activities=1,lead_activities=1,"
+                                                   "deal_stage_history=1")
+    second = ingest_all(tcfg, url)
+    quarantined = {t: r.rows_quarantined for t, r in second.items() if r.rows_quarantined}
+    assert quarantined == {"lead_activities": 2, "deals": 1, "deal_stage_history": 1, "crm_activities": 1,
+                           "tasks": 2}, quarantined
+    for table, rule in [("lead_activities", "enumeration:activity_type"), ("lead_activities", "reference:lead_id"),
+                        ("deals", "range:estimated_value"), ("deal_stage_history", "range:probability_after"),
+                        ("crm_activities", "timestamp:created_at"), ("tasks", "primary_key:id")]:
+        q = query(tcfg, f"SELECT _rules, _reasons, _row, _batch_id FROM quarantine.{table} WHERE _key = ?",
+                  (bad[rule],))
+        assert q.height >= 1 and all(rule in r.split(",") for r in q["_rules"]), (table, rule, q)
+        assert q["_batch_id"][0] == second[table].batch_id
+        assert json.loads(q["_row"][0])["id"] == bad[rule]
+        # the bad version is not in raw (a changed deal keeps its previous, good version)
+        live = query(tcfg, f"SELECT count(*) AS n FROM raw.{table} WHERE CAST(id AS VARCHAR) = ?", (bad[rule],))
+        assert live["n"][0] == (1 if table in ("deals", "tasks") else 0)
+    assert "after the run time" in query(tcfg, "SELECT _reasons FROM quarantine.crm_activities")["_reasons"][0]
+    # the good row of the same batch arrived; the negative deal kept its stored value
+    assert query(tcfg, "SELECT count(*) AS n FROM raw.lead_activities WHERE CAST(id AS VARCHAR) = ?",
+                 (bad["good"],))["n"][0] == 1
+    assert query(tcfg, "SELECT * FROM raw.deals ORDER BY id").equals(deals_before)
+    # every rule's result is recorded, failures with their count and a sample key
+    checks = query(tcfg, "SELECT asset, check_name, passed, failing_count, failing_sample FROM ops.check_results "
+                         "WHERE check_kind = 'ingest_gate'")
+    failed = {(a, n): (c, json.loads(s)) for a, n, p, c, s in checks.iter_rows() if not p}
+    assert failed[("raw/deals", "range:estimated_value")] == (1, [bad["range:estimated_value"]])
+    assert failed[("raw/lead_activities", "reference:lead_id")][0] == 1
+    assert checks.filter(checks["asset"] == "raw/leads")["passed"].all()
+    assert checks.height > 300
+
+    # the source is fixed: the next run merges the row and resolves its quarantine entry
+    with psycopg.connect(url) as conn:
+        conn.execute("UPDATE deals SET estimated_value = 100 WHERE id = %s", (bad["range:estimated_value"],))
+    third = ingest_one(tcfg, url, "deals")
+    assert third.rows_quarantined == 0
+    q = query(tcfg, "SELECT _resolved_batch_id FROM quarantine.deals WHERE _key = ?", (bad["range:estimated_value"],))
+    assert q["_resolved_batch_id"].to_list() == [third.batch_id]
+    assert query(tcfg, "SELECT estimated_value AS v FROM raw.deals WHERE CAST(id AS VARCHAR) = ?",
+                 (bad["range:estimated_value"],))["v"][0] == 100
+
+    # a batch over its threshold blocks: nothing of the table merges, the rows are quarantined
+    with psycopg.connect(url) as conn:
+        conn.execute("UPDATE deals SET estimated_value = -1 WHERE id IN (SELECT id FROM deals ORDER BY id LIMIT 10)")
+        conn.execute("UPDATE deals SET name = name || ' (renamed)' WHERE id IN "
+                     "(SELECT id FROM deals ORDER BY id DESC LIMIT 5)")
+    before = query(tcfg, "SELECT * FROM raw.deals ORDER BY id")
+    state_before = query(tcfg, "SELECT * FROM ops.ingest_state WHERE table_name = 'deals'")
+    with pytest.raises(IngestBlocked, match=r"raw.deals: blocked by the ingest gate: 10 of 15 extracted rows"):
+        ingest_one(tcfg, url, "deals")
+    assert query(tcfg, "SELECT * FROM raw.deals ORDER BY id").equals(before)
+    assert query(tcfg, "SELECT * FROM ops.ingest_state WHERE table_name = 'deals'").equals(state_before)
+    batch = query(tcfg, "SELECT status, rejected FROM ops.ingest_batches WHERE asset = 'raw/deals' "
+                        "ORDER BY finished_at DESC LIMIT 1")
+    assert batch.rows() == [("blocked", 10)]
+    assert query(tcfg, "SELECT count(*) AS n FROM quarantine.deals WHERE _resolved_batch_id IS NULL")["n"][0] == 10
+    # with the threshold raised for deals, the same batch passes: 5 renamed deals merge, 10 stay out
+    monkeypatch.setenv("CRM_QUARANTINE_THRESHOLD", "deals=0.9")
+    passed = ingest_one(tcfg, url, "deals")
+    assert passed.rows_quarantined == 10 and passed.rows_written == 5
+    assert query(tcfg, "SELECT count(*) AS n FROM raw.deals WHERE name LIKE '% (renamed)'")["n"][0] == 5
+    # re-seen rows are not quarantined twice
+    assert query(tcfg, "SELECT count(*) AS n FROM quarantine.deals WHERE _resolved_batch_id IS NULL")["n"][0] == 10
+
+
+def test_ge_suite_agrees_with_the_compiled_gate(gate_source):
+    """Great Expectations' own engine, on a frame of good and bad rows, fails the same rows as the SQL."""
+    import duckdb
+    import pandas as pd
+
+    from quality.gate import compile_gate
+    from quality.suites import validate_frame
+
+    rows = pd.DataFrame({
+        "id": [str(uuid.uuid4()) for _ in range(4)],
+        "stage": ["qualified", "teleported", "won", None],
+        "probability_percent": [50, 20, 150, None],
+        "estimated_value": [10.0, -3.0, 5.0, 0.0],
+        "created_at": pd.to_datetime(["2026-01-01", "2026-01-02", "2026-01-03", "2026-01-04"], utc=True),
+        "updated_at": pd.to_datetime(["2026-01-02", "2026-01-01", "2027-06-01", "2026-01-04"], utc=True),
+    })
+    run_at = dt.datetime(2026, 12, 1, tzinfo=dt.timezone.utc)
+    ge = validate_frame("opportunities", rows, run_at=run_at)
+    gate = compile_gate("duckdb", "opportunities", list(rows.columns), run_at=run_at, existing=set())
+    con = duckdb.connect()
+    con.register("batch", rows)
+    sql_fails = {}
+    for r in gate.rules:
+        n = con.sql(f"SELECT count(*) FILTER (WHERE coalesce({r.fails}, false)) FROM batch s").fetchone()[0]
+        sql_fails[r.name] = n
+    compared = {n: c for n, c in ge.items() if n in sql_fails}
+    assert compared == {n: sql_fails[n] for n in compared}
+    assert compared["enumeration:stage"] == 1 and compared["range:probability_percent"] == 1
+    assert compared["range:estimated_value"] == 1 and compared["timestamp:updated_at"] == 1
+    assert len(compared) >= 5
