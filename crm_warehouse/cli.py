@@ -84,15 +84,15 @@ HEADLINES = {
 
 
 def _ingest_table(meta: dict[str, dict], title: str) -> Table:
-    table = Table("asset", "mode", "read", "written", "deleted", "rows", title=title)
+    table = Table("asset", "mode", "read", "written", "deleted", "rows", "quarantined", title=title)
     for key in sorted(meta):
         m = meta[key]
         if "rows_extracted" in m:
             table.add_row(key, m["mode"], f"{m['rows_extracted']:,}", f"{m['rows_written']:,}", f"{m['rows_deleted']:,}",
-                          f"{m['row_count']:,}")
+                          f"{m['row_count']:,}", f"{m.get('rows_quarantined', 0):,}")
         elif "lines_read" in m:
             table.add_row(key, "landing", f"{m['lines_read']:,}", f"{m['events_new']:,}", "0",
-                          f"dup {m['duplicates']:,} / quarantined {m['quarantined']:,}")
+                          f"dup {m['duplicates']:,}", f"{m['quarantined']:,}")
     return table
 
 
@@ -106,6 +106,10 @@ def _print_outcome(res, seconds: float) -> None:
         console.print(f"[bold red]failed:[/] {step}: {msg}", highlight=False, soft_wrap=True)
     if res.log_path:
         out.print(f"dbt log: {res.log_path}", highlight=False, soft_wrap=True)
+    if res.quality_docs:
+        out.print(f"quality docs (Great Expectations): {res.quality_docs}", highlight=False, soft_wrap=True)
+    for note in res.notes:
+        console.print(f"[yellow]note:[/] {note}", highlight=False, soft_wrap=True)
     out.print(f"{'ok' if res.ok else 'FAILED'} in {seconds:.1f} s "
               f"(ingest {res.seconds.get('ingest', 0):.1f} s, dbt {res.seconds.get('transform', 0):.1f} s)", highlight=False)
 

@@ -39,6 +39,8 @@ class RefreshResult:
     checks_failed: list[str] = field(default_factory=list)
     seconds: dict[str, float] = field(default_factory=dict)
     log_path: Path | None = None
+    quality_docs: Path | None = None
+    notes: list[str] = field(default_factory=list)
 
 
 _PROGRESS = re.compile(r"(\d+ of \d+ (?:START|OK|PASS|ERROR|FAIL|WARN|SKIP)\b.*?)(?:\s\.{2,}|$)")
@@ -152,6 +154,7 @@ def _run_refresh(cfg: Settings, *, full_refresh: bool, as_of: str | None, ingest
         for event in loaded.get_asset_materialization_events():
             m = event.event_specific_data.materialization
             res.ingest["/".join(m.asset_key.path)] = {k: v.value for k, v in m.metadata.items()}
+        _quality_docs(cfg, res, progress)
         if not loaded.success:  # the models would read a partial raw layer: stop here
             res.ok = False
             return res
@@ -175,6 +178,25 @@ def _run_refresh(cfg: Settings, *, full_refresh: bool, as_of: str | None, ingest
             res.checks_failed.append(f"{ev.asset_key.to_user_string()}:{ev.check_name}")
     res.ok = built.success
     return res
+
+
+def _quality_docs(cfg: Settings, res: RefreshResult, progress: Callable[[str], None] | None) -> None:
+    """Great Expectations Data Docs of the ingest gate's latest results, blocked or not."""
+    from ingest.warehouse import WarehouseBusy, open_warehouse
+    from quality.suites import build_data_docs
+
+    t0 = time.perf_counter()
+    if progress:
+        progress("Great Expectations Data Docs of the ingest gate")
+    try:
+        wh = open_warehouse(cfg)
+        try:
+            res.quality_docs = build_data_docs(cfg.home, wh)
+        finally:
+            wh.close()
+    except (WarehouseBusy, OSError) as err:  # the docs are a record: a failure to write them is reported only
+        res.notes.append(f"quality docs not rebuilt: {err}")
+    res.seconds["quality_docs"] = time.perf_counter() - t0
 
 
 def with_target(cfg: Settings, target: str | None) -> Settings:

@@ -82,6 +82,9 @@ class TableResult:
     gate_enforced: list[str] = field(default_factory=list)
     threshold: float = 0.0
     status: str = "success"
+    source_clock: dt.datetime | None = None   # the source's own clock, or the wall clock if it has none
+    source_rows: int | None = None            # the source's row count as the extraction began
+    quarantined_absent: int = 0               # keys held back in quarantine that raw does not have live
 
 
 def ensure_ops(wh: Warehouse) -> None:
@@ -266,6 +269,21 @@ def gate_check_rows(wh: Warehouse, res: TableResult, run_id: str | None) -> list
                          failing_sample=json.dumps(samples.get(name, [])) if n else None,
                          message=(f"{n:,} rows quarantined (batch {res.batch_id})" if n else "ok")
                          + (" - batch blocked" if res.status == "blocked" else ""), as_of=None))
+    if res.source_rows is not None:
+        held = f" + {res.quarantined_absent:,} held in quarantine" if res.quarantined_absent else ""
+        same = res.rows_live + res.quarantined_absent == res.source_rows
+        rows.append(dict(checked_at=now, run_id=run_id, asset=f"raw/{res.table}", check_name="row_count",
+                         check_kind="row_count", passed=same,
+                         failing_count=abs(res.source_rows - res.rows_live - res.quarantined_absent),
+                         failing_sample=None, message=f"raw {res.rows_live:,} live{held} vs the source's "
+                         f"{res.source_rows:,} rows (counted as the extraction began"
+                         + ("" if same else "; rows written to the source during the run also differ it") + ")",
+                         as_of=None))
+    if (fresh := freshness(res)) is not None:
+        passed, message = fresh
+        rows.append(dict(checked_at=now, run_id=run_id, asset=f"raw/{res.table}", check_name="freshness",
+                         check_kind="freshness", passed=passed, failing_count=0 if passed else 1,
+                         failing_sample=None, message=message, as_of=None))
     for name in res.gate_enforced:
         rows.append(dict(checked_at=now, run_id=run_id, asset=f"raw/{res.table}", check_name=name,
                          check_kind="ingest_gate", passed=True, failing_count=0, failing_sample=None,
@@ -275,6 +293,25 @@ def gate_check_rows(wh: Warehouse, res: TableResult, run_id: str | None) -> list
                          check_kind="ingest_gate", passed=True, failing_count=0, failing_sample=None,
                          message=f"not evaluated: {why}", as_of=None))
     return rows
+
+
+def freshness(res: TableResult) -> tuple[bool, str] | None:
+    """(passed, message) for a table the application writes daily (``FRESHNESS_TABLES``), else None:
+    its newest row (the watermark) must be at most CRM_FRESHNESS_HOURS behind the source's clock."""
+    from quality.contract import FRESHNESS_TABLES
+
+    if res.table not in FRESHNESS_TABLES or res.status == "blocked" or res.source_clock is None:
+        return None
+    hours = float(os.environ.get("CRM_FRESHNESS_HOURS", "48"))
+    if res.cursor_value is None:
+        return False, f"raw.{res.table} has no rows: the source has written nothing"
+    lag = res.source_clock - res.cursor_value
+    lag_h = lag.total_seconds() / 3600
+    if lag_h > hours:
+        return False, (f"the newest row of {res.table} is {lag_h:,.0f} hours older than the source's clock "
+                       f"({res.cursor_value:%Y-%m-%d %H:%M} vs {res.source_clock:%Y-%m-%d %H:%M} UTC), over "
+                       f"CRM_FRESHNESS_HOURS={hours:g}: has the source stopped changing?")
+    return True, f"newest row {lag_h:,.1f} hours behind the source's clock (limit {hours:g})"
 
 
 def _json_row(wh: Warehouse, columns: list[str], n_flags: int) -> str:
@@ -295,7 +332,8 @@ def _ingest(wh: Warehouse, src: PostgresSource, spec: TableSpec, *, full_refresh
     res = TableResult(spec.raw, blocked.batch_id if blocked else new_batch_id(f"raw_{spec.raw}"))
     res.threshold = threshold(spec.raw)
     now = dt.datetime.now(dt.timezone.utc)
-    run_at = run_time(src.business_clock())
+    res.source_clock = src.business_clock() or dt.datetime.now(dt.timezone.utc)
+    run_at = run_time(res.source_clock)
     ensure_ops(wh)
     try:
         with wh.transaction():
@@ -446,7 +484,16 @@ def _ingest(wh: Warehouse, src: PostgresSource, spec: TableSpec, *, full_refresh
                 res.status = "blocked"
                 raise _Blocked()
             if not empty:
-                res.rows_deleted = _deletions(wh, src, spec, st, now, res.batch_id, source_count.result())
+                res.source_rows = source_count.result()
+                res.rows_deleted = _deletions(wh, src, spec, st, now, res.batch_id, res.source_rows)
+            else:
+                res.source_rows = res.rows_extracted  # a first load reads the whole table in one snapshot
+            if quarantine_ready and (unresolved or res.rows_quarantined):
+                r_key = " || '|' || ".join(f'CAST(r."{k}" AS VARCHAR)' for k in st.primary_key)
+                res.quarantined_absent = int(wh.query(
+                    f"SELECT count(DISTINCT q._key) AS n FROM quarantine.{spec.raw} q WHERE q._resolved_batch_id IS NULL "
+                    f"AND NOT EXISTS (SELECT 1 FROM raw.{spec.raw} r WHERE r._deleted_at IS NULL AND {r_key} = q._key)"
+                )["n"][0])
             counts = wh.query(f"SELECT count(*) FILTER (WHERE _deleted_at IS NULL) AS live, "
                               f"count(*) FILTER (WHERE _deleted_at IS NOT NULL) AS deleted FROM raw.{spec.raw}")
             res.rows_live = int(counts["live"][0])

@@ -11,12 +11,22 @@ from orchestration.defs.email.assets import raw_email_events
 from orchestration.defs.ingest.assets import raw_table_assets
 from orchestration.defs.serving.assets import bi_access, dbt_docs
 
+# Freshness of the marts (Dagster's own last-update checks, evaluated by a sensor): a mart not
+# rebuilt for 26 hours means the daily refresh has stopped. Raw tables carry their own data-time
+# freshness check (the newest row against the source's clock; orchestration/defs/ingest).
+mart_freshness_checks = dg.build_last_update_freshness_checks(
+    assets=[k for k in dbt_models.keys if k.path[0] == "marts"], lower_bound_delta=dt.timedelta(hours=26))
+freshness_sensor = dg.build_sensor_for_freshness_checks(freshness_checks=mart_freshness_checks,
+                                                        name="mart_freshness_sensor")
+_not_freshness = dg.AssetSelection.checks(*mart_freshness_checks)
+
 # Every job runs in one process, one step at a time: a DuckDB warehouse file has a single writer.
 ingest_job = dg.define_asset_job("ingest", selection=dg.AssetSelection.groups("raw"),
                                  executor_def=dg.in_process_executor)
-transform_job = dg.define_asset_job("transform", selection=dg.AssetSelection.assets(dbt_models, bi_access, dbt_docs),
+transform_job = dg.define_asset_job("transform", selection=dg.AssetSelection.assets(dbt_models, bi_access, dbt_docs)
+                                    - _not_freshness,
                                     executor_def=dg.in_process_executor)
-daily_refresh_job = dg.define_asset_job("daily_refresh", selection=dg.AssetSelection.all(),
+daily_refresh_job = dg.define_asset_job("daily_refresh", selection=dg.AssetSelection.all() - _not_freshness,
                                         executor_def=dg.in_process_executor)
 
 
@@ -31,6 +41,8 @@ def daily_refresh_schedule(context: dg.ScheduleEvaluationContext) -> dg.RunReque
 defs = dg.Definitions(
     assets=[*raw_table_assets, raw_email_events, dbt_models, bi_access, dbt_docs],
     jobs=[ingest_job, transform_job, daily_refresh_job],
+    asset_checks=mart_freshness_checks,
     schedules=[daily_refresh_schedule],
+    sensors=[freshness_sensor],
     resources={"dbt": DbtCliResource(project_dir=dbt_project, dbt_executable=dbt_executable())},
 )

@@ -37,6 +37,9 @@ from ingest.simulator import schema
 
 RUN_TIME = {"$PARAMETER": "run_time"}   # suite parameter: the run's clock (see quality.gate.run_time)
 ORDER_SLACK_HOURS = 24
+# Tables the application writes to every business day: a watermark older than CRM_FRESHNESS_HOURS
+# (default 48) behind the source's clock means the source stopped changing (a warning, not a block).
+FRESHNESS_TABLES = ("leads", "lead_activities", "deals", "deal_stage_history", "email_sends")
 EMAIL_REGEX = r"^[^@\s]+@[^@\s]+\.[^@\s]+$"
 # TIMESTAMPTZ columns that may lie in the future (plans, schedules, expiries)
 FUTURE_OK = {"trial_ends_at", "scheduled_at", "scheduled_for", "next_retry_at", "due_date"}

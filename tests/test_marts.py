@@ -91,8 +91,12 @@ def test_refresh_builds_every_mart_and_passes_its_tests(built, tiny_source, targ
         empty = [m for m in MARTS if wh.query(f"SELECT count(*) AS n FROM marts.{m}")["n"][0] == 0]
         assert not empty
         # every dbt test and unit test of the run is in the check history
-        checks = wh.query("SELECT asset, check_name, check_kind, passed, as_of FROM ops.check_results")
+        checks = wh.query("SELECT asset, check_name, check_kind, passed, as_of FROM ops.check_results "
+                          "WHERE check_kind LIKE 'dbt%'")
         assert checks.height >= res.checks_passed and checks["passed"].all()
+        # and every rule of the ingest gate, all passed on the clean source
+        gate = wh.query("SELECT asset, passed FROM ops.check_results WHERE check_kind = 'ingest_gate'")
+        assert gate.height > 300 and gate["passed"].all() and len(set(gate["asset"])) == 26
         assert set(checks["as_of"]) == {"2026-06-30"}
         assert "marts/pipeline_metrics" in set(checks["asset"])
         assert ("dbt_unit_test" in set(checks["check_kind"])) == (target == "duckdb")

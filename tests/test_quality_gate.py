@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import re
 import time
 import uuid
 
@@ -158,6 +159,13 @@ def test_bad_rows_are_quarantined_by_rule_and_good_rows_merge(gate_source, pg_se
     assert failed[("raw/lead_activities", "reference:lead_id")][0] == 1
     assert checks.filter(checks["asset"] == "raw/leads")["passed"].all()
     assert checks.height > 300
+    # raw's row counts against the source's: the rows held back in quarantine are accounted for
+    counts = query(tcfg, "SELECT asset, passed, message FROM ops.check_results WHERE check_kind = 'row_count' "
+                         "AND run_id IS NULL ORDER BY checked_at DESC LIMIT 26")
+    by_asset = {a: (p, m) for a, p, m in counts.iter_rows()}
+    assert by_asset["raw/lead_activities"][0] and "+ 2 held in quarantine" in by_asset["raw/lead_activities"][1]
+    assert by_asset["raw/deals"][0] and by_asset["raw/leads"][0]
+    assert not by_asset["raw/tasks"][0]   # the source holds a task twice, raw once
 
     # the source is fixed: the next run merges the row and resolves its quarantine entry
     with psycopg.connect(url) as conn:
@@ -216,10 +224,87 @@ def test_ge_suite_agrees_with_the_compiled_gate(gate_source):
     con.register("batch", rows)
     sql_fails = {}
     for r in gate.rules:
-        n = con.sql(f"SELECT count(*) FILTER (WHERE coalesce({r.fails}, false)) FROM batch s").fetchone()[0]
+        n = con.execute(f"SELECT count(*) FILTER (WHERE coalesce({r.fails}, false)) FROM batch s").fetchone()[0]
         sql_fails[r.name] = n
     compared = {n: c for n, c in ge.items() if n in sql_fails}
     assert compared == {n: sql_fails[n] for n in compared}
     assert compared["enumeration:stage"] == 1 and compared["range:probability_percent"] == 1
     assert compared["range:estimated_value"] == 1 and compared["timestamp:updated_at"] == 1
     assert len(compared) >= 5
+
+
+def test_a_blocked_refresh_names_the_table_and_leaves_the_marts(pg_server, workdir, monkeypatch, capsys):
+    from crm_warehouse.cli import main
+    from crm_warehouse.pipeline import run_refresh
+    from tests.conftest import assert_ok
+    from tests.test_marts import all_marts
+
+    cfg, url = make_source(pg_server, workdir, "gate_refresh", seed=29, history_days=60)
+    assert_ok(run_refresh(cfg))
+    before = all_marts(cfg)
+    history_batches = query(cfg, "SELECT count(*) AS n FROM ops.ingest_batches WHERE asset = 'raw/deal_stage_history'")
+    with psycopg.connect(url) as conn:  # a fifth of the deals get a negative value
+        conn.execute("UPDATE deals SET estimated_value = -estimated_value - 1 WHERE id IN "
+                     "(SELECT id FROM deals ORDER BY id LIMIT (SELECT count(*) / 5 FROM deals))")
+        n_bad = conn.execute("SELECT count(*) FROM deals WHERE estimated_value < 0").fetchone()[0]
+    for k, v in {"CRM_HOME": cfg.home, "CRM_SOURCE_URL": url, "CRM_EMAIL_EVENTS_DIR": cfg.email_events_dir,
+                 "CRM_WAREHOUSE": "duckdb", "CRM_DUCKDB_PATH": cfg.duckdb_path}.items():
+        monkeypatch.setenv(k, str(v))
+    assert main(["refresh"]) == 1
+    out = capsys.readouterr()
+    err = " ".join((out.err + out.out).split())
+    assert "raw.deals: blocked by the ingest gate" in err and "range:estimated_value" in err
+    assert all_marts(cfg) == before
+    # the assets downstream of raw/deals did not run
+    assert query(cfg, "SELECT count(*) AS n FROM ops.ingest_batches WHERE asset = 'raw/deal_stage_history'"
+                 ).equals(history_batches)
+    assert query(cfg, "SELECT count(*) AS n FROM quarantine.deals WHERE _resolved_batch_id IS NULL")["n"][0] == n_bad
+    # Great Expectations' Data Docs show the failed expectation with its count
+    site = cfg.home / "quality_docs" / "gx" / "uncommitted" / "data_docs" / "local_site"
+    assert (site / "index.html").exists()
+    blocked = query(cfg, "SELECT batch_id FROM ops.ingest_batches WHERE status = 'blocked'")["batch_id"].to_list()
+    assert len(blocked) == 1
+    [latest] = (site / "validations" / "raw" / "deals").rglob(f"{blocked[0]}.html")
+    text = " ".join(re.sub(r"<[^>]+>", " ", latest.read_text()).split())
+    assert "Expectation Suite: raw.deals" in text and "Status: Failed" in text
+    assert f"estimated_value Status Expectation Observed Value values must be greater than or equal to 0 . {n_bad} " \
+           "unexpected values found" in text
+
+
+def test_a_source_that_stopped_changing_is_noticed(gate_source, pg_server, workdir):
+    cfg, _ = gate_source
+    with psycopg.connect(pg_server, autocommit=True) as conn:
+        conn.execute("DROP DATABASE IF EXISTS gate_fresh WITH (FORCE)")
+        conn.execute("CREATE DATABASE gate_fresh TEMPLATE gate_source")
+    url = pg_server.replace("/postgres?", "/gate_fresh?")
+    tcfg = for_target(cfg, "duckdb", pg_server, f"gate_fresh_{time.monotonic_ns()}")
+    assert ingest_one(tcfg, url, "leads").rows_quarantined == 0
+    ingest_one(tcfg, url, "companies")   # not a table the application writes daily: no freshness check
+    with psycopg.connect(url) as conn:   # five business days pass in the source and nobody writes a lead
+        conn.execute("UPDATE simulator.state SET clock = clock + interval '5 days'")
+    ingest_one(tcfg, url, "leads")
+    rows = query(tcfg, "SELECT asset, passed, message FROM ops.check_results WHERE check_kind = 'freshness' "
+                       "ORDER BY checked_at")
+    assert rows["asset"].to_list() == ["raw/leads", "raw/leads"]
+    assert rows["passed"].to_list() == [True, False]
+    assert "has the source stopped changing?" in rows["message"][1] and "CRM_FRESHNESS_HOURS=48" in rows["message"][1]
+
+
+def test_mart_freshness_checks_evaluate_in_dagster():
+    import dagster as dg
+
+    from orchestration.definitions import defs, mart_freshness_checks
+
+    [checks] = mart_freshness_checks
+    keys = list({k.asset_key for k in checks.check_keys})
+    assert dg.AssetKey(["marts", "fct_deals"]) in keys and len(keys) >= 12
+    job = dg.Definitions(assets=defs.assets, asset_checks=mart_freshness_checks, resources=defs.resources,
+                         jobs=[dg.define_asset_job("fresh", selection=dg.AssetSelection.checks(checks))]
+                         ).resolve_job_def("fresh")
+    instance = dg.DagsterInstance.ephemeral()
+    never = job.execute_in_process(instance=instance)
+    assert {e.passed for e in never.get_asset_check_evaluations()} == {False}   # never built: stale
+    for key in keys:
+        instance.report_runless_asset_event(dg.AssetMaterialization(key))
+    fresh = job.execute_in_process(instance=instance)
+    assert {e.passed for e in fresh.get_asset_check_evaluations()} == {True}

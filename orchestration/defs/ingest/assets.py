@@ -7,10 +7,10 @@ import dagster as dg
 from ingest.config import settings
 from ingest.postgres_server import source_url
 from ingest.postgres_source import PostgresSource
-from ingest.raw_load import IngestBlocked, ingest_table
+from ingest.raw_load import IngestBlocked, freshness, ingest_table
 from ingest.tables import CASCADE_PARENTS, SPECS, TableSpec
 from ingest.warehouse import open_warehouse
-from quality.contract import reference_parents
+from quality.contract import FRESHNESS_TABLES, reference_parents
 
 GATE_CHECK = "contract"
 
@@ -30,7 +30,10 @@ def raw_table_asset(spec: TableSpec) -> dg.AssetsDefinition:
                   GATE_CHECK, asset=dg.AssetKey(["raw", spec.raw]), blocking=True,
                   description="the ingest gate: every extracted row checked against the table's expectation "
                               "suite (quality.contract); failing rows quarantined, the batch blocked over the "
-                              "threshold")],
+                              "threshold")] + ([dg.AssetCheckSpec(
+                  "freshness", asset=dg.AssetKey(["raw", spec.raw]),
+                  description="the newest row is at most CRM_FRESHNESS_HOURS (48) behind the source's clock: "
+                              "a source that stopped changing is noticed")] if spec.raw in FRESHNESS_TABLES else []),
               description=f"{spec.source} as extracted from the operational database ({how}); "
                           "rows deleted in the source carry _deleted_at; rows breaking the contract go to "
                           f"quarantine.{spec.raw}.")
@@ -71,7 +74,9 @@ def raw_table_asset(spec: TableSpec) -> dg.AssetsDefinition:
             metadata={"rules": len(r.rules_checked), "rows_quarantined": r.rows_quarantined,
                       "threshold": r.threshold,
                       "failing_rules": ", ".join(f"{n} ({c})" for n, c in sorted(r.rule_failures.items())) or "none",
-                      "not_evaluated": "; ".join(f"{n}: {w}" for n, w in r.gate_skipped) or "none"})])
+                      "not_evaluated": "; ".join(f"{n}: {w}" for n, w in r.gate_skipped) or "none"})] + [
+            dg.AssetCheckResult(check_name="freshness", passed=f[0], severity=dg.AssetCheckSeverity.WARN,
+                                description=f[1]) for f in [freshness(r)] if f is not None])
 
     return _asset
 
