@@ -23,7 +23,7 @@ CHECK_COLUMNS = (
 
 
 def dbt_results(run_results: Mapping[str, Any], manifest: Mapping[str, Any], *, run_id: str, as_of: str | None,
-                now: dt.datetime | None = None) -> list[dict]:
+                now: dt.datetime | None = None, schema_suffix: str = "") -> list[dict]:
     """A row per dbt data test and unit test of a `dbt build` (models, seeds, snapshots are not checks)."""
     now = now or dt.datetime.now(dt.timezone.utc)
     nodes = {**manifest.get("nodes", {}), **manifest.get("unit_tests", {})}
@@ -38,7 +38,10 @@ def dbt_results(run_results: Mapping[str, Any], manifest: Mapping[str, Any], *, 
         if kind == "unit_test":
             attached = f"model.{node.get('package_name', '')}.{node.get('model', '')}"
         target = nodes.get(attached, {}) if attached else {}
-        asset = f"{target.get('schema', '?')}/{target.get('name', '?')}" if target else (attached or "?")
+        schema = target.get("schema", "?")
+        if schema_suffix and schema.endswith(schema_suffix):  # built in a shadow schema (write–audit–publish)
+            schema = schema[: -len(schema_suffix)]
+        asset = f"{schema}/{target.get('name', '?')}" if target else (attached or "?")
         status = r.get("status")
         rows.append(dict(
             checked_at=now, run_id=run_id, asset=asset, check_name=node.get("name") or uid.split(".")[-2],

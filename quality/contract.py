@@ -95,8 +95,36 @@ def _numeric_range(col: str, typ: str) -> tuple[float | None, float | None, str]
     return None
 
 
+def email_event_expectations() -> list[dict]:
+    """``raw.email_events``: the event model every provider's delivery is parsed into
+    (``ingest.email_events.model``): ids present, enumerations, e-mail format, and an event that
+    happened before its delivery reached the receiver (5 minutes of clock skew between them)."""
+    from ingest.email_events.model import BOUNCE_CLASSES, EVENT_TYPES
+
+    out = [_exp("expect_column_values_to_not_be_null", "primary_key", f"{c} is missing", column=c)
+           for c in ("provider", "event_id")]
+    out.append(_exp("expect_compound_columns_to_be_unique", "primary_key", "(provider, event_id) is duplicated",
+                    column_list=["provider", "event_id"]))
+    for col, values in (("provider", ("sendgrid", "postmark", "resend")), ("event_type", EVENT_TYPES),
+                        ("bounce_class", BOUNCE_CLASSES)):
+        out.append(_exp("expect_column_values_to_be_in_set", "enumeration",
+                        f"{col} is not one of the event model's values ({', '.join(values)})",
+                        column=col, value_set=list(values)))
+    out.append(_exp("expect_column_values_to_not_be_null", "timestamp", "occurred_at is missing", column="occurred_at"))
+    out.append(_exp("expect_column_values_to_match_regex", "format", "recipient is not an e-mail address",
+                    column="recipient", regex=EMAIL_REGEX))
+    out.append(_exp("unexpected_rows_expectation", "order", "occurred_at is after the delivery was received",
+                    unexpected_rows_query="SELECT * FROM {batch} b WHERE b.occurred_at > b.received_at + "
+                                          "INTERVAL '5 minutes'",
+                    description="occurred_at<=received_at", columns=["occurred_at", "received_at"],
+                    condition="s.occurred_at > s.received_at + INTERVAL '5 minutes'"))
+    return out
+
+
 def expectations(table: str) -> list[dict]:
     """The expectation suite of ``raw.<table>`` as Great Expectations' serialized expectation dicts."""
+    if table == "email_events":
+        return _named(email_event_expectations())
     t = contract_tables()[table]
     cols: dict[str, str] = t["columns"]
     out = []
@@ -159,6 +187,10 @@ def expectations(table: str) -> list[dict]:
                             description=f"{column} references raw.{p}(id)", columns=[column],
                             condition=f"s.{column} IS NOT NULL AND s.{column} NOT IN "
                                       f"(SELECT p.id FROM raw.{p} p WHERE p._deleted_at IS NULL)"))
+    return _named(out)
+
+
+def _named(out: list[dict]) -> list[dict]:
     for e in out:
         # the gate's row-level SQL for a row-set expectation travels in meta (GE keeps the query)
         for k in ("columns", "condition"):

@@ -85,15 +85,15 @@ def build_data_docs(home: Path, wh) -> Path:
         b = wh.query("SELECT asset, batch_id, rows_read, status, finished_at FROM ops.ingest_batches b WHERE "
                      "finished_at = (SELECT max(finished_at) FROM ops.ingest_batches x WHERE x.asset = b.asset)")
         batches = {a.removeprefix("raw/"): (bid, n, status) for a, bid, n, status, _ in b.iter_rows()}
-    for s in SPECS:
-        suite = ge_suite(s.raw)
+    for table in [s.raw for s in SPECS] + ["email_events"]:
+        suite = ge_suite(table)
         context.suites.add_or_update(suite)
-        results = latest.get(s.raw)
+        results = latest.get(table)
         if not results:
             continue
-        batch_id, rows_read, status = batches.get(s.raw, ("unknown", 0, "unknown"))
+        batch_id, rows_read, status = batches.get(table, ("unknown", 0, "unknown"))
         evrs = []
-        for e in expectations(s.raw):
+        for e in expectations(table):
             name = e["meta"]["name"]
             if name not in results:
                 continue
@@ -111,15 +111,15 @@ def build_data_docs(home: Path, wh) -> Path:
         stamp = max(v[4] for v in results.values())
         run_name = next(iter(results.values()))[5] or f"ingest-{stamp:%Y%m%dT%H%M%S}"
         vr = ExpectationSuiteValidationResult(
-            success=ok == len(evrs), results=evrs, suite_name=suite_name(s.raw), batch_id=batch_id,
+            success=ok == len(evrs), results=evrs, suite_name=suite_name(table), batch_id=batch_id,
             statistics={"evaluated_expectations": len(evrs), "successful_expectations": ok,
                         "unsuccessful_expectations": len(evrs) - ok,
                         "success_percent": 100.0 * ok / max(len(evrs), 1)},
             meta={"batch_status": status, "rows_extracted": rows_read, "active_batch_definition": {
-                "datasource_name": "warehouse", "data_asset_name": suite_name(s.raw),
+                "datasource_name": "warehouse", "data_asset_name": suite_name(table),
                 "batch_definition_name": "ingest batch", "batch_identifiers": {"batch_id": batch_id}}})
         key = ValidationResultIdentifier(
-            expectation_suite_identifier=ExpectationSuiteIdentifier(name=suite_name(s.raw)),
+            expectation_suite_identifier=ExpectationSuiteIdentifier(name=suite_name(table)),
             run_id=RunIdentifier(run_name=run_name, run_time=stamp), batch_identifier=batch_id)
         context.validation_results_store.set(key, vr)
     context.build_data_docs()

@@ -1,4 +1,4 @@
-"""Write–audit–publish for the DuckDB warehouse: dbt builds and tests a copy, the copy replaces the file.
+"""Write–audit–publish: dbt builds and tests a copy (DuckDB: of the file; PostgreSQL: shadow schemas), then publishes.
 
 Plain Python, no Dagster. The refresh's transform step:
 
@@ -57,3 +57,64 @@ def publish(build: Path, published: Path) -> None:
     """Replace the published file with the audited copy, atomically."""
     _fold_wal(build)
     os.replace(build, published)
+
+
+# ---- PostgreSQL: the build goes to shadow schemas, published by renaming them in one transaction ----
+
+PG_SCHEMAS = ("staging", "intermediate", "marts", "snapshots")
+PG_SUFFIX = "__build"   # dbt's generate_schema_name appends CRM_SCHEMA_SUFFIX to every schema it builds
+
+
+def _pg_schema_exists(conn, name: str) -> bool:
+    return conn.execute("SELECT 1 FROM pg_namespace WHERE nspname = %s", (name,)).fetchone() is not None
+
+
+def pg_start(conn, stateful: list[tuple[str, str]]) -> list[str]:
+    """Empty shadow schemas ``<schema>__build``, holding copies of the tables whose content carries
+    over between builds (incremental models, snapshots); returns the tables copied.
+
+    Views and ordinary tables are rebuilt by dbt from ``raw``; only history has to be carried.
+    """
+    from psycopg import sql
+
+    copied = []
+    with conn.transaction():
+        for s in PG_SCHEMAS:
+            conn.execute(sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(sql.Identifier(s + PG_SUFFIX)))
+            conn.execute(sql.SQL("CREATE SCHEMA {}").format(sql.Identifier(s + PG_SUFFIX)))
+        for schema, name in stateful:
+            if conn.execute("SELECT to_regclass(%s)", (f'"{schema}"."{name}"',)).fetchone()[0] is None:
+                continue  # not built yet: dbt creates it
+            src = sql.Identifier(schema, name)
+            dst = sql.Identifier(schema + PG_SUFFIX, name)
+            conn.execute(sql.SQL("CREATE TABLE {} (LIKE {} INCLUDING ALL)").format(dst, src))
+            conn.execute(sql.SQL("INSERT INTO {} SELECT * FROM {}").format(dst, src))
+            copied.append(f"{schema}.{name}")
+    return copied
+
+
+def pg_publish(conn) -> None:
+    """Swap every shadow schema in, in one transaction: readers see the old marts or the new ones."""
+    from psycopg import sql
+
+    with conn.transaction():
+        for s in PG_SCHEMAS:
+            if not _pg_schema_exists(conn, s + PG_SUFFIX):
+                continue
+            if _pg_schema_exists(conn, s):
+                conn.execute(sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(sql.Identifier(s + "__old")))
+                conn.execute(sql.SQL("ALTER SCHEMA {} RENAME TO {}").format(sql.Identifier(s),
+                                                                             sql.Identifier(s + "__old")))
+            conn.execute(sql.SQL("ALTER SCHEMA {} RENAME TO {}").format(sql.Identifier(s + PG_SUFFIX),
+                                                                         sql.Identifier(s)))
+    with conn.transaction():
+        for s in PG_SCHEMAS:
+            conn.execute(sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(sql.Identifier(s + "__old")))
+
+
+def pg_discard(conn) -> None:
+    from psycopg import sql
+
+    with conn.transaction():
+        for s in PG_SCHEMAS:
+            conn.execute(sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(sql.Identifier(s + PG_SUFFIX)))

@@ -223,6 +223,34 @@ def test_duplicates_malformed_and_lines_still_being_written(warehouse, workdir):
     assert warehouse.query("SELECT count(*) AS n FROM quarantine.email_events")["n"][0] == 1
 
 
+def test_events_breaking_the_contract_are_quarantined_with_the_rule(warehouse, workdir):
+    """Well-formed deliveries whose event breaks raw.email_events' suite (quality.contract): an event
+    dated a day after its delivery arrived, a recipient that is no e-mail address. The good one loads."""
+    landing = workdir / f"landing-contract-{time.monotonic_ns()}"
+    f = landing / "resend" / "dt=2023-09-28" / "17-test.ndjson"
+    f.parent.mkdir(parents=True)
+    sample = json.loads((SAMPLES / "resend_anymail_clicked_event.json").read_text())
+    odd = json.loads(json.dumps(sample))
+    odd["data"]["to"] = ["not-an-address"]
+    lines = [{"provider": "resend", "received_at": "2023-09-27T00:00:00Z", "headers": {"svix-id": "msg_early"},
+              "body": json.dumps(sample)},
+             {"provider": "resend", "received_at": "2023-09-28T17:22:00Z", "headers": {"svix-id": "msg_odd"},
+              "body": json.dumps(odd)},
+             {"provider": "resend", "received_at": "2023-09-28T17:22:00Z", "headers": {"svix-id": "msg_good"},
+              "body": json.dumps(sample)}]
+    f.write_text("".join(json.dumps(x) + "\n" for x in lines))
+    r = ingest_email_events(warehouse, landing)
+    assert (r.lines_read, r.events_new, r.rejected) == (3, 1, 2)
+    assert r.rule_failures == {"order:occurred_at<=received_at": 1, "format:recipient": 1}
+    q = warehouse.query("SELECT source_line, reason FROM quarantine.email_events ORDER BY source_line")
+    assert q.rows() == [(1, "contract: occurred_at is after the delivery was received"),
+                        (2, "contract: recipient is not an e-mail address")]
+    assert warehouse.query("SELECT event_id FROM raw.email_events")["event_id"].to_list() == ["msg_good"]
+    checks = warehouse.query("SELECT check_name, passed, failing_count FROM ops.check_results "
+                             "WHERE asset = 'raw/email_events' AND NOT passed ORDER BY check_name")
+    assert checks.rows() == [("format:recipient", False, 1), ("order:occurred_at<=received_at", False, 1)]
+
+
 def test_crash_before_commit_leaves_state_and_next_run_completes(workdir, tiny_source, monkeypatch):
     import ingest.email_events.load as load
 

@@ -223,6 +223,45 @@ def test_failing_blocking_test_names_it_and_leaves_marts_unchanged(pg_server, wo
     assert set(failed["asset"]) == {"marts/fct_deals"} and built_bad == 0
 
 
+def test_postgres_build_is_published_only_when_every_test_passed(pg_server, workdir, monkeypatch, capsys):
+    """PostgreSQL write–audit–publish: dbt builds into shadow schemas, renamed in only after a passing
+    build. A failing mart test leaves every mart as it was and no shadow schema behind; a later good
+    build publishes, with the incremental marts and snapshots carried over."""
+    from crm_warehouse.cli import main
+
+    cfg, url = make_source(pg_server, workdir, "blocked_pg", seed=43, history_days=60)
+    pcfg = for_target(cfg, "postgres", pg_server, f"blocked_pg_wh_{time.monotonic_ns()}")
+    assert_ok(run_refresh(pcfg))
+    before = all_marts(pcfg)
+    with psycopg.connect(pcfg.warehouse_url) as conn:
+        snap_rows = conn.execute("SELECT count(*) FROM snapshots.snap_deals").fetchone()[0]
+        bad = conn.execute("SELECT id::text FROM raw.deals WHERE _deleted_at IS NULL AND updated_at < "
+                           "(SELECT max(updated_at) FROM raw.deals) - interval '3 days' ORDER BY id LIMIT 1").fetchone()[0]
+        conn.execute("UPDATE raw.deals SET estimated_value = -5 WHERE id = %s", (bad,))
+    for k, v in {"CRM_HOME": pcfg.home, "CRM_SOURCE_URL": url, "CRM_EMAIL_EVENTS_DIR": pcfg.email_events_dir,
+                 "CRM_WAREHOUSE": "postgres", "CRM_WAREHOUSE_URL": pcfg.warehouse_url}.items():
+        monkeypatch.setenv(k, str(v))
+    assert main(["refresh"]) == 1
+    err = capsys.readouterr().err.replace("\n", " ")
+    assert "accepted_range_fct_deals_estimated_value" in err and "nothing was published" in err
+    assert all_marts(pcfg) == before
+    with psycopg.connect(pcfg.warehouse_url) as conn:
+        schemas = {r[0] for r in conn.execute("SELECT nspname FROM pg_namespace")}
+        assert {"staging", "intermediate", "marts", "snapshots"} <= schemas
+        assert not {s for s in schemas if s.endswith(("__build", "__old"))}
+        assert conn.execute("SELECT count(*) FROM marts.fct_deals WHERE estimated_value < 0").fetchone()[0] == 0
+        failed = conn.execute("SELECT DISTINCT asset FROM ops.check_results WHERE NOT passed AND check_name LIKE "
+                              "'accepted_range_fct_deals_estimated_value%'").fetchall()
+        assert failed == [("marts/fct_deals",)]
+        conn.execute("UPDATE raw.deals SET estimated_value = 5 WHERE id = %s", (bad,))
+    assert main(["refresh"]) == 0
+    capsys.readouterr()
+    with psycopg.connect(pcfg.warehouse_url) as conn:
+        assert conn.execute("SELECT estimated_value FROM marts.fct_deals WHERE deal_id = %s", (bad,)).fetchone()[0] == 5
+        assert conn.execute("SELECT count(*) FROM snapshots.snap_deals").fetchone()[0] >= snap_rows  # history kept
+        assert not [r for r in conn.execute("SELECT nspname FROM pg_namespace WHERE nspname LIKE '%%\\_\\_build'")]
+
+
 def test_as_of_must_be_a_day(monkeypatch, workdir, capsys):
     from crm_warehouse.cli import main
 
@@ -352,6 +391,9 @@ def test_dbt_docs_describe_every_mart_column_with_lineage(built):
         described = {c: v.get("description") for c, v in manifest["nodes"][uid]["columns"].items()}
         missing += [f"{uid}.{c}" for c in node["columns"] if not described.get(c)]
     assert not missing, missing[:10]
+    # the catalog read the published schemas (not a build's shadow schemas): every mart is in it
+    in_catalog = {n["metadata"]["name"] for n in catalog["nodes"].values() if n["metadata"]["schema"] == "marts"}
+    assert set(MARTS) <= in_catalog, set(MARTS) - in_catalog
     parents = manifest["parent_map"]
 
     def sources_of(uid: str) -> set[str]:

@@ -21,6 +21,7 @@ from ingest.email_events.model import EVENT_COLUMNS, EVENT_COLUMN_NAMES
 from ingest.email_events.parse import parse_lines
 from ingest.ops import BATCH_COLUMNS, new_batch_id
 from ingest.warehouse import Warehouse, create_table, insert_row
+from quality.check_results import record
 
 RAW_COLUMNS = EVENT_COLUMNS + (("_ingested_at", "TIMESTAMPTZ"), ("_batch_id", "VARCHAR"), ("_deleted_at", "TIMESTAMPTZ"))
 QUARANTINE_COLUMNS = (
@@ -43,6 +44,9 @@ class EmailIngestResult:
     seconds: float = 0.0
     new_by_type: dict[str, int] = field(default_factory=dict)
     rejected_by_reason: dict[str, int] = field(default_factory=dict)
+    rules_checked: list[str] = field(default_factory=list)
+    rules_enforced: list[str] = field(default_factory=list)
+    rule_failures: dict[str, int] = field(default_factory=dict)
 
 
 def ensure_tables(wh: Warehouse) -> None:
@@ -71,7 +75,8 @@ def ingest_email_events(wh: Warehouse, landing_dir: Path, *, full_refresh: bool 
         now = dt.datetime.now(dt.timezone.utc)
         if parsed.events.height:
             staged = wh.stage("email_events_batch", parsed.events.select(EVENT_COLUMN_NAMES))
-            fresh = f"SELECT * FROM {staged} s WHERE NOT EXISTS (SELECT 1 FROM raw.email_events e " \
+            good = _gate(wh, staged, result, now)
+            fresh = f"SELECT * FROM {good} s WHERE NOT EXISTS (SELECT 1 FROM raw.email_events e " \
                     f"WHERE e.provider = s.provider AND e.event_id = s.event_id)"
             by_type = wh.query(f"SELECT provider, event_type, count(*) AS n FROM ({fresh}) f GROUP BY 1, 2")
             result.new_by_type = {f"{p}/{t}": int(n) for p, t, n in by_type.iter_rows()}
@@ -82,12 +87,13 @@ def ingest_email_events(wh: Warehouse, landing_dir: Path, *, full_refresh: bool 
             wh.unstage(staged)
         result.duplicates = parsed.duplicates + (parsed.events.height - result.events_new)
         if parsed.rejects.height:
+            result.rejected_by_reason.update(
+                {r: int(n) for r, n in parsed.rejects.group_by("reason").len().iter_rows()})
             q = parsed.rejects.with_columns(_batch_id=pl.lit(result.batch_id), quarantined_at=pl.lit(now))
             staged = wh.stage("email_rejects_batch", q.select([c for c, _ in QUARANTINE_COLUMNS]))
             wh.execute(f"INSERT INTO quarantine.email_events SELECT * FROM {staged}")
             wh.unstage(staged)
-            result.rejected = parsed.rejects.height
-            result.rejected_by_reason = {r: int(n) for r, n in parsed.rejects.group_by("reason").len().iter_rows()}
+            result.rejected += parsed.rejects.height
         if new_marks:
             m = pl.DataFrame({"source_file": list(new_marks), "byte_offset": [v.offset for v in new_marks.values()],
                               "lines": [v.lines for v in new_marks.values()]}).with_columns(
@@ -101,4 +107,48 @@ def ingest_email_events(wh: Warehouse, landing_dir: Path, *, full_refresh: bool 
             batch_id=result.batch_id, asset="raw/email_events", started_at=started,
             finished_at=dt.datetime.now(dt.timezone.utc), rows_read=result.lines_read, rows_written=result.events_new,
             rows_deleted=0, duplicates=result.duplicates, rejected=result.rejected, status="success", message=None))
+    if result.rules_checked:
+        record(wh, _check_rows(result))
     return result
+
+
+def _gate(wh: Warehouse, staged: str, result: "EmailIngestResult", now: dt.datetime) -> str:
+    """The parsed events checked against raw.email_events' suite (quality.contract); events breaking it
+    go to quarantine.email_events with the reasons. Returns the relation of the passing events."""
+    from quality.gate import compile_gate
+
+    gate = compile_gate(wh.kind, "email_events", list(EVENT_COLUMN_NAMES), run_at=now, existing=set(),
+                        key_enforced=True)  # (provider, event_id) is unique by the loader's de-duplication
+    result.rules_checked = [r.name for r in gate.rules]
+    result.rules_enforced = list(gate.enforced)
+    if not gate.rules:
+        return staged
+    flagged = f"(SELECT s.*, {gate.flags()} FROM {staged} s)"
+    if not int(wh.query(f"SELECT count(*) AS n FROM {flagged} x WHERE {gate.any_fails()}")["n"][0]):
+        return staged
+    counts = wh.query("SELECT " + ", ".join(f"count(*) FILTER (WHERE x._f{i}) AS c{i}" for i in range(len(gate.rules)))
+                      + f" FROM {flagged} x")
+    result.rule_failures = {r.name: int(counts[f"c{i}"][0]) for i, r in enumerate(gate.rules) if counts[f"c{i}"][0]}
+    result.rejected_by_reason.update({f"contract: {n}": c for n, c in result.rule_failures.items()})
+    reasons = "concat_ws('; ', " + ", ".join(
+        "CASE WHEN x._f{} THEN '{}' END".format(i, r.reason.replace("'", "''")) for i, r in enumerate(gate.rules)) + ")"
+    result.rejected += wh.execute_count(
+        "INSERT INTO quarantine.email_events (_batch_id, source_file, source_line, event_index, provider, reason, "
+        f"raw_text, quarantined_at) SELECT ?, x.source_file, x.source_line, x.event_index, x.provider, "
+        f"'contract: ' || {reasons}, x.payload, ? FROM {flagged} x WHERE {gate.any_fails()}", (result.batch_id, now))
+    cols = ", ".join(f"x.{c}" for c in EVENT_COLUMN_NAMES)
+    return f"(SELECT {cols} FROM {flagged} x WHERE NOT ({gate.any_fails()}))"
+
+
+def _check_rows(result: "EmailIngestResult") -> list[dict]:
+    now = dt.datetime.now(dt.timezone.utc)
+    rows = [dict(checked_at=now, run_id=None, asset="raw/email_events", check_name=name, check_kind="ingest_gate",
+                 passed=not result.rule_failures.get(name), failing_count=result.rule_failures.get(name, 0),
+                 failing_sample=None, message=(f"{result.rule_failures[name]:,} events quarantined (batch "
+                                               f"{result.batch_id})" if result.rule_failures.get(name) else "ok"),
+                 as_of=None) for name in result.rules_checked]
+    rows += [dict(checked_at=now, run_id=None, asset="raw/email_events", check_name=name, check_kind="ingest_gate",
+                  passed=True, failing_count=0, failing_sample=None,
+                  message="held by the loader's de-duplication on (provider, event_id)", as_of=None)
+             for name in result.rules_enforced]
+    return rows

@@ -3,6 +3,8 @@ raw/<table> asset; dbt tests as asset checks. Partitioned by day: the partition 
 the models are built for (var as_of), so a past day can be rebuilt or backfilled."""
 
 import dataclasses
+import functools
+import json
 from typing import Any, Mapping
 
 import dagster as dg
@@ -29,6 +31,22 @@ class Translator(DagsterDbtTranslator):
 
     def get_group_name(self, dbt_resource_props: Mapping[str, Any]) -> str | None:
         return dbt_resource_props.get("schema") or "dbt"
+
+
+@functools.cache
+def stateful_relations() -> list[tuple[str, str]]:
+    """(schema, table) of the nodes whose content carries over between builds: incremental models
+    and snapshots (what a PostgreSQL write–audit–publish build must start from)."""
+    manifest = json.loads(ensure_manifest().read_text())
+    return sorted((n["schema"], n.get("alias") or n["name"]) for n in manifest["nodes"].values()
+                  if n["resource_type"] == "snapshot" or (n["resource_type"] == "model"
+                                                          and n["config"].get("materialized") == "incremental"))
+
+
+def _warehouse_url(cfg) -> str:
+    from ingest.postgres_server import WAREHOUSE_DB, embedded_database_url
+
+    return cfg.warehouse_url or embedded_database_url(cfg.warehouse_pgdata, WAREHOUSE_DB)
 
 
 def failed_nodes(run_results: Mapping[str, Any]) -> list[tuple[str, str]]:
@@ -58,11 +76,22 @@ def dbt_models(context: dg.AssetExecutionContext, dbt: DbtCliResource):
     target_path = cfg.home / "dbt" / "target"  # run artefacts beside the warehouse, not in the repository
     # write–audit–publish (DuckDB): dbt builds and tests a copy of the warehouse file, which replaces
     # the published file only if the whole build passed (quality/wap.py)
+    # write–audit–publish (PostgreSQL): dbt builds into shadow schemas <schema>__build (incremental
+    # models and snapshots copied in first), swapped in by renaming the schemas in one transaction
     build = wap.start(cfg.duckdb_path) if cfg.warehouse == "duckdb" else None
     build_cfg = dataclasses.replace(cfg, duckdb_path=build) if build else cfg
+    pg = None
+    env = {**dbt_env(build_cfg), "CRM_AS_OF": context.partition_key}
+    if cfg.warehouse == "postgres":
+        from ingest.postgres_server import connect
+
+        pg = connect(_warehouse_url(cfg), autocommit=True)
+        copied = wap.pg_start(pg, stateful_relations())
+        context.log.info(f"building into the shadow schemas *{wap.PG_SUFFIX}; carried over: {', '.join(copied) or 'none'}")
+        env["CRM_SCHEMA_SUFFIX"] = wap.PG_SUFFIX
     events = []  # held back until the build is published: no materialization of a mart users cannot see
     try:
-        with temporary_env({**dbt_env(build_cfg), "CRM_AS_OF": context.partition_key}):  # the dbt process inherits it
+        with temporary_env(env):  # the dbt process inherits it
             invocation = dbt.cli(args, context=context, raise_on_error=False, target_path=target_path)
             try:
                 events.extend(invocation.stream())
@@ -76,11 +105,17 @@ def dbt_models(context: dg.AssetExecutionContext, dbt: DbtCliResource):
         if build and ok:
             wap.publish(build, cfg.duckdb_path)
             context.log.info(f"published the audited build to {cfg.duckdb_path}")
+        if pg is not None and ok:
+            wap.pg_publish(pg)
+            context.log.info("published the audited build: shadow schemas renamed in")
     finally:
         if build:
             wap.discard(build)  # a failed or interrupted build: the published file was not touched
+        if pg is not None:
+            wap.pg_discard(pg)  # nothing left when published; the unpublished build dropped otherwise
+            pg.close()
     rows = dbt_results(run_results, invocation.get_artifact("manifest.json"), run_id=context.run_id,
-                       as_of=context.partition_key)
+                       as_of=context.partition_key, schema_suffix=wap.PG_SUFFIX if pg is not None else "")
     wh = open_warehouse(cfg)
     try:
         record(wh, rows)  # the history of check results (ops.check_results), published or not
@@ -93,5 +128,6 @@ def dbt_models(context: dg.AssetExecutionContext, dbt: DbtCliResource):
     yield from (e for e in events if isinstance(e, (dg.AssetCheckResult, dg.AssetObservation)))
     listed = "; ".join(f"{node}: {msg}" for node, msg in failures) or "see the dbt log"
     raise dg.Failure(description=f"dbt build failed: {listed}" + (
-        "; nothing was published: the marts are as the last successful refresh left them" if build else ""),
+        "; nothing was published: the marts are as the last successful refresh left them"
+        if build or pg is not None else ""),
         metadata={"failed": dg.MetadataValue.json([n for n, _ in failures])})
