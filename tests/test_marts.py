@@ -96,7 +96,7 @@ def test_refresh_builds_every_mart_and_passes_its_tests(built, tiny_source, targ
         assert checks.height >= res.checks_passed and checks["passed"].all()
         # and every rule of the ingest gate, all passed on the clean source
         gate = wh.query("SELECT asset, passed FROM ops.check_results WHERE check_kind = 'ingest_gate'")
-        assert gate.height > 300 and gate["passed"].all() and len(set(gate["asset"])) == 26
+        assert gate.height > 300 and gate["passed"].all() and len(set(gate["asset"])) == 27  # 26 tables + email events
         assert set(checks["as_of"]) == {"2026-06-30"}
         assert "marts/pipeline_metrics" in set(checks["asset"])
         assert ("dbt_unit_test" in set(checks["check_kind"])) == (target == "duckdb")
@@ -254,6 +254,14 @@ def test_postgres_build_is_published_only_when_every_test_passed(pg_server, work
                               "'accepted_range_fct_deals_estimated_value%'").fetchall()
         assert failed == [("marts/fct_deals",)]
         conn.execute("UPDATE raw.deals SET estimated_value = 5 WHERE id = %s", (bad,))
+        # a model whose SQL fails on this target (here: a column it reads is missing)
+        conn.execute("ALTER TABLE raw.deals RENAME COLUMN name TO name_gone")
+    res = run_refresh(pcfg, ingest=False)
+    assert not res.ok and "stg_builddesk__deals" in str(res.failures) and "nothing was published" in str(res.failures)
+    assert all_marts(pcfg) == before
+    with psycopg.connect(pcfg.warehouse_url) as conn:
+        assert not conn.execute("SELECT nspname FROM pg_namespace WHERE nspname LIKE '%%build'").fetchall()
+        conn.execute("ALTER TABLE raw.deals RENAME COLUMN name_gone TO name")
     assert main(["refresh"]) == 0
     capsys.readouterr()
     with psycopg.connect(pcfg.warehouse_url) as conn:
