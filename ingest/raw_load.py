@@ -76,6 +76,7 @@ class TableResult:
     extract_seconds: float = 0.0
     gate_seconds: float = 0.0
     rows_quarantined: int = 0
+    rows_retried_failing: int = 0   # of those, rows read again from quarantine that still fail
     rule_failures: dict[str, int] = field(default_factory=dict)
     gate_skipped: list[tuple[str, str]] = field(default_factory=list)
     rules_checked: list[str] = field(default_factory=list)
@@ -148,7 +149,7 @@ def _stage(wh: Warehouse, name: str, batch: pa.RecordBatch | pa.Table) -> str:
 
 
 def _live(wh: Warehouse, table: str) -> int:
-    return int(wh.query(f"SELECT count(*) AS n FROM raw.{table} WHERE _deleted_at IS NULL")["n"][0])
+    return int(wh.scalar(f"SELECT count(*) FROM raw.{table} WHERE _deleted_at IS NULL"))
 
 
 def _deletions(wh: Warehouse, src: PostgresSource, spec: TableSpec, st: SourceTable, now, batch_id: str,
@@ -181,6 +182,7 @@ def _deletions(wh: Warehouse, src: PostgresSource, spec: TableSpec, st: SourceTa
     return before - after + _flag_deletes(wh, src, spec, st, now, batch_id, source_rows)
 
 
+RETRY_MAX = 10_000  # quarantined keys re-read by key each run (more: they wait for a change in the source)
 BUCKET_CHARS = 4  # 65,536 buckets of a UUID key's leading hex digits
 # Below this many source rows every key is read (100k UUIDs: ~20 ms); above it the per-bucket counts
 # (a GROUP BY over the key's text, ~0.4 s per million rows on the server) narrow the keys to read.
@@ -355,11 +357,27 @@ def _ingest(wh: Warehouse, src: PostgresSource, spec: TableSpec, *, full_refresh
                 res.columns_added = _drift(wh, spec, st, previous, existing_columns)
             # a first load inserts without key checks, unless the source no longer enforces the key
             empty = not exists and st.key_enforced
+            tables = set(wh.query("SELECT table_schema, table_name FROM information_schema.tables "
+                                  "WHERE table_schema IN ('raw', 'quarantine')").iter_rows())
+            quarantine_ready = False
+            unresolved = False
+            if ("quarantine", spec.raw) in tables:
+                create_table(wh, f"quarantine.{spec.raw}", QUARANTINE_COLUMNS)  # columns added since
+                quarantine_ready = True
+                unresolved = int(wh.scalar(f"SELECT count(*) FROM quarantine.{spec.raw} "
+                                           "WHERE _resolved_batch_id IS NULL")) > 0
             where, params = "", ()
             if spec.kind != "full" and cursor is not None:
                 where, params = f'"{spec.cursor}" >= $1', (cursor - lookback(),)
             elif exists and not only_quarantine:
                 res.mode = "full-compare"
+            if unresolved and where and len(st.primary_key) == 1 and not only_quarantine:
+                # rows held in quarantine are read again until they pass (a reference that has
+                # arrived since, a time that is no longer ahead) or are fixed in the source
+                keys = wh.query(f"SELECT DISTINCT _key FROM quarantine.{spec.raw} WHERE _resolved_batch_id IS NULL "
+                                f"LIMIT {RETRY_MAX + 1}")["_key"].to_list()
+                if keys and len(keys) <= RETRY_MAX:
+                    where = f'({where}) OR "{st.primary_key[0]}" IN ({", ".join(_q(k) for k in keys)})'
             if not st.key_enforced:
                 # the source lost its PRIMARY KEY: every copy of a duplicated key is extracted too,
                 # ordered by key so the copies meet in one batch, where the key rule quarantines them
@@ -372,8 +390,7 @@ def _ingest(wh: Warehouse, src: PostgresSource, spec: TableSpec, *, full_refresh
             key_join = " AND ".join(f'r."{k}" = s."{k}"' for k in st.primary_key)
             differs = " OR ".join(f'r."{c.name}" IS DISTINCT FROM s."{c.name}"' for c in st.columns
                                   if c.name not in st.primary_key) or "false"
-            raw_tables = set(wh.query("SELECT table_name FROM information_schema.tables WHERE table_schema = 'raw'")
-                             ["table_name"].to_list())
+            raw_tables = {t for sch, t in tables if sch == "raw"}
             typed_all = f"(SELECT {_cast_select(wh, st)} FROM raw_batch s)"
             gate = compile_gate(wh.kind, spec.raw, names, run_at=run_at, existing=raw_tables,
                                 key_enforced=st.key_enforced)
@@ -382,12 +399,6 @@ def _ingest(wh: Warehouse, src: PostgresSource, spec: TableSpec, *, full_refresh
             res.gate_enforced = gate.enforced
             key_text = " || '|' || ".join(f'CAST(x."{k}" AS VARCHAR)' for k in st.primary_key)
             flagged = f"(SELECT s.*, {gate.flags()} FROM {typed_all} s)" if gate.rules else typed_all
-            quarantine_ready = False
-            unresolved = False
-            if table_columns(wh, f"quarantine.{spec.raw}"):
-                quarantine_ready = True
-                unresolved = int(wh.query(f"SELECT count(*) AS n FROM quarantine.{spec.raw} "
-                                          "WHERE _resolved_batch_id IS NULL")["n"][0]) > 0
             max_cursor = cursor
             t_extract = 0.0
             source_count = src.count_soon(st) if not empty and not only_quarantine else None
@@ -404,7 +415,7 @@ def _ingest(wh: Warehouse, src: PostgresSource, spec: TableSpec, *, full_refresh
                 tg = time.perf_counter()
                 failing = 0
                 if gate.rules:
-                    failing = int(wh.query(f"SELECT count(*) AS n FROM {flagged} x WHERE {gate.any_fails()}")["n"][0])
+                    failing = int(wh.scalar(f"SELECT count(*) FROM {flagged} x WHERE {gate.any_fails()}"))
                 if failing:
                     counts = wh.query("SELECT " + ", ".join(f"count(*) FILTER (WHERE x._f{i}) AS c{i}"
                                                             for i in range(len(gate.rules))) + f" FROM {flagged} x")
@@ -420,9 +431,17 @@ def _ingest(wh: Warehouse, src: PostgresSource, spec: TableSpec, *, full_refresh
                     reasons = "concat_ws('; ', " + ", ".join(f"CASE WHEN x._f{i} THEN {_q(r.reason)} END"
                                                              for i, r in enumerate(gate.rules)) + ")"
                     row = _json_row(wh, names, len(gate.rules))
+                    if unresolved:
+                        # a row already held, unchanged, by a run that was not blocked was judged then:
+                        # read again (lookback, retry) it does not count towards this run's threshold
+                        res.rows_retried_failing += int(wh.query(
+                            f"SELECT count(*) AS n FROM {flagged} x WHERE ({gate.any_fails()}) AND EXISTS (SELECT 1 "
+                            f"FROM quarantine.{spec.raw} o WHERE o._resolved_batch_id IS NULL AND NOT coalesce(o._blocking, false) "
+                            f"AND o._key = {key_text} AND o._row = {row})")["n"][0])
                     wh.execute(
-                        f"INSERT INTO quarantine.{spec.raw} (_batch_id, _rules, _reasons, _key, _row, _quarantined_at) "
-                        f"SELECT ?, q._rules, q._reasons, q._key, q._row, ? FROM (SELECT {rules} AS _rules, "
+                        f"INSERT INTO quarantine.{spec.raw} (_batch_id, _rules, _reasons, _key, _row, _quarantined_at, "
+                        f"_blocking) SELECT ?, q._rules, q._reasons, q._key, q._row, ?, {'true' if only_quarantine else 'false'} "
+                        f"FROM (SELECT {rules} AS _rules, "
                         f"{reasons} AS _reasons, {key_text} AS _key, {row} AS _row FROM {flagged} x "
                         f"WHERE {gate.any_fails()}) q WHERE NOT EXISTS (SELECT 1 FROM quarantine.{spec.raw} o "
                         "WHERE o._resolved_batch_id IS NULL AND o._key = q._key AND o._row = q._row)",
@@ -480,9 +499,12 @@ def _ingest(wh: Warehouse, src: PostgresSource, spec: TableSpec, *, full_refresh
                     rows_deleted=0, duplicates=0, rejected=res.rows_quarantined, status="blocked",
                     message=f"{res.rows_quarantined:,} rows broke the contract, over the threshold of {res.threshold}"))
                 return res
-            if res.rows_quarantined and res.rows_quarantined > res.threshold * res.rows_extracted:
+            judged = res.rows_quarantined - res.rows_retried_failing
+            if judged and judged > res.threshold * (res.rows_extracted - res.rows_retried_failing):
                 res.status = "blocked"
                 raise _Blocked()
+            if quarantine_ready:  # rows a blocked run held are judged now: they count no more
+                wh.execute(f"UPDATE quarantine.{spec.raw} SET _blocking = false WHERE _blocking")
             if not empty:
                 res.source_rows = source_count.result()
                 res.rows_deleted = _deletions(wh, src, spec, st, now, res.batch_id, res.source_rows)

@@ -84,6 +84,11 @@ class DuckDBWarehouse:
     def query(self, sql: str, params: list | tuple | None = None) -> pl.DataFrame:
         return self.con.sql(sql, params=params or None).pl()
 
+    def scalar(self, sql: str, params: list | tuple | None = None):
+        """The first column of the first row (no frame built: the many small counts of an ingest)."""
+        rows = self.con.execute(sql, params or []).fetchall()  # fetched to the end: the connection is free again
+        return rows[0][0] if rows else None
+
     @staticmethod
     def sql_type(t: str) -> str:
         return t
@@ -130,6 +135,10 @@ class PostgresWarehouse:
 
     def execute_count(self, sql: str, params: list | tuple | None = None) -> int:
         return self.conn.execute(_pg_params(sql), params).rowcount
+
+    def scalar(self, sql: str, params: list | tuple | None = None):
+        row = self.conn.execute(_pg_params(sql), params).fetchone()
+        return row[0] if row else None
 
     def query(self, sql: str, params: list | tuple | None = None) -> pl.DataFrame:
         cur = self.conn.execute(_pg_params(sql), params)

@@ -56,10 +56,12 @@ def record(wh: Warehouse, rows: Iterable[dict]) -> int:
     """Append rows to ops.check_results in one transaction and one INSERT; returns how many."""
     frame = pl.DataFrame(list(rows), schema={c: _POLARS[t] for c, t in CHECK_COLUMNS}, orient="row")
     with wh.transaction():
-        create_table(wh, "ops.check_results", CHECK_COLUMNS, ())
+        if not getattr(wh, "_check_results_ready", False):
+            create_table(wh, "ops.check_results", CHECK_COLUMNS, ())
         if frame.height:
             cols = ", ".join(frame.columns)
             staged = wh.stage("check_results_new", frame)
             wh.execute(f"INSERT INTO ops.check_results ({cols}) SELECT {cols} FROM {staged}")
             wh.unstage(staged)
+    wh._check_results_ready = True
     return frame.height

@@ -185,8 +185,8 @@ def expectations(table: str) -> list[dict]:
                                                   f"EXISTS (SELECT 1 FROM raw.{p} p WHERE p.id = b.{column} "
                                                   "AND p._deleted_at IS NULL)",
                             description=f"{column} references raw.{p}(id)", columns=[column],
-                            condition=f"s.{column} IS NOT NULL AND s.{column} NOT IN "
-                                      f"(SELECT p.id FROM raw.{p} p WHERE p._deleted_at IS NULL)"))
+                            condition=f"s.{column} IS NOT NULL AND NOT EXISTS (SELECT 1 FROM raw.{p} p "
+                                      f"WHERE p.id = s.{column} AND p._deleted_at IS NULL)"))
     return _named(out)
 
 

@@ -29,6 +29,7 @@ from quality.contract import expectations
 QUARANTINE_COLUMNS = (
     ("_batch_id", "VARCHAR"), ("_rules", "VARCHAR"), ("_reasons", "VARCHAR"), ("_key", "VARCHAR"),
     ("_row", "VARCHAR"), ("_quarantined_at", "TIMESTAMPTZ"), ("_resolved_batch_id", "VARCHAR"),
+    ("_blocking", "BOOLEAN"),   # held by a blocked run: counts again towards the next run's threshold
 )
 DEFAULT_THRESHOLD = 0.05
 CLOCK_SKEW = dt.timedelta(minutes=5)

@@ -308,3 +308,35 @@ def test_mart_freshness_checks_evaluate_in_dagster():
         instance.report_runless_asset_event(dg.AssetMaterialization(key))
     fresh = job.execute_in_process(instance=instance)
     assert {e.passed for e in fresh.get_asset_check_evaluations()} == {True}
+
+
+def test_quarantined_rows_are_read_again_until_they_pass(gate_source, pg_server, monkeypatch):
+    """A row quarantined by a rule that depends on time (completed in the future) passes once the
+    source's clock has moved on: it is re-read by its key although it no longer changes."""
+    cfg, _ = gate_source
+    with psycopg.connect(pg_server, autocommit=True) as conn:
+        conn.execute("DROP DATABASE IF EXISTS gate_retry WITH (FORCE)")
+        conn.execute("CREATE DATABASE gate_retry TEMPLATE gate_source")
+    url = pg_server.replace("/postgres?", "/gate_retry?")
+    tcfg = for_target(cfg, "duckdb", pg_server, f"gate_retry_{time.monotonic_ns()}")
+    for t in ("auth.users", "companies", "leads", "demo_requests"):
+        assert ingest_one(tcfg, url, t).rows_quarantined == 0
+    with psycopg.connect(url) as conn:
+        conn.execute("SET session_replication_role = replica")  # write updated_at ourselves
+        demo = conn.execute("SELECT id::text FROM demo_requests ORDER BY created_at LIMIT 1").fetchone()[0]
+        conn.execute("UPDATE demo_requests SET status = 'completed', completed_at = now() + interval '3 days', "
+                     "updated_at = now() WHERE id = %s", (demo,))
+    monkeypatch.setenv("CRM_QUARANTINE_THRESHOLD", "demo_requests=0.5")
+    first = ingest_one(tcfg, url, "demo_requests")
+    assert first.rule_failures == {"timestamp:completed_at": 1}
+    with psycopg.connect(url) as conn:
+        conn.execute("SET session_replication_role = replica")
+        # the row stops changing (its updated_at falls behind the lookback window) and time moves on
+        conn.execute("UPDATE demo_requests SET updated_at = created_at WHERE id = %s", (demo,))
+        conn.execute("UPDATE simulator.state SET clock = now() + interval '5 days'")
+    second = ingest_one(tcfg, url, "demo_requests")
+    assert second.rows_quarantined == 0 and second.rows_written == 1
+    assert query(tcfg, "SELECT status FROM raw.demo_requests WHERE CAST(id AS VARCHAR) = ?", (demo,))["status"][0] \
+        == "completed"
+    assert query(tcfg, "SELECT _resolved_batch_id FROM quarantine.demo_requests WHERE _key = ?",
+                 (demo,))["_resolved_batch_id"].to_list() == [second.batch_id]

@@ -185,7 +185,7 @@ class Day:
               status = CASE WHEN {pct} < 700 THEN 'completed' WHEN {pct} < 850 THEN 'no_show' ELSE 'cancelled' END,
               completed_at = CASE WHEN {pct} < 700 THEN scheduled_at + interval '45 minutes' END,
               cancelled_at = CASE WHEN {pct} >= 850 THEN scheduled_at - interval '1 hour' END
-            WHERE status = 'scheduled' AND scheduled_at < %s""", (salt, salt, salt, salt, self.d1))
+            WHERE status = 'scheduled' AND scheduled_at < %s - interval '45 minutes'""", (salt, salt, salt, salt, self.d1))
         self.counts["demo_requests updated"] += cur.rowcount
 
     # ----------------------------------------------------------------- deals
