@@ -84,6 +84,14 @@ def gate_source(pg_server, workdir):
     return make_source(pg_server, workdir, "gate_source", seed=23, history_days=60)
 
 
+def clone_source(pg_server: str, name: str) -> str:
+    """A copy of the gate_source database (CREATE DATABASE … TEMPLATE): the test may change it."""
+    with psycopg.connect(pg_server, autocommit=True) as conn:
+        conn.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+        conn.execute(f"CREATE DATABASE {name} TEMPLATE gate_source")
+    return pg_server.replace("/postgres?", f"/{name}?")
+
+
 def _bad_rows(url: str) -> dict[str, str]:
     """Write one bad row per kind of rule into the source; returns rule → the bad row's key."""
     ids = {k: str(uuid.uuid4()) for k in ("enum", "orphan", "good_activity", "prob", "future")}
@@ -119,10 +127,7 @@ def test_bad_rows_are_quarantined_by_rule_and_good_rows_merge(gate_source, pg_se
     # a source of this test's own: the bad rows must not leak into the other target's run
 
     name = f"gate_{target}"
-    with psycopg.connect(pg_server, autocommit=True) as conn:
-        conn.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
-        conn.execute(f"CREATE DATABASE {name} TEMPLATE gate_source")
-    url = pg_server.replace("/postgres?", f"/{name}?")
+    url = clone_source(pg_server, name)
     tcfg = for_target(cfg, target, pg_server, f"{name}_wh_{time.monotonic_ns()}")
     first = ingest_all(tcfg, url)
     assert all(r.rows_quarantined == 0 for r in first.values()), {t: r.rule_failures for t, r in first.items()
@@ -273,10 +278,7 @@ def test_a_blocked_refresh_names_the_table_and_leaves_the_marts(pg_server, workd
 
 def test_a_source_that_stopped_changing_is_noticed(gate_source, pg_server, workdir):
     cfg, _ = gate_source
-    with psycopg.connect(pg_server, autocommit=True) as conn:
-        conn.execute("DROP DATABASE IF EXISTS gate_fresh WITH (FORCE)")
-        conn.execute("CREATE DATABASE gate_fresh TEMPLATE gate_source")
-    url = pg_server.replace("/postgres?", "/gate_fresh?")
+    url = clone_source(pg_server, "gate_fresh")
     tcfg = for_target(cfg, "duckdb", pg_server, f"gate_fresh_{time.monotonic_ns()}")
     assert ingest_one(tcfg, url, "leads").rows_quarantined == 0
     ingest_one(tcfg, url, "companies")   # not a table the application writes daily: no freshness check
@@ -314,10 +316,7 @@ def test_quarantined_rows_are_read_again_until_they_pass(gate_source, pg_server,
     """A row quarantined by a rule that depends on time (completed in the future) passes once the
     source's clock has moved on: it is re-read by its key although it no longer changes."""
     cfg, _ = gate_source
-    with psycopg.connect(pg_server, autocommit=True) as conn:
-        conn.execute("DROP DATABASE IF EXISTS gate_retry WITH (FORCE)")
-        conn.execute("CREATE DATABASE gate_retry TEMPLATE gate_source")
-    url = pg_server.replace("/postgres?", "/gate_retry?")
+    url = clone_source(pg_server, "gate_retry")
     tcfg = for_target(cfg, "duckdb", pg_server, f"gate_retry_{time.monotonic_ns()}")
     for t in ("auth.users", "companies", "leads", "demo_requests"):
         assert ingest_one(tcfg, url, t).rows_quarantined == 0
