@@ -253,7 +253,9 @@ def ingest_table(wh: Warehouse, src: PostgresSource, spec: TableSpec, *, full_re
 
 
 def gate_check_rows(wh: Warehouse, res: TableResult, run_id: str | None) -> list[dict]:
-    """One ops.check_results row per rule of the table's suite for this batch."""
+    """One ops.check_results row per rule of the table's suite for this batch (+ row count, freshness)."""
+    from quality.check_results import check_row
+
     now = dt.datetime.now(dt.timezone.utc)
     samples: dict[str, list[str]] = {}
     if res.rows_quarantined:
@@ -263,37 +265,26 @@ def gate_check_rows(wh: Warehouse, res: TableResult, run_id: str | None) -> list
             for r in rules.split(","):
                 if len(samples.setdefault(r, [])) < 5:
                     samples[r].append(key)
-    rows = []
-    for name in res.rules_checked:
-        n = res.rule_failures.get(name, 0)
-        rows.append(dict(checked_at=now, run_id=run_id, asset=f"raw/{res.table}", check_name=name,
-                         check_kind="ingest_gate", passed=n == 0, failing_count=n,
-                         failing_sample=json.dumps(samples.get(name, [])) if n else None,
-                         message=(f"{n:,} rows quarantined (batch {res.batch_id})" if n else "ok")
-                         + (" - batch blocked" if res.status == "blocked" else ""), as_of=None))
+    def row(name: str, kind: str, passed: bool, message: str, failing: int = 0, sample: str | None = None) -> dict:
+        return check_row(asset=f"raw/{res.table}", name=name, kind=kind, passed=passed, message=message,
+                         failing_count=failing, failing_sample=sample, run_id=run_id, now=now)
+
+    blocked = " - batch blocked" if res.status == "blocked" else ""
+    rows = [row(name, "ingest_gate", not n, (f"{n:,} rows quarantined (batch {res.batch_id})" if n else "ok") + blocked,
+                n, json.dumps(samples.get(name, [])) if n else None)
+            for name in res.rules_checked for n in [res.rule_failures.get(name, 0)]]
     if res.source_rows is not None:
         held = f" + {res.quarantined_absent:,} held in quarantine" if res.quarantined_absent else ""
         same = res.rows_live + res.quarantined_absent == res.source_rows
-        rows.append(dict(checked_at=now, run_id=run_id, asset=f"raw/{res.table}", check_name="row_count",
-                         check_kind="row_count", passed=same,
-                         failing_count=abs(res.source_rows - res.rows_live - res.quarantined_absent),
-                         failing_sample=None, message=f"raw {res.rows_live:,} live{held} vs the source's "
-                         f"{res.source_rows:,} rows (counted as the extraction began"
-                         + ("" if same else "; rows written to the source during the run also differ it") + ")",
-                         as_of=None))
+        rows.append(row("row_count", "row_count", same,
+                        f"raw {res.rows_live:,} live{held} vs the source's {res.source_rows:,} rows (counted as the "
+                        "extraction began" + ("" if same else "; rows written to the source during the run also "
+                                              "differ it") + ")",
+                        abs(res.source_rows - res.rows_live - res.quarantined_absent)))
     if (fresh := freshness(res)) is not None:
-        passed, message = fresh
-        rows.append(dict(checked_at=now, run_id=run_id, asset=f"raw/{res.table}", check_name="freshness",
-                         check_kind="freshness", passed=passed, failing_count=0 if passed else 1,
-                         failing_sample=None, message=message, as_of=None))
-    for name in res.gate_enforced:
-        rows.append(dict(checked_at=now, run_id=run_id, asset=f"raw/{res.table}", check_name=name,
-                         check_kind="ingest_gate", passed=True, failing_count=0, failing_sample=None,
-                         message="held by the source's PRIMARY KEY constraint", as_of=None))
-    for name, why in res.gate_skipped:
-        rows.append(dict(checked_at=now, run_id=run_id, asset=f"raw/{res.table}", check_name=name,
-                         check_kind="ingest_gate", passed=True, failing_count=0, failing_sample=None,
-                         message=f"not evaluated: {why}", as_of=None))
+        rows.append(row("freshness", "freshness", fresh[0], fresh[1], 0 if fresh[0] else 1))
+    rows += [row(name, "ingest_gate", True, "held by the source's PRIMARY KEY constraint") for name in res.gate_enforced]
+    rows += [row(name, "ingest_gate", True, f"not evaluated: {why}") for name, why in res.gate_skipped]
     return rows
 
 
@@ -397,8 +388,8 @@ def _ingest(wh: Warehouse, src: PostgresSource, spec: TableSpec, *, full_refresh
             res.rules_checked = [r.name for r in gate.rules]
             res.gate_skipped = gate.skipped
             res.gate_enforced = gate.enforced
-            key_text = " || '|' || ".join(f'CAST(x."{k}" AS VARCHAR)' for k in st.primary_key)
-            flagged = f"(SELECT s.*, {gate.flags()} FROM {typed_all} s)" if gate.rules else typed_all
+            key_text = _key_text(st.primary_key, "x")
+            flagged = gate.flagged(typed_all)
             max_cursor = cursor
             t_extract = 0.0
             source_count = src.count_soon(st) if not empty and not only_quarantine else None
@@ -417,19 +408,13 @@ def _ingest(wh: Warehouse, src: PostgresSource, spec: TableSpec, *, full_refresh
                 if gate.rules:
                     failing = int(wh.scalar(f"SELECT count(*) FROM {flagged} x WHERE {gate.any_fails()}"))
                 if failing:
-                    counts = wh.query("SELECT " + ", ".join(f"count(*) FILTER (WHERE x._f{i}) AS c{i}"
-                                                            for i in range(len(gate.rules))) + f" FROM {flagged} x")
-                    for i, r in enumerate(gate.rules):
-                        if n := int(counts[f"c{i}"][0]):
-                            res.rule_failures[r.name] = res.rule_failures.get(r.name, 0) + n
+                    for name, n in gate.failures(wh, flagged).items():
+                        res.rule_failures[name] = res.rule_failures.get(name, 0) + n
                     res.rows_quarantined += failing
                     if not quarantine_ready:
                         create_table(wh, f"quarantine.{spec.raw}", QUARANTINE_COLUMNS)
                         quarantine_ready = True
-                    rules = "concat_ws(',', " + ", ".join(f"CASE WHEN x._f{i} THEN {_q(r.name)} END"
-                                                          for i, r in enumerate(gate.rules)) + ")"
-                    reasons = "concat_ws('; ', " + ", ".join(f"CASE WHEN x._f{i} THEN {_q(r.reason)} END"
-                                                             for i, r in enumerate(gate.rules)) + ")"
+                    rules, reasons = gate.listed("name", ","), gate.listed("reason", "; ")
                     row = _json_row(wh, names, len(gate.rules))
                     if unresolved:
                         # a row already held, unchanged, by a run that was not blocked was judged then:
@@ -482,9 +467,8 @@ def _ingest(wh: Warehouse, src: PostgresSource, spec: TableSpec, *, full_refresh
                         f"FROM {typed} s WHERE NOT EXISTS (SELECT 1 FROM raw.{spec.raw} r WHERE {key_join})",
                         (now, res.batch_id))
                 if unresolved:  # rows quarantined by earlier batches that now arrive clean
-                    key_s = " || '|' || ".join(f'CAST(x."{k}" AS VARCHAR)' for k in st.primary_key)
                     wh.execute(f"UPDATE quarantine.{spec.raw} SET _resolved_batch_id = ? WHERE _resolved_batch_id "
-                               f"IS NULL AND _key IN (SELECT {key_s} FROM {typed} x)", (res.batch_id,))
+                               f"IS NULL AND _key IN (SELECT {key_text} FROM {typed} x)", (res.batch_id,))
                 wh.unstage("raw_batch")
                 progress(f"raw.{spec.raw}: {res.rows_extracted:,} rows read")
             res.extract_seconds = t_extract
@@ -511,7 +495,7 @@ def _ingest(wh: Warehouse, src: PostgresSource, spec: TableSpec, *, full_refresh
             else:
                 res.source_rows = res.rows_extracted  # a first load reads the whole table in one snapshot
             if quarantine_ready and (unresolved or res.rows_quarantined):
-                r_key = " || '|' || ".join(f'CAST(r."{k}" AS VARCHAR)' for k in st.primary_key)
+                r_key = _key_text(st.primary_key, "r")
                 res.quarantined_absent = int(wh.query(
                     f"SELECT count(DISTINCT q._key) AS n FROM quarantine.{spec.raw} q WHERE q._resolved_batch_id IS NULL "
                     f"AND NOT EXISTS (SELECT 1 FROM raw.{spec.raw} r WHERE r._deleted_at IS NULL AND {r_key} = q._key)"
@@ -538,6 +522,11 @@ def _ingest(wh: Warehouse, src: PostgresSource, spec: TableSpec, *, full_refresh
             source_count.cancel()
         return res
     return res
+
+
+def _key_text(key: tuple[str, ...], alias: str) -> str:
+    """A row's key as quarantine's ``_key`` spells it (compound keys joined by '|')."""
+    return " || '|' || ".join(f'CAST({alias}."{k}" AS VARCHAR)' for k in key)
 
 
 def _q(text: str) -> str:

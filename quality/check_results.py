@@ -52,6 +52,15 @@ def dbt_results(run_results: Mapping[str, Any], manifest: Mapping[str, Any], *, 
     return rows
 
 
+def check_row(*, asset: str, name: str, kind: str, passed: bool, message: str, failing_count: int = 0,
+              failing_sample: str | None = None, run_id: str | None = None, as_of: str | None = None,
+              now: dt.datetime | None = None) -> dict:
+    """One ops.check_results row of a check that is not a dbt test (ingest gate, freshness, counts)."""
+    return dict(checked_at=now or dt.datetime.now(dt.timezone.utc), run_id=run_id, asset=asset, check_name=name,
+                check_kind=kind, passed=passed, failing_count=failing_count, failing_sample=failing_sample,
+                message=message, as_of=as_of)
+
+
 def record(wh: Warehouse, rows: Iterable[dict]) -> int:
     """Append rows to ops.check_results in one transaction and one INSERT; returns how many."""
     frame = pl.DataFrame(list(rows), schema={c: _POLARS[t] for c, t in CHECK_COLUMNS}, orient="row")

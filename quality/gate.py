@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import datetime as dt
 import os
+import re
 from dataclasses import dataclass, field
 
 from quality.contract import expectations
@@ -87,6 +88,21 @@ class Gate:
 
     def any_fails(self, alias: str = "x") -> str:
         return " OR ".join(f"{alias}._f{i}" for i in range(len(self.rules))) or "false"
+
+    def flagged(self, batch: str) -> str:
+        """``batch`` with one boolean column ``_f<i>`` per rule (true: the row breaks rule i)."""
+        return f"(SELECT s.*, {self.flags()} FROM {batch} s)" if self.rules else batch
+
+    def failures(self, wh, flagged: str) -> dict[str, int]:
+        """Rule name → failing rows of ``flagged`` (rules that failed no row are left out)."""
+        counts = wh.query("SELECT " + ", ".join(f"count(*) FILTER (WHERE x._f{i}) AS c{i}"
+                                                for i in range(len(self.rules))) + f" FROM {flagged} x")
+        return {r.name: int(counts[f"c{i}"][0]) for i, r in enumerate(self.rules) if counts[f"c{i}"][0]}
+
+    def listed(self, what: str, sep: str, alias: str = "x") -> str:
+        """SQL text joining, for a flagged row, the ``name`` or ``reason`` of every rule it breaks."""
+        return f"concat_ws('{sep}', " + ", ".join(
+            f"CASE WHEN {alias}._f{i} THEN {_lit(getattr(r, what))} END" for i, r in enumerate(self.rules)) + ")"
 
 
 def _lit(value) -> str:
@@ -161,6 +177,4 @@ def compile_gate(kind: str, table: str, columns: list[str], *, run_at: dt.dateti
 
 
 def _raw_tables_in(query: str) -> set[str]:
-    import re
-
     return set(re.findall(r"raw\.(\w+)", query))

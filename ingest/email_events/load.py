@@ -21,7 +21,7 @@ from ingest.email_events.model import EVENT_COLUMNS, EVENT_COLUMN_NAMES
 from ingest.email_events.parse import parse_lines
 from ingest.ops import BATCH_COLUMNS, new_batch_id
 from ingest.warehouse import Warehouse, create_table, insert_row
-from quality.check_results import record
+from quality.check_results import check_row, record
 
 RAW_COLUMNS = EVENT_COLUMNS + (("_ingested_at", "TIMESTAMPTZ"), ("_batch_id", "VARCHAR"), ("_deleted_at", "TIMESTAMPTZ"))
 QUARANTINE_COLUMNS = (
@@ -121,34 +121,26 @@ def _gate(wh: Warehouse, staged: str, result: "EmailIngestResult", now: dt.datet
                         key_enforced=True)  # (provider, event_id) is unique by the loader's de-duplication
     result.rules_checked = [r.name for r in gate.rules]
     result.rules_enforced = list(gate.enforced)
-    if not gate.rules:
+    flagged = gate.flagged(staged)
+    if not gate.rules or not int(wh.scalar(f"SELECT count(*) FROM {flagged} x WHERE {gate.any_fails()}")):
         return staged
-    flagged = f"(SELECT s.*, {gate.flags()} FROM {staged} s)"
-    if not int(wh.query(f"SELECT count(*) AS n FROM {flagged} x WHERE {gate.any_fails()}")["n"][0]):
-        return staged
-    counts = wh.query("SELECT " + ", ".join(f"count(*) FILTER (WHERE x._f{i}) AS c{i}" for i in range(len(gate.rules)))
-                      + f" FROM {flagged} x")
-    result.rule_failures = {r.name: int(counts[f"c{i}"][0]) for i, r in enumerate(gate.rules) if counts[f"c{i}"][0]}
+    result.rule_failures = gate.failures(wh, flagged)
     result.rejected_by_reason.update({f"contract: {n}": c for n, c in result.rule_failures.items()})
-    reasons = "concat_ws('; ', " + ", ".join(
-        "CASE WHEN x._f{} THEN '{}' END".format(i, r.reason.replace("'", "''")) for i, r in enumerate(gate.rules)) + ")"
     result.rejected += wh.execute_count(
         "INSERT INTO quarantine.email_events (_batch_id, source_file, source_line, event_index, provider, reason, "
         f"raw_text, quarantined_at) SELECT ?, x.source_file, x.source_line, x.event_index, x.provider, "
-        f"'contract: ' || {reasons}, x.payload, ? FROM {flagged} x WHERE {gate.any_fails()}", (result.batch_id, now))
+        f"'contract: ' || {gate.listed('reason', '; ')}, x.payload, ? FROM {flagged} x WHERE {gate.any_fails()}",
+        (result.batch_id, now))
     cols = ", ".join(f"x.{c}" for c in EVENT_COLUMN_NAMES)
     return f"(SELECT {cols} FROM {flagged} x WHERE NOT ({gate.any_fails()}))"
 
 
 def _check_rows(result: "EmailIngestResult") -> list[dict]:
-    now = dt.datetime.now(dt.timezone.utc)
-    rows = [dict(checked_at=now, run_id=None, asset="raw/email_events", check_name=name, check_kind="ingest_gate",
-                 passed=not result.rule_failures.get(name), failing_count=result.rule_failures.get(name, 0),
-                 failing_sample=None, message=(f"{result.rule_failures[name]:,} events quarantined (batch "
-                                               f"{result.batch_id})" if result.rule_failures.get(name) else "ok"),
-                 as_of=None) for name in result.rules_checked]
-    rows += [dict(checked_at=now, run_id=None, asset="raw/email_events", check_name=name, check_kind="ingest_gate",
-                  passed=True, failing_count=0, failing_sample=None,
-                  message="held by the loader's de-duplication on (provider, event_id)", as_of=None)
-             for name in result.rules_enforced]
-    return rows
+    def row(name: str, passed: bool, message: str, failing: int = 0) -> dict:
+        return check_row(asset="raw/email_events", name=name, kind="ingest_gate", passed=passed, message=message,
+                         failing_count=failing)
+
+    return [row(name, not n, f"{n:,} events quarantined (batch {result.batch_id})" if n else "ok", n)
+            for name in result.rules_checked for n in [result.rule_failures.get(name, 0)]] + [
+        row(name, True, "held by the loader's de-duplication on (provider, event_id)")
+        for name in result.rules_enforced]
