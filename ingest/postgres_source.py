@@ -22,6 +22,7 @@ UUID and JSON are sent as text too:
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass
 from typing import Iterator
 
@@ -91,9 +92,13 @@ BATCH_BYTES = 64 * 1024 * 1024  # ADBC batch size hint: bounds memory per batch,
 
 class PostgresSource:
     def __init__(self, url: str) -> None:
+        import threading
+
         self.url = url
         self.conn = connect(url, autocommit=True)
-        self._adbc = None
+        self._adbc_free: list = []   # ADBC connections not in use (an extraction holds one while it reads)
+        self._adbc_all: list = []
+        self._adbc_lock = threading.Lock()
         self._counter = None  # (connection, one-thread pool) for count_soon
 
     def close(self) -> None:
@@ -103,17 +108,27 @@ class PostgresSource:
             pool.shutdown(wait=True)
             conn.close()
             self._counter = None
-        if self._adbc is not None:
-            self._adbc.close()
-            self._adbc = None
+        for c in self._adbc_all:
+            c.close()
+        self._adbc_all, self._adbc_free = [], []
 
+    @contextlib.contextmanager
     def adbc(self):
-        """One ADBC connection per source, reused by every extraction (one at a time)."""
-        if self._adbc is None:
+        """An ADBC connection of this source's pool, held while one extraction reads: usually one, a
+        second while the next table's extraction reads ahead (``prefetched``)."""
+        with self._adbc_lock:
+            conn = self._adbc_free.pop() if self._adbc_free else None
+        if conn is None:
             import adbc_driver_postgresql.dbapi as adbc
 
-            self._adbc = adbc.connect(self.url, autocommit=True)
-        return self._adbc
+            conn = adbc.connect(self.url, autocommit=True)
+            with self._adbc_lock:
+                self._adbc_all.append(conn)
+        try:
+            yield conn
+        finally:
+            with self._adbc_lock:
+                self._adbc_free.append(conn)
 
     def describe(self, table: str, contract_key: tuple[str, ...] = ()) -> SourceTable:
         """Columns, key and cascades of ``table``; ``contract_key`` stands in for a dropped PRIMARY KEY."""
@@ -163,15 +178,16 @@ class PostgresSource:
         """The table's rows (optionally filtered) as Arrow record batches, streamed."""
         cols = ", ".join(c.select_expr(native) for c in table.columns)
         sql = f"SELECT {cols} FROM {table.name}" + (f" WHERE {where}" if where else "")
-        cur = self.adbc().cursor()
-        try:
-            cur.adbc_statement.set_options(**{"adbc.postgresql.batch_size_hint_bytes": str(BATCH_BYTES)})
-            cur.execute(sql, params or None)
-            for batch in cur.fetch_record_batch():
-                if batch.num_rows:
-                    yield batch
-        finally:
-            cur.close()
+        with self.adbc() as conn:
+            cur = conn.cursor()
+            try:
+                cur.adbc_statement.set_options(**{"adbc.postgresql.batch_size_hint_bytes": str(BATCH_BYTES)})
+                cur.execute(sql, params or None)
+                for batch in cur.fetch_record_batch():
+                    if batch.num_rows:
+                        yield batch
+            finally:
+                cur.close()
 
     def count_soon(self, table: SourceTable):
         """The table's row count, started now on a connection and thread of its own; ``.result()`` gives it.
@@ -187,44 +203,10 @@ class PostgresSource:
         return pool.submit(lambda: int(conn.execute(f"SELECT count(*) FROM {table.name}").fetchone()[0]))
 
     def prefetched(self, table: SourceTable, where: str = "", params: tuple = (), native: bool = False,
-                   depth: int = 2) -> Iterator[pa.RecordBatch]:
-        """``batches`` read ahead on a thread (at most ``depth`` batches waiting), so extraction and
-        loading overlap: ADBC and DuckDB both release the GIL while they work."""
-        import queue
-        import threading
-
-        q: queue.Queue = queue.Queue(maxsize=depth)
-        done = object()
-        stop = threading.Event()
-
-        def produce() -> None:
-            try:
-                for b in self.batches(table, where, params, native):
-                    while not stop.is_set():
-                        try:
-                            q.put(b, timeout=0.1)
-                            break
-                        except queue.Full:
-                            continue
-                    if stop.is_set():
-                        return
-                q.put(done)
-            except BaseException as err:  # handed to the consumer
-                q.put(err)
-
-        t = threading.Thread(target=produce, name=f"extract-{table.name}", daemon=True)
-        t.start()
-        try:
-            while True:
-                item = q.get()
-                if item is done:
-                    return
-                if isinstance(item, BaseException):
-                    raise item
-                yield item
-        finally:
-            stop.set()
-            t.join(timeout=30)
+                   depth: int = 2) -> "Prefetch":
+        """``batches`` read ahead on a thread started now (at most ``depth`` batches waiting), so
+        extraction and loading overlap: ADBC and DuckDB both release the GIL while they work."""
+        return Prefetch(self.batches(table, where, params, native), depth, f"extract-{table.name}")
 
     def key_buckets(self, table: SourceTable, chars: int) -> dict[str, int]:
         """Row count per key-text prefix of ``chars`` characters (single-column keys)."""
@@ -249,9 +231,70 @@ class PostgresSource:
 
     def keys(self, table: SourceTable) -> pa.Table:
         cols = ", ".join(f'"{k}"::text AS "{k}"' for k in table.primary_key)
-        cur = self.adbc().cursor()
-        try:
-            cur.execute(f"SELECT {cols} FROM {table.name}")
-            return cur.fetch_arrow_table()
-        finally:
-            cur.close()
+        with self.adbc() as conn:
+            cur = conn.cursor()
+            try:
+                cur.execute(f"SELECT {cols} FROM {table.name}")
+                return cur.fetch_arrow_table()
+            finally:
+                cur.close()
+
+
+class Prefetch:
+    """An iterator over record batches produced by a thread started at construction: the query runs
+    on the server while the caller does other work. ``close()`` stops it (and frees its connection)."""
+
+    def __init__(self, batches: Iterator[pa.RecordBatch], depth: int, name: str) -> None:
+        import queue
+        import threading
+
+        self._q: queue.Queue = queue.Queue(maxsize=depth)
+        self._done = object()
+        self._stop = threading.Event()
+        self._finished = False
+
+        def produce() -> None:
+            try:
+                for b in batches:
+                    while not self._stop.is_set():
+                        try:
+                            self._q.put(b, timeout=0.1)
+                            break
+                        except queue.Full:
+                            continue
+                    if self._stop.is_set():
+                        return
+                self._q.put(self._done)
+            except BaseException as err:  # handed to the consumer
+                self._q.put(err)
+            finally:
+                batches.close()  # the cursor closes and the connection returns to the pool
+
+        self._thread = threading.Thread(target=produce, name=name, daemon=True)
+        self._thread.start()
+
+    def __iter__(self) -> "Prefetch":
+        return self
+
+    def __next__(self) -> pa.RecordBatch:
+        if self._finished:
+            raise StopIteration
+        item = self._q.get()
+        if item is self._done:
+            self._finished = True
+            self._thread.join(timeout=30)
+            raise StopIteration
+        if isinstance(item, BaseException):
+            self.close()
+            raise item
+        return item
+
+    def close(self) -> None:
+        self._finished = True
+        self._stop.set()
+        while self._thread.is_alive():  # unblock a producer waiting on a full queue
+            try:
+                self._q.get_nowait()
+            except Exception:
+                pass
+            self._thread.join(timeout=0.05)

@@ -84,6 +84,10 @@ class DuckDBWarehouse:
     def query(self, sql: str, params: list | tuple | None = None) -> pl.DataFrame:
         return self.con.sql(sql, params=params or None).pl()
 
+    def rows(self, sql: str, params: list | tuple | None = None) -> list[tuple]:
+        """All rows as tuples (no frame built: the many small catalogue and state reads of an ingest)."""
+        return self.con.execute(sql, params or []).fetchall()
+
     def scalar(self, sql: str, params: list | tuple | None = None):
         """The first column of the first row (no frame built: the many small counts of an ingest)."""
         rows = self.con.execute(sql, params or []).fetchall()  # fetched to the end: the connection is free again
@@ -135,6 +139,9 @@ class PostgresWarehouse:
 
     def execute_count(self, sql: str, params: list | tuple | None = None) -> int:
         return self.conn.execute(_pg_params(sql), params).rowcount
+
+    def rows(self, sql: str, params: list | tuple | None = None) -> list[tuple]:
+        return self.conn.execute(_pg_params(sql), params).fetchall()
 
     def scalar(self, sql: str, params: list | tuple | None = None):
         row = self.conn.execute(_pg_params(sql), params).fetchone()

@@ -7,14 +7,12 @@ the dbt asset calls ``dbt_results`` on dbt's run_results.json; other checks appe
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 from typing import Any, Iterable, Mapping
 
-import polars as pl
-
 from ingest.warehouse import Warehouse, create_table
 
-_POLARS = {"TIMESTAMPTZ": pl.Datetime("us", "UTC"), "VARCHAR": pl.String, "BOOLEAN": pl.Boolean, "BIGINT": pl.Int64}
 CHECK_COLUMNS = (
     ("checked_at", "TIMESTAMPTZ"), ("run_id", "VARCHAR"), ("asset", "VARCHAR"), ("check_name", "VARCHAR"),
     ("check_kind", "VARCHAR"), ("passed", "BOOLEAN"), ("failing_count", "BIGINT"), ("failing_sample", "VARCHAR"),
@@ -61,16 +59,18 @@ def check_row(*, asset: str, name: str, kind: str, passed: bool, message: str, f
                 message=message, as_of=as_of)
 
 
-def record(wh: Warehouse, rows: Iterable[dict]) -> int:
-    """Append rows to ops.check_results in one transaction and one INSERT; returns how many."""
-    frame = pl.DataFrame(list(rows), schema={c: _POLARS[t] for c, t in CHECK_COLUMNS}, orient="row")
-    with wh.transaction():
+def record(wh: Warehouse, rows: Iterable[dict], *, in_transaction: bool = False) -> int:
+    """Append rows to ops.check_results with multi-row INSERTs; returns how many. In a transaction of
+    its own, or with ``in_transaction`` in the caller's (the ingest's check rows commit with its data)."""
+    rows = list(rows)
+    names = [c for c, _ in CHECK_COLUMNS]
+    with contextlib.nullcontext() if in_transaction else wh.transaction():
         if not getattr(wh, "_check_results_ready", False):
             create_table(wh, "ops.check_results", CHECK_COLUMNS, ())
-        if frame.height:
-            cols = ", ".join(frame.columns)
-            staged = wh.stage("check_results_new", frame)
-            wh.execute(f"INSERT INTO ops.check_results ({cols}) SELECT {cols} FROM {staged}")
-            wh.unstage(staged)
+        one = "(" + ", ".join("?" for _ in names) + ")"
+        for i in range(0, len(rows), 200):
+            chunk = rows[i:i + 200]
+            wh.execute(f"INSERT INTO ops.check_results ({', '.join(names)}) VALUES " + ", ".join(one for _ in chunk),
+                       [r.get(c) for r in chunk for c in names])
     wh._check_results_ready = True
-    return frame.height
+    return len(rows)

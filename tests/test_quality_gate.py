@@ -206,6 +206,60 @@ def test_bad_rows_are_quarantined_by_rule_and_good_rows_merge(gate_source, pg_se
     assert query(tcfg, "SELECT count(*) AS n FROM quarantine.deals WHERE _resolved_batch_id IS NULL")["n"][0] == 10
 
 
+@pytest.mark.parametrize("target", ["duckdb", "postgres"])
+def test_a_first_load_gates_rows_inside_its_insert(gate_source, pg_server, target, monkeypatch):
+    """A first load filters its INSERT with the gate's predicates (one pass over each batch): the bad
+    rows go to quarantine, every other row lands, and a first load over its threshold leaves no raw table."""
+    cfg, _ = gate_source
+    name = f"gate_first_{target}"
+    url = clone_source(pg_server, name)
+    bad = _bad_rows(url)
+    monkeypatch.setenv("CRM_QUARANTINE_THRESHOLD", "0.05,deals=0.5,tasks=1,crm_activities=1,lead_activities=1,"
+                                                   "deal_stage_history=1")
+    tcfg = for_target(cfg, target, pg_server, f"{name}_wh_{time.monotonic_ns()}")
+    first = ingest_all(tcfg, url)
+    # on a first load the negative deal has no earlier version in raw: the rows referencing it
+    # break their reference rule too, and wait in quarantine until the deal arrives
+    neg, task, prob = bad["range:estimated_value"], bad["primary_key:id"], bad["range:probability_after"]
+    with psycopg.connect(url) as conn:
+        children = [t for (t,) in conn.execute("SELECT table_name FROM information_schema.columns WHERE "
+                                               "table_schema = 'public' AND column_name = 'deal_id'")]
+        expected = {t: conn.execute(f"SELECT count(*) FROM {t} WHERE deal_id = %s OR id = %s OR id = %s",
+                                    (neg, task if t == "tasks" else neg, prob if t == "deal_stage_history" else neg)
+                                    ).fetchone()[0] for t in children}
+    expected = {t: n for t, n in expected.items() if n} | {"lead_activities": 2, "deals": 1}
+    expected["crm_activities"] = expected.get("crm_activities", 0) + 1
+    quarantined = {t: r.rows_quarantined for t, r in first.items() if r.rows_quarantined}
+    assert quarantined == expected
+    assert quarantined["tasks"] >= 2 and quarantined["deal_stage_history"] >= 1
+    assert first["deals"].mode == "full" and first["tasks"].mode == "full"
+    with psycopg.connect(url) as conn:
+        for table in ("lead_activities", "deals", "deal_stage_history", "crm_activities"):
+            r = first[table]
+            source_rows = conn.execute(f"SELECT count(*) FROM {table}").fetchone()[0]
+            assert r.rows_extracted == source_rows and r.rows_written == source_rows - r.rows_quarantined, table
+            assert query(tcfg, f"SELECT count(*) AS n FROM raw.{table}")["n"][0] == r.rows_written, table
+            assert r.rows_live == r.rows_written
+    for table, rule in [("lead_activities", "enumeration:activity_type"), ("lead_activities", "reference:lead_id"),
+                        ("deals", "range:estimated_value"), ("deal_stage_history", "range:probability_after"),
+                        ("crm_activities", "timestamp:created_at")]:
+        q = query(tcfg, f"SELECT _rules FROM quarantine.{table} WHERE _key = ?", (bad[rule],))
+        assert q.height == 1 and rule in q["_rules"][0].split(","), (table, rule)
+        assert query(tcfg, f"SELECT count(*) AS n FROM raw.{table} WHERE CAST(id AS VARCHAR) = ?",
+                     (bad[rule],))["n"][0] == 0
+    assert query(tcfg, "SELECT count(*) AS n FROM raw.lead_activities WHERE CAST(id AS VARCHAR) = ?",
+                 (bad["good"],))["n"][0] == 1
+    # over the threshold on a first load: the table's transaction (CREATE TABLE and INSERT) is rolled back
+    monkeypatch.setenv("CRM_QUARANTINE_THRESHOLD", "deals=0")
+    fresh = for_target(cfg, target, pg_server, f"{name}_wh2_{time.monotonic_ns()}")
+    with pytest.raises(IngestBlocked, match=r"raw.deals: blocked by the ingest gate: 1 of \d+ extracted rows"):
+        ingest_one(fresh, url, "deals")
+    tables = query(fresh, "SELECT table_schema AS s, table_name AS t FROM information_schema.tables "
+                          "WHERE table_name = 'deals' AND table_schema IN ('raw', 'quarantine')")
+    assert tables.rows() == [("quarantine", "deals")]
+    assert query(fresh, "SELECT _key, _blocking FROM quarantine.deals").rows() == [(bad["range:estimated_value"], True)]
+
+
 def test_ge_suite_agrees_with_the_compiled_gate(gate_source):
     """Great Expectations' own engine, on a frame of good and bad rows, fails the same rows as the SQL."""
     import duckdb
