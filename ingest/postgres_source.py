@@ -98,10 +98,31 @@ class PostgresSource:
         self.conn = connect(url, autocommit=True)
         self._adbc_free: list = []   # ADBC connections not in use (an extraction holds one while it reads)
         self._adbc_all: list = []
-        self._adbc_lock = threading.Lock()
+        self._adbc_lock = threading.Condition()
         self._counter = None  # (connection, one-thread pool) for count_soon
+        # ADBC connections take 40-250 ms to open (the driver reads the server's type catalogue): the
+        # two an ingest uses (one reading, one reading ahead or comparing keys) open on a thread now
+        self._warming = threading.Thread(target=self._warm, args=(2,), name="adbc-connect", daemon=True)
+        self._warming.start()
+
+    def _warm(self, n: int) -> None:
+        try:
+            import adbc_driver_postgresql.dbapi as adbc
+
+            for _ in range(n):
+                conn = adbc.connect(self.url, autocommit=True)
+                with self._adbc_lock:
+                    self._adbc_all.append(conn)
+                    self._adbc_free.append(conn)
+                    self._adbc_lock.notify()
+        except Exception:  # opened on demand instead, where the error reaches the caller
+            pass
+        finally:
+            with self._adbc_lock:
+                self._adbc_lock.notify_all()
 
     def close(self) -> None:
+        self._warming.join()
         self.conn.close()
         if self._counter is not None:
             conn, pool = self._counter
@@ -116,7 +137,8 @@ class PostgresSource:
     def adbc(self):
         """An ADBC connection of this source's pool, held while one extraction reads: usually one, a
         second while the next table's extraction reads ahead (``prefetched``)."""
-        with self._adbc_lock:
+        with self._adbc_lock:  # one being opened by the warming thread is waited for
+            self._adbc_lock.wait_for(lambda: self._adbc_free or not self._warming.is_alive(), timeout=30)
             conn = self._adbc_free.pop() if self._adbc_free else None
         if conn is None:
             import adbc_driver_postgresql.dbapi as adbc
@@ -134,34 +156,36 @@ class PostgresSource:
         """Columns, key and cascades of ``table``; ``contract_key`` stands in for a dropped PRIMARY KEY."""
         schema, _, name = table.rpartition(".")
         schema = schema or "public"
-        rows = self.conn.execute("""
-            SELECT a.attname, format_type(a.atttypid, a.atttypmod)
-            FROM pg_attribute a JOIN pg_class c ON c.oid = a.attrelid JOIN pg_namespace n ON n.oid = c.relnamespace
-            WHERE n.nspname = %s AND c.relname = %s AND a.attnum > 0 AND NOT a.attisdropped
-            ORDER BY a.attnum""", (schema, name)).fetchall()
+        # one round trip: columns, primary key and ON DELETE CASCADE parents, each as JSON
+        cols, pk, cascades = self.conn.execute("""
+            WITH t AS (SELECT c.oid FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+                       WHERE n.nspname = %s AND c.relname = %s)
+            SELECT
+              (SELECT json_agg(json_build_array(a.attname, format_type(a.atttypid, a.atttypmod)) ORDER BY a.attnum)
+               FROM pg_attribute a JOIN t ON a.attrelid = t.oid WHERE a.attnum > 0 AND NOT a.attisdropped),
+              (SELECT json_agg(a.attname ORDER BY u.ord) FROM pg_constraint k JOIN t ON k.conrelid = t.oid
+               JOIN LATERAL unnest(k.conkey) WITH ORDINALITY u(attnum, ord) ON true
+               JOIN pg_attribute a ON a.attrelid = t.oid AND a.attnum = u.attnum WHERE k.contype = 'p'),
+              (SELECT json_agg(json_build_array(a.attname, pn.nspname || '.' || pc.relname, pa.attname)
+                               ORDER BY a.attname)
+               FROM pg_constraint k JOIN t ON k.conrelid = t.oid
+               JOIN pg_class pc ON pc.oid = k.confrelid JOIN pg_namespace pn ON pn.oid = pc.relnamespace
+               JOIN pg_attribute a ON a.attrelid = t.oid AND a.attnum = k.conkey[1]
+               JOIN pg_attribute pa ON pa.attrelid = pc.oid AND pa.attnum = k.confkey[1]
+               WHERE k.contype = 'f' AND k.confdeltype = 'c' AND cardinality(k.conkey) = 1)""",
+            (schema, name)).fetchone()
+        rows = [tuple(c) for c in cols or []]
         if not rows:
             raise SourceError(f"source table {schema}.{name} does not exist in {redact(self.url)}: "
                               "check CRM_SOURCE_URL points at the BuildDesk database")
-        pk = self.conn.execute("""
-            SELECT a.attname FROM pg_constraint k JOIN pg_class c ON c.oid = k.conrelid
-            JOIN pg_namespace n ON n.oid = c.relnamespace
-            JOIN LATERAL unnest(k.conkey) WITH ORDINALITY u(attnum, ord) ON true
-            JOIN pg_attribute a ON a.attrelid = c.oid AND a.attnum = u.attnum
-            WHERE n.nspname = %s AND c.relname = %s AND k.contype = 'p' ORDER BY u.ord""", (schema, name)).fetchall()
+        pk = [(k,) for k in pk or []]
+        cascades = [tuple(c) for c in cascades or []]
         enforced = bool(pk)
         if not pk and contract_key:
             pk = [(k,) for k in contract_key]  # duplicates are then caught by the ingest gate's key rule
         if not pk:
             raise SourceError(f"source table {schema}.{name} has no primary key: rows cannot be merged or "
                               "deletes detected; add a primary key to it")
-        cascades = self.conn.execute("""
-            SELECT a.attname, pn.nspname || '.' || pc.relname, pa.attname
-            FROM pg_constraint k JOIN pg_class c ON c.oid = k.conrelid JOIN pg_namespace n ON n.oid = c.relnamespace
-            JOIN pg_class pc ON pc.oid = k.confrelid JOIN pg_namespace pn ON pn.oid = pc.relnamespace
-            JOIN pg_attribute a ON a.attrelid = c.oid AND a.attnum = k.conkey[1]
-            JOIN pg_attribute pa ON pa.attrelid = pc.oid AND pa.attnum = k.confkey[1]
-            WHERE n.nspname = %s AND c.relname = %s AND k.contype = 'f' AND k.confdeltype = 'c'
-              AND cardinality(k.conkey) = 1 ORDER BY 1""", (schema, name)).fetchall()
         return SourceTable(f"{schema}.{name}", tuple(Column(n, t) for n, t in rows), tuple(r[0] for r in pk),
                            tuple((c, p, pc) for c, p, pc in cascades), enforced)
 
