@@ -8,7 +8,7 @@ from dagster_dbt import DbtCliResource
 from orchestration.defs.dbt.assets import dbt_models
 from orchestration.defs.dbt.project import dbt_executable, dbt_project
 from orchestration.defs.email.assets import raw_email_events
-from orchestration.defs.ingest.assets import raw_table_assets
+from orchestration.defs.ingest.assets import raw_tables
 from orchestration.defs.serving.assets import bi_access, dbt_docs
 
 # Freshness of the marts (Dagster's own last-update checks, evaluated by a sensor): a mart not
@@ -39,7 +39,7 @@ def daily_refresh_schedule(context: dg.ScheduleEvaluationContext) -> dg.RunReque
 
 
 defs = dg.Definitions(
-    assets=[*raw_table_assets, raw_email_events, dbt_models, bi_access, dbt_docs],
+    assets=[raw_tables, raw_email_events, dbt_models, bi_access, dbt_docs],
     jobs=[ingest_job, transform_job, daily_refresh_job],
     asset_checks=mart_freshness_checks,
     schedules=[daily_refresh_schedule],

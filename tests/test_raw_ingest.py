@@ -14,7 +14,7 @@ import pytest
 
 from ingest.postgres_server import SourceError
 from ingest.postgres_source import PostgresSource
-from ingest.raw_load import IngestError, ingest_table
+from ingest.raw_load import IngestError, Skipped, ingest_table, ingest_tables, table_deps
 from ingest.tables import SPECS, TableSpec, spec
 from ingest.warehouse import DuckDBWarehouse, PostgresWarehouse
 from tests.conftest import make_source, new_database
@@ -70,11 +70,41 @@ def columns_of(url: str, table: str) -> list[str]:
 
 
 def ingest_all(wh, url: str, **kw) -> dict:
+    """Every table the way the Dagster ingest job does it (``ingest_tables``: reading ahead)."""
     src = PostgresSource(url)
     try:
-        return {s.raw: ingest_table(wh, src, s, **kw) for s in SPECS}
+        out = {}
+        for s, r in ingest_tables(wh, src, SPECS, **kw):
+            if isinstance(r, Exception):
+                raise r
+            out[s.raw] = r
+        return out
     finally:
         src.close()
+
+
+def test_a_failed_table_skips_the_tables_that_read_it_and_no_other(pg_server, workdir):
+    cfg, url = make_source(pg_server, workdir, f"skips_{time.monotonic_ns()}", seed=52, history_days=30)
+    with psycopg.connect(url) as conn:
+        conn.execute("ALTER TABLE public.deals RENAME TO deals_gone")
+    wh = DuckDBWarehouse(workdir / f"skips-{time.monotonic_ns()}.duckdb")
+    src = PostgresSource(url)
+    try:
+        results = dict((s.raw, r) for s, r in ingest_tables(wh, src, SPECS))
+    finally:
+        src.close()
+    assert isinstance(results["deals"], SourceError) and "public.deals does not exist" in str(results["deals"])
+    skipped = {t for t, r in results.items() if isinstance(r, Skipped)}
+    # every table whose delete flags or reference rules read raw.deals, and theirs in turn
+    assert {"deal_stage_history", "deal_activities", "tasks"} <= skipped
+    assert all(table_deps(t) and any(p in skipped | {"deals"} for p in table_deps(t)) for t in skipped)
+    ok = {t for t, r in results.items() if not isinstance(r, Exception)}
+    assert ok == {s.raw for s in SPECS} - skipped - {"deals"}
+    for t in ok:  # read ahead or not, each ingested table equals its source table
+        n = wh.query(f"SELECT count(*) AS n FROM raw.{t}")["n"][0]
+        with psycopg.connect(url) as conn:
+            assert n == conn.execute(f"SELECT count(*) FROM {BY_RAW[t].source}").fetchone()[0], t
+    wh.close()
 
 
 @pytest.fixture(params=["duckdb", "postgres"])
@@ -284,15 +314,24 @@ def test_bad_sources_fail_clearly(pg_server, workdir, tiny_source, monkeypatch, 
 def test_assets_run_alone_with_metadata(tiny_source, workdir, monkeypatch):
     import dagster as dg
 
-    from orchestration.defs.ingest.assets import raw_table_assets
+    from orchestration.defs.ingest.assets import raw_tables
 
     monkeypatch.setenv("CRM_HOME", str(workdir / f"assets-{time.monotonic_ns()}"))
     monkeypatch.setenv("CRM_SOURCE_URL", tiny_source[1])
-    leads = next(a for a in raw_table_assets if a.key == dg.AssetKey(["raw", "leads"]))
-    result = dg.materialize([leads], instance=dg.DagsterInstance.ephemeral())
+    result = dg.materialize([raw_tables], selection=[dg.AssetKey(["raw", "leads"])],
+                            instance=dg.DagsterInstance.ephemeral())
     assert result.success
-    meta = result.asset_materializations_for_node("raw__leads")[0].metadata
+    mats = result.asset_materializations_for_node("raw_tables")
+    assert [m.asset_key for m in mats] == [dg.AssetKey(["raw", "leads"])]  # the one selected, alone
+    meta = mats[0].metadata
     assert meta["row_count"].value == 500 and meta["mode"].value == "full" and meta["watermark"].value != "none"
+    checks = result.get_asset_check_evaluations()
+    assert {(c.asset_key, c.check_name) for c in checks} == {(dg.AssetKey(["raw", "leads"]), "contract"),
+                                                             (dg.AssetKey(["raw", "leads"]), "freshness")}
+    # together: every table, one materialization each
+    result = dg.materialize([raw_tables], instance=dg.DagsterInstance.ephemeral())
+    assert result.success
+    assert len(result.asset_materializations_for_node("raw_tables")) == len(SPECS)
 
 
 KILL_SCRIPT = """
@@ -349,7 +388,7 @@ def test_refresh_goes_on_when_one_table_fails_and_says_which(pg_server, workdir,
     monkeypatch.setenv("CRM_WAREHOUSE", "duckdb")
     assert main(["refresh"]) == 1
     err = capsys.readouterr().err
-    assert "raw__estimates" in err and "public.estimates does not exist" in err
+    assert "raw.estimates" in err and "public.estimates does not exist" in err
     wh = DuckDBWarehouse(cfg.duckdb_path)
     assert wh.query("SELECT count(*) AS n FROM raw.leads")["n"][0] == 500
     assert wh.query("SELECT count(*) AS n FROM raw.email_events")["n"][0] > 100
