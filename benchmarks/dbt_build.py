@@ -12,6 +12,9 @@ Steps, each through the same Dagster jobs `crm-warehouse refresh` runs:
 2. ``--runs`` full builds (``dbt build --full-refresh``: every model, seed, snapshot and test);
 3. ``--days`` times: ``source advance --days 1``, an incremental ingest, then the incremental
    dbt build, timed. The reference is the full build measured in the same invocation.
+4. the floor, ``--runs`` times each: the transform job again with no new data, and one dbt process
+   that selects nothing (start, project load, partial parse): what a refresh costs however little
+   changed.
 Prints each sample and the medians; the ratio is incremental / full.
 """
 
@@ -91,12 +94,36 @@ def main() -> int:
         inc_dbt.append(dbt_elapsed())
         print(f"day {day + 1}: ingest {ingest_s:.1f} s, incremental build {inc[-1]:.1f} s, of which dbt's own run "
               f"{inc_dbt[-1]:.1f} s (as of {res.as_of})", flush=True)
+    # the floor: what any refresh of the models costs however little changed
+    same = []
+    for _ in range(args.runs):  # no new data at all: the transform job again
+        same.append(check(run_refresh(cfg, ingest=False), "unchanged build").seconds["transform"])
+    empty = [dbt_nothing(cfg) for _ in range(args.runs)]  # one dbt process that builds nothing
     f, n = statistics.median(full), statistics.median(inc)
     fd, nd = statistics.median(full_dbt), statistics.median(inc_dbt)
-    print(f"\n{args.target}: full build median {f:.1f} s, one-day incremental build median {n:.1f} s "
+    print(f"\n{args.target}: floor: the transform job with no new data {statistics.median(same):.1f} s "
+          f"= {100 * statistics.median(same) / f:.1f} % of the full build; a dbt process selecting nothing (start, "
+          f"parse, exit) {statistics.median(empty):.1f} s = {100 * statistics.median(empty) / f:.1f} %")
+    print(f"{args.target}: full build median {f:.1f} s, one-day incremental build median {n:.1f} s "
           f"= {100 * n / f:.1f} % of the full build (Dagster step: dbt process, parse, events)")
     print(f"{args.target}: dbt's own run: full {fd:.1f} s, incremental {nd:.1f} s = {100 * nd / fd:.1f} %")
     return 0
+
+
+def dbt_nothing(cfg) -> float:
+    """Wall time of `dbt build` selecting no node: process start, project load and partial parse."""
+    import os
+    import subprocess
+    import time
+
+    from orchestration.defs.dbt.project import PROFILES_DIR, ROOT, dbt_env, dbt_executable
+
+    env = {**os.environ, **dbt_env(cfg)}
+    t0 = time.perf_counter()
+    subprocess.run([dbt_executable(), "build", "--select", "tag:no_such_tag", "--quiet", "--project-dir", str(ROOT),
+                    "--profiles-dir", str(PROFILES_DIR), "--target-path", str(cfg.home / "dbt" / "target")],
+                   cwd=ROOT, env=env, check=True, capture_output=True)
+    return time.perf_counter() - t0
 
 
 if __name__ == "__main__":

@@ -9,6 +9,7 @@ import math
 import time
 import uuid
 
+import duckdb
 import polars as pl
 import psycopg
 import pytest
@@ -416,3 +417,41 @@ def test_dbt_docs_describe_every_mart_column_with_lineage(built):
 
     assert {"source.builddesk_crm.builddesk.deals", "source.builddesk_crm.builddesk.deal_stage_history"} <= \
         sources_of("model.builddesk_crm.pipeline_metrics")
+
+
+def test_dbt_docs_keep_the_catalog_while_the_warehouse_columns_are_unchanged(built, tmp_path):
+    """The catalogue (a dbt process reading every relation's columns) is regenerated only when the
+    warehouse's columns changed; otherwise the page is rebuilt from the new manifest and the kept catalogue."""
+    import dataclasses
+    import shutil
+
+    from orchestration.defs.dbt.project import generate_docs
+
+    cfg, _ = built["duckdb"]
+    target = cfg.home / "dbt" / "target"
+    out = tmp_path / "docs"
+    page, regenerated = generate_docs(cfg, target, out)
+    assert regenerated and (out / "catalog.fingerprint").exists()
+    catalog = (out / "catalog.json").read_text()
+    original = (target / "manifest.json").read_text()
+    manifest = json.loads(original)
+    manifest["metadata"]["invocation_id"] = "a-later-build"  # what the next build's manifest would carry
+    (target / "manifest.json").write_text(json.dumps(manifest))
+    try:
+        page, regenerated = generate_docs(cfg, target, out)
+    finally:
+        (target / "manifest.json").write_text(original)
+    assert not regenerated and (out / "catalog.json").read_text() == catalog
+    text = page.read_text()
+    assert "a-later-build" in text and "won_value / deals_won" in text and '"CATALOG.JSON INLINE DATA"' not in text
+    assert json.loads((out / "manifest.json").read_text())["metadata"]["invocation_id"] == "a-later-build"
+    # a column added to a mart: the catalogue is regenerated and shows it
+    db = tmp_path / "copy.duckdb"
+    shutil.copyfile(cfg.duckdb_path, db)
+    con = duckdb.connect(str(db))
+    con.execute("ALTER TABLE marts.dim_reps ADD COLUMN nickname VARCHAR")
+    con.close()
+    page, regenerated = generate_docs(dataclasses.replace(cfg, duckdb_path=db), target, out)
+    assert regenerated
+    nodes = json.loads((out / "catalog.json").read_text())["nodes"]
+    assert "nickname" in nodes["model.builddesk_crm.dim_reps"]["columns"]

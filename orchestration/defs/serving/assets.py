@@ -31,6 +31,7 @@ def bi_access(context: dg.AssetExecutionContext) -> dg.MaterializeResult:
 def dbt_docs(context: dg.AssetExecutionContext) -> dg.MaterializeResult:
     cfg = settings()
     target = cfg.home / "dbt" / "target"
-    path = generate_docs(cfg, target, cfg.home / "docs")
-    context.log.info(f"dbt docs: {path}")
-    return dg.MaterializeResult(metadata={"path": str(path)})
+    path, regenerated = generate_docs(cfg, target, cfg.home / "docs")
+    context.log.info(f"dbt docs: {path}" + ("" if regenerated else " (the warehouse's columns are unchanged: "
+                                                                  "catalogue kept, page rebuilt from the new manifest)"))
+    return dg.MaterializeResult(metadata={"path": str(path), "catalog_regenerated": regenerated})
