@@ -314,10 +314,13 @@ class Prefetch:
         return item
 
     def close(self) -> None:
+        import time
+
         self._finished = True
         self._stop.set()
-        while self._thread.is_alive():  # unblock a producer waiting on a full queue
-            try:
+        deadline = time.monotonic() + 30  # a producer inside a batch stops when the batch is read
+        while self._thread.is_alive() and time.monotonic() < deadline:
+            try:  # unblock a producer waiting on a full queue
                 self._q.get_nowait()
             except Exception:
                 pass

@@ -34,13 +34,15 @@ class Translator(DagsterDbtTranslator):
 
 
 @functools.cache
-def stateful_relations() -> list[tuple[str, str]]:
+def stateful_relations(full_refresh: bool = False) -> list[tuple[str, str]]:
     """(schema, table) of the nodes whose content carries over between builds: incremental models
-    and snapshots (what a PostgreSQL write–audit–publish build must start from)."""
+    and snapshots (what a PostgreSQL write–audit–publish build must start from). A full refresh
+    rebuilds the incremental models from raw: only the snapshots' history carries over."""
     manifest = json.loads(ensure_manifest().read_text())
     return sorted((n["schema"], n.get("alias") or n["name"]) for n in manifest["nodes"].values()
-                  if n["resource_type"] == "snapshot" or (n["resource_type"] == "model"
-                                                          and n["config"].get("materialized") == "incremental"))
+                  if n["resource_type"] == "snapshot" or (
+                      not full_refresh and n["resource_type"] == "model"
+                      and n["config"].get("materialized") == "incremental"))
 
 
 def _warehouse_url(cfg) -> str:
@@ -86,7 +88,7 @@ def dbt_models(context: dg.AssetExecutionContext, dbt: DbtCliResource):
         from ingest.postgres_server import connect
 
         pg = connect(_warehouse_url(cfg), autocommit=True)
-        copied = wap.pg_start(pg, stateful_relations())
+        copied = wap.pg_start(pg, stateful_relations(full_refresh="--full-refresh" in args))
         context.log.info(f"building into the shadow schemas *{wap.PG_SUFFIX}; carried over: {', '.join(copied) or 'none'}")
         env["CRM_SCHEMA_SUFFIX"] = wap.PG_SUFFIX
     events = []  # held back until the build is published: no materialization of a mart users cannot see
