@@ -435,7 +435,6 @@ class _Plan:
     params: tuple
     batches: object = None        # the started extraction (Prefetch)
     source_count: object = None   # Future of the source's row count, or None
-    error: BaseException | None = None
 
     def close(self) -> None:
         """Stop a started extraction that will not be loaded."""
