@@ -174,20 +174,17 @@ class PostgresSource:
                JOIN pg_attribute pa ON pa.attrelid = pc.oid AND pa.attnum = k.confkey[1]
                WHERE k.contype = 'f' AND k.confdeltype = 'c' AND cardinality(k.conkey) = 1)""",
             (schema, name)).fetchone()
-        rows = [tuple(c) for c in cols or []]
-        if not rows:
+        if not cols:
             raise SourceError(f"source table {schema}.{name} does not exist in {redact(self.url)}: "
                               "check CRM_SOURCE_URL points at the BuildDesk database")
-        pk = [(k,) for k in pk or []]
-        cascades = [tuple(c) for c in cascades or []]
         enforced = bool(pk)
-        if not pk and contract_key:
-            pk = [(k,) for k in contract_key]  # duplicates are then caught by the ingest gate's key rule
-        if not pk:
+        # without one, the contract's key stands in: duplicates are then caught by the gate's key rule
+        key = tuple(pk or contract_key)
+        if not key:
             raise SourceError(f"source table {schema}.{name} has no primary key: rows cannot be merged or "
                               "deletes detected; add a primary key to it")
-        return SourceTable(f"{schema}.{name}", tuple(Column(n, t) for n, t in rows), tuple(r[0] for r in pk),
-                           tuple((c, p, pc) for c, p, pc in cascades), enforced)
+        return SourceTable(f"{schema}.{name}", tuple(Column(n, t) for n, t in cols), key,
+                           tuple(tuple(c) for c in cascades or []), enforced)
 
     def business_clock(self):
         """The source's own clock when it declares one (the simulator's ``simulator.state``), else None."""

@@ -92,10 +92,14 @@ class TableResult:
 def ensure_ops(wh: Warehouse) -> None:
     if getattr(wh, "_ops_ready", False):
         return
+    from quality.check_results import CHECK_COLUMNS
+
     with wh.transaction():  # committed on its own: state tables exist even if the load fails
         create_table(wh, "ops.ingest_state", STATE_COLUMNS, ("table_name",))
         create_table(wh, "ops.ingest_batches", BATCH_COLUMNS, ("batch_id",))
-    wh._ops_ready = True
+        # here too, not in the table's transaction that records the first check rows (it may roll back)
+        create_table(wh, "ops.check_results", CHECK_COLUMNS, ())
+    wh._ops_ready = wh._check_results_ready = True
 
 
 def _target_type(wh: Warehouse, col: Column) -> str:
@@ -430,6 +434,7 @@ class _Plan:
     existing_columns: dict[str, str]
     quarantine_columns: dict[str, str]
     exists: bool                  # raw.<table> exists and is kept (not a --full-refresh)
+    cursor: object                # the stored watermark the extraction starts from (lookback aside), or None
     unresolved: bool
     where: str
     params: tuple
@@ -472,7 +477,8 @@ def _plan(wh: Warehouse, src: PostgresSource, spec: TableSpec, *, full_refresh: 
         dup = f"({k}) IN (SELECT {k} FROM {st.name} GROUP BY {k} HAVING count(*) > 1)"
         where = f"({where}) OR {dup}" if where else ""
         where = (where or "true") + f" ORDER BY {k}"
-    return _Plan(spec, st, state, tables, existing_columns, quarantine_columns, exists, unresolved, where, params)
+    return _Plan(spec, st, state, tables, existing_columns, quarantine_columns, exists, cursor, unresolved, where,
+                 params)
 
 
 def _start(plan: _Plan, wh: Warehouse, src: PostgresSource, *, only_quarantine: bool = False) -> _Plan:
@@ -516,7 +522,7 @@ def _ingest(wh: Warehouse, src: PostgresSource, spec: TableSpec, *, full_refresh
             if existing_columns and not exists:  # --full-refresh
                 wh.execute(f"DROP TABLE raw.{spec.raw}")
             previous = json.loads(state[0][1]) if state and exists else None
-            cursor = state[0][0] if state and exists and not full_refresh else None
+            cursor = plan.cursor
             if only_quarantine:
                 res.mode = "blocked"
             elif not exists:
@@ -532,9 +538,8 @@ def _ingest(wh: Warehouse, src: PostgresSource, spec: TableSpec, *, full_refresh
                 bulk.enter_context(_one_warehouse_thread(wh))
             quarantine_ready = False
             if ("quarantine", spec.raw) in tables:
-                for c, t in QUARANTINE_COLUMNS:  # columns added since the table was created
-                    if c not in plan.quarantine_columns:
-                        wh.execute(f"ALTER TABLE quarantine.{spec.raw} ADD COLUMN {c} {wh.sql_type(t)}")
+                # columns added since the table was created
+                create_table(wh, f"quarantine.{spec.raw}", QUARANTINE_COLUMNS, have=plan.quarantine_columns)
                 quarantine_ready = True
             names = [c.name for c in st.columns]
             cols = ", ".join(f'"{c}"' for c in names)
@@ -664,7 +669,7 @@ def _ingest(wh: Warehouse, src: PostgresSource, spec: TableSpec, *, full_refresh
             if not empty:
                 res.source_rows = source_count.result()
                 res.rows_deleted, res.rows_live, rows_deleted = _deletions(
-                    wh, src, spec, st, now, res.batch_id, res.source_rows, {t for sch, t in tables if sch == "raw"})
+                    wh, src, spec, st, now, res.batch_id, res.source_rows, raw_tables)
             else:
                 res.source_rows = res.rows_extracted  # a first load reads the whole table in one snapshot
             if quarantine_ready and (unresolved or res.rows_quarantined):

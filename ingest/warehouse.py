@@ -182,12 +182,14 @@ def table_columns(wh: "Warehouse", table: str) -> dict[str, str]:
 
 
 def create_table(wh: "Warehouse", table: str, columns: tuple[tuple[str, str], ...],
-                 primary_key: tuple[str, ...] = ()) -> None:
-    """Create ``table`` if missing (columns in DuckDB terms); add the columns an older version lacked."""
-    cols = ", ".join(f"{c} {wh.sql_type(t)}" for c, t in columns)
-    pk = f", PRIMARY KEY ({', '.join(primary_key)})" if primary_key else ""
-    wh.execute(f"CREATE TABLE IF NOT EXISTS {table} ({cols}{pk})")
-    have = table_columns(wh, table)
+                 primary_key: tuple[str, ...] = (), have: dict[str, str] | None = None) -> None:
+    """Create ``table`` if missing (columns in DuckDB terms); add the columns an older version lacked.
+    ``have``: the existing table's columns when the caller has read them already (no catalogue query)."""
+    if have is None:
+        cols = ", ".join(f"{c} {wh.sql_type(t)}" for c, t in columns)
+        pk = f", PRIMARY KEY ({', '.join(primary_key)})" if primary_key else ""
+        wh.execute(f"CREATE TABLE IF NOT EXISTS {table} ({cols}{pk})")
+        have = table_columns(wh, table)
     for c, t in columns:
         if c not in have:
             wh.execute(f"ALTER TABLE {table} ADD COLUMN {c} {wh.sql_type(t)}")
