@@ -250,8 +250,10 @@ class PostgresSource:
             f'JOIN {table.name} t ON t."{k}" BETWEEN r.lo AND r.hi', (lo, hi)).fetchall()
         return pa.table({k: pa.array([r[0] for r in rows], pa.string())})
 
-    def keys(self, table: SourceTable) -> pa.Table:
-        cols = ", ".join(f'"{k}"::text AS "{k}"' for k in table.primary_key)
+    def keys(self, table: SourceTable, *, as_text: bool = True) -> pa.Table:
+        """Every key of ``table``: as text, or (``as_text=False``) as the driver reads the columns
+        (a uuid arrives as Arrow's UUID extension type, 16 bytes instead of 36 characters)."""
+        cols = ", ".join(f'"{k}"::text AS "{k}"' if as_text else f'"{k}"' for k in table.primary_key)
         with self.adbc() as conn:
             cur = conn.cursor()
             try:

@@ -186,14 +186,15 @@ def expectations(table: str) -> list[dict]:
                                                   "AND p._deleted_at IS NULL)",
                             description=f"{column} references raw.{p}(id)", columns=[column],
                             condition=f"s.{column} IS NOT NULL AND NOT EXISTS (SELECT 1 FROM raw.{p} p "
-                                      f"WHERE p.id = s.{column} AND p._deleted_at IS NULL)"))
+                                      f"WHERE p.id = s.{column} AND p._deleted_at IS NULL)",
+                            parent=p))
     return _named(out)
 
 
 def _named(out: list[dict]) -> list[dict]:
     for e in out:
         # the gate's row-level SQL for a row-set expectation travels in meta (GE keeps the query)
-        for k in ("columns", "condition"):
+        for k in ("columns", "condition", "parent"):
             if k in e["kwargs"]:
                 e["meta"][k] = e["kwargs"].pop(k)
         e["meta"]["name"] = rule_name(e)
