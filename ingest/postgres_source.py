@@ -101,8 +101,9 @@ class PostgresSource:
         self._adbc_lock = threading.Condition()
         self._counter = None  # (connection, one-thread pool) for count_soon
         # ADBC connections take 40-250 ms to open (the driver reads the server's type catalogue): the
-        # two an ingest uses (one reading, one reading ahead or comparing keys) open on a thread now
-        self._warming = threading.Thread(target=self._warm, args=(2,), name="adbc-connect", daemon=True)
+        # three an ingest uses (two tables' extractions reading ahead, one comparing keys) open on a
+        # thread now
+        self._warming = threading.Thread(target=self._warm, args=(3,), name="adbc-connect", daemon=True)
         self._warming.start()
 
     def _warm(self, n: int) -> None:
