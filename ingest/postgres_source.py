@@ -155,37 +155,55 @@ class PostgresSource:
 
     def describe(self, table: str, contract_key: tuple[str, ...] = ()) -> SourceTable:
         """Columns, key and cascades of ``table``; ``contract_key`` stands in for a dropped PRIMARY KEY."""
-        schema, _, name = table.rpartition(".")
-        schema = schema or "public"
-        # one round trip: columns, primary key and ON DELETE CASCADE parents, each as JSON
-        cols, pk, cascades = self.conn.execute("""
-            WITH t AS (SELECT c.oid FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
-                       WHERE n.nspname = %s AND c.relname = %s)
-            SELECT
+        out = self.describe_many([table], {table: contract_key})[table]
+        if isinstance(out, Exception):
+            raise out
+        return out
+
+    def describe_many(self, tables: list[str], contract_keys: dict[str, tuple[str, ...]]
+                      ) -> dict[str, SourceTable | SourceError]:
+        """``describe`` for several tables in one round trip (an ingest run describes every table as
+        it begins); a table that cannot be described maps to its error."""
+        names = [(t.rpartition(".")[0] or "public", t.rpartition(".")[2]) for t in tables]
+        # one row per table: columns, primary key and ON DELETE CASCADE parents, each as JSON
+        rows = self.conn.execute("""
+            WITH w AS (SELECT * FROM unnest(%s::text[], %s::text[]) WITH ORDINALITY w(nspname, relname, ord)),
+            t AS (SELECT w.ord, c.oid FROM w JOIN pg_namespace n ON n.nspname = w.nspname
+                  JOIN pg_class c ON c.relnamespace = n.oid AND c.relname = w.relname)
+            SELECT w.ord,
               (SELECT json_agg(json_build_array(a.attname, format_type(a.atttypid, a.atttypmod)) ORDER BY a.attnum)
-               FROM pg_attribute a JOIN t ON a.attrelid = t.oid WHERE a.attnum > 0 AND NOT a.attisdropped),
-              (SELECT json_agg(a.attname ORDER BY u.ord) FROM pg_constraint k JOIN t ON k.conrelid = t.oid
+               FROM pg_attribute a WHERE a.attrelid = t.oid AND a.attnum > 0 AND NOT a.attisdropped),
+              (SELECT json_agg(a.attname ORDER BY u.ord) FROM pg_constraint k
                JOIN LATERAL unnest(k.conkey) WITH ORDINALITY u(attnum, ord) ON true
-               JOIN pg_attribute a ON a.attrelid = t.oid AND a.attnum = u.attnum WHERE k.contype = 'p'),
+               JOIN pg_attribute a ON a.attrelid = t.oid AND a.attnum = u.attnum
+               WHERE k.conrelid = t.oid AND k.contype = 'p'),
               (SELECT json_agg(json_build_array(a.attname, pn.nspname || '.' || pc.relname, pa.attname)
                                ORDER BY a.attname)
-               FROM pg_constraint k JOIN t ON k.conrelid = t.oid
+               FROM pg_constraint k
                JOIN pg_class pc ON pc.oid = k.confrelid JOIN pg_namespace pn ON pn.oid = pc.relnamespace
                JOIN pg_attribute a ON a.attrelid = t.oid AND a.attnum = k.conkey[1]
                JOIN pg_attribute pa ON pa.attrelid = pc.oid AND pa.attnum = k.confkey[1]
-               WHERE k.contype = 'f' AND k.confdeltype = 'c' AND cardinality(k.conkey) = 1)""",
-            (schema, name)).fetchone()
-        if not cols:
-            raise SourceError(f"source table {schema}.{name} does not exist in {redact(self.url)}: "
-                              "check CRM_SOURCE_URL points at the BuildDesk database")
-        enforced = bool(pk)
-        # without one, the contract's key stands in: duplicates are then caught by the gate's key rule
-        key = tuple(pk or contract_key)
-        if not key:
-            raise SourceError(f"source table {schema}.{name} has no primary key: rows cannot be merged or "
-                              "deletes detected; add a primary key to it")
-        return SourceTable(f"{schema}.{name}", tuple(Column(n, t) for n, t in cols), key,
-                           tuple(tuple(c) for c in cascades or []), enforced)
+               WHERE k.conrelid = t.oid AND k.contype = 'f' AND k.confdeltype = 'c' AND cardinality(k.conkey) = 1)
+            FROM w LEFT JOIN t ON t.ord = w.ord""",
+            ([n[0] for n in names], [n[1] for n in names])).fetchall()
+        found = {int(ord_): (cols, pk, cascades) for ord_, cols, pk, cascades in rows}
+        out: dict[str, SourceTable | SourceError] = {}
+        for i, (table, (schema, name)) in enumerate(zip(tables, names), start=1):
+            cols, pk, cascades = found.get(i, (None, None, None))
+            if not cols:
+                out[table] = SourceError(f"source table {schema}.{name} does not exist in {redact(self.url)}: "
+                                         "check CRM_SOURCE_URL points at the BuildDesk database")
+                continue
+            enforced = bool(pk)
+            # without one, the contract's key stands in: duplicates are then caught by the gate's key rule
+            key = tuple(pk or contract_keys.get(table, ()))
+            if not key:
+                out[table] = SourceError(f"source table {schema}.{name} has no primary key: rows cannot be merged "
+                                         "or deletes detected; add a primary key to it")
+                continue
+            out[table] = SourceTable(f"{schema}.{name}", tuple(Column(n, t) for n, t in cols), key,
+                                     tuple(tuple(c) for c in cascades or []), enforced)
+        return out
 
     def business_clock(self):
         """The source's own clock when it declares one (the simulator's ``simulator.state``), else None."""

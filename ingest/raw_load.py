@@ -283,6 +283,10 @@ def ingest_tables(wh: Warehouse, src: PostgresSource, specs: list[TableSpec] | t
     clock = src.business_clock()  # one run, one time: what "not after the run time" compares with
     ensure_ops(wh)
     snap = _snapshot(wh)
+    from quality.contract import contract_tables
+
+    snap.source_tables = src.describe_many(
+        [s.source for s in order], {s.source: contract_tables().get(s.raw, {}).get("key", ()) for s in order})
     failed: set[str] = set()
     ahead_plans: dict[str, _Plan | Exception] = {}
 
@@ -485,7 +489,11 @@ def _plan(wh: Warehouse, src: PostgresSource, spec: TableSpec, *, full_refresh: 
           only_quarantine: bool = False, snapshot: "_Snapshot | None" = None) -> _Plan:
     from quality.contract import contract_tables
 
-    st = src.describe(spec.source, contract_key=contract_tables().get(spec.raw, {}).get("key", ()))
+    st = snapshot.source_tables.get(spec.source) if snapshot is not None else None
+    if st is None:
+        st = src.describe(spec.source, contract_key=contract_tables().get(spec.raw, {}).get("key", ()))
+    elif isinstance(st, Exception):
+        raise st
     if snapshot is not None and snapshot.covers(spec.raw):
         state = snapshot.states.get(spec.raw, [])
         tables, sizes = snapshot.tables, snapshot.sizes
@@ -777,8 +785,9 @@ def _catalog(wh: Warehouse, table: str
 
 @dataclass
 class _Snapshot:
-    """The catalogue, the ingest state and the quarantine's open rows as a run begins: three queries
-    for the run instead of three per table (each 1-3 ms of DuckDB planning, 26 tables).
+    """The catalogue, the ingest state, the quarantine's open rows and the source's table descriptions
+    as a run begins: four queries for the run instead of four per table (each 1-3 ms, 26 tables).
+    A column added to the source during the run is extracted by the next run.
 
     A table's own entries (its state row, its raw and quarantine columns, its open quarantine rows)
     change only through its own load, which a run makes once, after planning it; so they stay true
@@ -790,6 +799,8 @@ class _Snapshot:
     sizes: dict[str, int]
     states: dict[str, list[tuple]]
     unresolved: dict[str, bool]
+    # the source tables as the run began, described in one round trip (or the error describing one)
+    source_tables: dict[str, SourceTable | Exception] = field(default_factory=dict)
 
     def covers(self, table: str) -> bool:
         return all(("raw", t) in self.tables for t in (table, *table_deps(table)))
