@@ -292,6 +292,39 @@ def test_ge_suite_agrees_with_the_compiled_gate(gate_source):
     assert len(compared) >= 5
 
 
+def test_reference_rules_narrowed_to_the_batch_flag_the_same_rows():
+    """An incremental run reads a large parent through the batch's keys (``Gate.flagged(narrow=)``):
+    the same rows fail as with the plain rule (a missing parent, a parent flagged deleted), also
+    when the batch's column is text and the parent's key a UUID (a column widened by drift)."""
+    import duckdb
+
+    from quality.gate import compile_gate
+
+    live, gone, absent = (str(uuid.uuid4()) for _ in range(3))
+    con = duckdb.connect()
+    con.execute("CREATE SCHEMA raw")
+    con.execute("CREATE TABLE raw.leads (id UUID, _deleted_at TIMESTAMPTZ)")
+    con.execute("INSERT INTO raw.leads SELECT gen_random_uuid(), NULL FROM range(5000)")
+    con.execute("INSERT INTO raw.leads VALUES (?, NULL), (?, now())", (live, gone))
+    cols = ["id", "lead_id", "activity_type", "created_at"]
+    gate = compile_gate("duckdb", "lead_activities", cols, run_at=dt.datetime.now(dt.timezone.utc),
+                        existing={"leads", "lead_activities"})
+    rule = next(i for i, r in enumerate(gate.rules) if r.name == "reference:lead_id")
+    for lead_type in ("UUID", "VARCHAR"):
+        con.execute(f"CREATE OR REPLACE TEMP TABLE batch (id UUID, lead_id {lead_type}, activity_type VARCHAR, "
+                    "created_at TIMESTAMPTZ)")
+        con.execute("INSERT INTO batch VALUES (gen_random_uuid(), ?, 'page_view', now()), "
+                    "(gen_random_uuid(), ?, 'page_view', now()), (gen_random_uuid(), ?, 'page_view', now()), "
+                    "(gen_random_uuid(), NULL, 'page_view', now())", (live, gone, absent))
+        flags = {}
+        for narrow in ((), {"leads"}):
+            flagged = gate.flagged("batch", narrow=narrow)
+            assert ("SEMI JOIN" in flagged) == bool(narrow)
+            flags[bool(narrow)] = dict(con.execute(
+                f"SELECT CAST(lead_id AS VARCHAR), _f{rule} FROM {flagged} x").fetchall())
+        assert flags[True] == flags[False] == {live: False, gone: True, absent: True, None: False}, lead_type
+
+
 def test_a_blocked_refresh_names_the_table_and_leaves_the_marts(pg_server, workdir, monkeypatch, capsys):
     from crm_warehouse.cli import main
     from crm_warehouse.pipeline import run_refresh
