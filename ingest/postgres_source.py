@@ -335,6 +335,12 @@ class Prefetch:
             raise item
         return item
 
+    def drained(self) -> bool:
+        """The extraction has been read to its end: what is left is only the end marker (the query is
+        over and its connection back in the pool)."""
+        with self._q.mutex:
+            return len(self._q.queue) == 1 and self._q.queue[0] is self._done
+
     def close(self) -> None:
         import time
 
