@@ -99,7 +99,7 @@ class PostgresSource:
         self._adbc_free: list = []   # ADBC connections not in use (an extraction holds one while it reads)
         self._adbc_all: list = []
         self._adbc_lock = threading.Condition()
-        self._counter = None  # (connection, one-thread pool) for count_soon
+        self._counter = None  # (future of a connection, one-thread pool) for count_soon
         # ADBC connections take 40-250 ms to open (the driver reads the server's type catalogue, ~80 ms
         # of CPU here): the first extraction's opens on a thread now; more open when first needed,
         # mostly inside the extraction threads (``prefetched``) where nothing waits for them. Warming
@@ -127,9 +127,10 @@ class PostgresSource:
         self._warming.join()
         self.conn.close()
         if self._counter is not None:
-            conn, pool = self._counter
+            opened, pool = self._counter
             pool.shutdown(wait=True)
-            conn.close()
+            if opened.exception() is None:
+                opened.result().close()
             self._counter = None
         for c in self._adbc_all:
             c.close()
@@ -152,7 +153,8 @@ class PostgresSource:
             yield conn
         finally:
             with self._adbc_lock:
-                self._adbc_free.append(conn)
+                if conn in self._adbc_all:  # not closed by its user
+                    self._adbc_free.append(conn)
 
     def describe(self, table: str, contract_key: tuple[str, ...] = ()) -> SourceTable:
         """Columns, key and cascades of ``table``; ``contract_key`` stands in for a dropped PRIMARY KEY."""
@@ -214,44 +216,85 @@ class PostgresSource:
         row = self.conn.execute("SELECT max(clock) FROM simulator.state").fetchone()
         return row[0] if row else None
 
-    def batches(self, table: SourceTable, where: str = "", params: tuple = (), native: bool = False
-                ) -> Iterator[pa.RecordBatch]:
-        """The table's rows (optionally filtered) as Arrow record batches, streamed."""
+    def batches(self, table: SourceTable, where: str = "", params: tuple = (), native: bool = False,
+                counted: "SnapshotCount | None" = None) -> Iterator[pa.RecordBatch]:
+        """The table's rows (optionally filtered) as Arrow record batches, streamed.
+
+        ``counted``: a count started earlier (``count_in_snapshot``); the rows are read in its snapshot."""
         cols = ", ".join(c.select_expr(native) for c in table.columns)
         sql = f"SELECT {cols} FROM {table.name}" + (f" WHERE {where}" if where else "")
         with self.adbc() as conn:
             cur = conn.cursor()
+            in_tx = False
             try:
+                if counted is not None:
+                    snapshot = counted.snapshot()
+                    cur.execute("BEGIN TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+                    in_tx = True
+                    cur.execute(f"SET TRANSACTION SNAPSHOT '{snapshot}'")
+                    counted.release()  # imported: the exporting transaction may end
                 cur.adbc_statement.set_options(**{"adbc.postgresql.batch_size_hint_bytes": str(BATCH_BYTES)})
                 cur.execute(sql, params or None)
                 for batch in cur.fetch_record_batch():
                     if batch.num_rows:
                         yield batch
             finally:
+                if counted is not None:
+                    counted.release()
+                broken = False
+                if in_tx:
+                    try:
+                        cur.execute("ROLLBACK")  # read only: nothing to commit
+                    except Exception:
+                        broken = True
                 cur.close()
+                if broken:  # e.g. a stream stopped half-read: the connection is not reused
+                    with self._adbc_lock:
+                        self._adbc_all.remove(conn)
+                    conn.close()
+
+    def _count_pool(self):
+        """(future of the count connection, its one-thread pool): the connection opens on the pool's
+        thread, so a run that calls ``prepare_counts`` first does not wait for it (40-130 ms)."""
+        from concurrent.futures import ThreadPoolExecutor
+
+        if self._counter is None:
+            def open_counter():
+                conn = connect(self.url, autocommit=True)
+                # serial scans: a parallel count of 3.5 M rows of lead_activities takes 0.1 s on three
+                # processes; in the background of a run that shares 2 cores a serial one costs less CPU
+                # (the counts of a medium-tier run: 0.41 s serial against 0.49 s parallel, measured)
+                conn.execute("SET max_parallel_workers_per_gather = 0")
+                return conn
+
+            pool = ThreadPoolExecutor(1, thread_name_prefix="count")
+            self._counter = (pool.submit(open_counter), pool)
+        return self._counter
+
+    def prepare_counts(self) -> None:
+        """Start opening the connection ``count_soon`` uses, in the background."""
+        self._count_pool()
 
     def count_soon(self, table: SourceTable):
         """The table's row count, started now on a connection and thread of its own; ``.result()`` gives it.
 
-        The count of a multi-million-row table is a scan on the server (serial: see below): started
-        before the extraction, it runs while the rows are read and merged instead of after.
+        The count of a multi-million-row table is a scan on the server (serial: see ``_count_pool``):
+        started before the extraction, it runs while the rows are read and merged instead of after.
         """
-        from concurrent.futures import ThreadPoolExecutor
+        opened, pool = self._count_pool()
+        return pool.submit(lambda: int(opened.result().execute(f"SELECT count(*) FROM {table.name}").fetchone()[0]))
 
-        if self._counter is None:
-            self._counter = (connect(self.url, autocommit=True), ThreadPoolExecutor(1, thread_name_prefix="count"))
-            # serial scans: a parallel count of 3.5 M rows of lead_activities takes 0.1 s on three
-            # processes; in the background of a run that shares 2 cores a serial one costs less CPU
-            # (the counts of a medium-tier run: 0.41 s serial against 0.49 s parallel, measured)
-            self._counter[0].execute("SET max_parallel_workers_per_gather = 0")
-        conn, pool = self._counter
-        return pool.submit(lambda: int(conn.execute(f"SELECT count(*) FROM {table.name}").fetchone()[0]))
+    def count_in_snapshot(self, table: SourceTable) -> "SnapshotCount":
+        """The table's row count, started now on a connection of its own, in a transaction whose
+        snapshot the table's extraction reads in later (``batches(counted=)``): the count and the
+        rows extracted are of one moment, however long before the extraction the count began."""
+        return SnapshotCount(self.url, table.name)
 
     def prefetched(self, table: SourceTable, where: str = "", params: tuple = (), native: bool = False,
-                   depth: int = 2) -> "Prefetch":
+                   depth: int = 2, counted: "SnapshotCount | None" = None) -> "Prefetch":
         """``batches`` read ahead on a thread started now (at most ``depth`` batches waiting), so
         extraction and loading overlap: ADBC and DuckDB both release the GIL while they work."""
-        return Prefetch(self.batches(table, where, params, native), depth, f"extract-{table.name}")
+        return Prefetch(self.batches(table, where, params, native, counted), depth, f"extract-{table.name}")
 
     def key_buckets(self, table: SourceTable, chars: int) -> dict[str, int]:
         """Row count per key-text prefix of ``chars`` characters (single-column keys)."""
@@ -285,6 +328,55 @@ class PostgresSource:
                 return cur.fetch_arrow_table()
             finally:
                 cur.close()
+
+
+class SnapshotCount:
+    """A row count running on a thread and connection of its own inside a REPEATABLE READ, READ ONLY
+    transaction that exports its snapshot (``pg_export_snapshot``). The transaction stays open until
+    ``release()`` (the extraction has imported the snapshot, or will not run), so an import never
+    finds it gone. ``result()`` gives the count, like a Future's."""
+
+    HOLD_SECONDS = 600.0  # an exporter never released (a caller that died) ends by itself
+
+    def __init__(self, url: str, table: str) -> None:
+        import threading
+        from concurrent.futures import Future
+
+        self._snapshot: Future = Future()
+        self._count: Future = Future()
+        self._released = threading.Event()
+
+        def run() -> None:
+            conn = None
+            try:
+                conn = connect(url)  # not autocommit: the statements below share one transaction
+                conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+                conn.execute("SET LOCAL max_parallel_workers_per_gather = 0")  # as ``count_soon``'s
+                self._snapshot.set_result(conn.execute("SELECT pg_export_snapshot()").fetchone()[0])
+                self._count.set_result(int(conn.execute(f"SELECT count(*) FROM {table}").fetchone()[0]))
+                self._released.wait(self.HOLD_SECONDS)
+            except BaseException as err:
+                for f in (self._snapshot, self._count):
+                    if not f.done():
+                        f.set_exception(err)
+            finally:
+                if conn is not None:
+                    conn.close()  # ends the read-only transaction
+
+        threading.Thread(target=run, name=f"count-{table}", daemon=True).start()
+
+    def snapshot(self) -> str:
+        return self._snapshot.result()
+
+    def result(self, timeout: float | None = None) -> int:
+        return self._count.result(timeout)
+
+    def release(self) -> None:
+        self._released.set()
+
+    def cancel(self) -> bool:
+        self.release()
+        return False
 
 
 class Prefetch:

@@ -157,16 +157,25 @@ def moving_source(pg_server, workdir):
     return make_source(pg_server, workdir, "moving_source", seed=31)
 
 
-def test_incremental_after_advance_equals_full_refresh(make_wh, moving_source):
+def test_incremental_after_advance_equals_full_refresh(make_wh, moving_source, monkeypatch):
+    import ingest.raw_load as raw_load
     from ingest.simulator import advance
 
     cfg, url = moving_source
     inc = make_wh()
-    ingest_all(inc, url)
+    first = ingest_all(inc, url)
+    # the largest table's count starts as the run begins, in a snapshot its extraction shares (as
+    # lead_activities' does on the medium tier)
+    largest = max(first, key=lambda t: first[t].rows_live)
+    monkeypatch.setattr(raw_load, "EARLY_COUNT_ROWS", first[largest].rows_live)
+    early: list[str] = []
+    real = PostgresSource.count_in_snapshot
+    monkeypatch.setattr(PostgresSource, "count_in_snapshot", lambda self, t: early.append(t.name) or real(self, t))
     before_keys = set(raw_rows(inc, "leads", ["email"]))
     watermark = inc.query("SELECT max(updated_at) AS w FROM raw.leads")["w"][0]
     counts = advance.advance(url, cfg.email_events_dir, days=2)
     results = ingest_all(inc, url)
+    assert early == [BY_RAW[largest].source]
     full = make_wh()
     ingest_all(full, url)
     for s in SPECS:
@@ -185,6 +194,32 @@ def test_incremental_after_advance_equals_full_refresh(make_wh, moving_source):
                      if inc.kind == "duckdb" else
                      "SELECT count(*) AS n FROM raw.leads WHERE 'enriched' = ANY(tags) AND updated_at < ?", (watermark,))
     assert late["n"][0] > 0
+
+
+def test_an_early_count_and_its_extraction_read_one_snapshot(moving_source):
+    """``count_in_snapshot``: rows committed between the count and the extraction are in neither, so
+    the counts can be compared exactly however early the count began."""
+    url = moving_source[1]
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute("CREATE TABLE public.snapshot_probe (id int PRIMARY KEY, note text)")
+        conn.execute("INSERT INTO public.snapshot_probe SELECT g, 'before' FROM generate_series(1, 50) g")
+    src = PostgresSource(url)
+    try:
+        st = src.describe("public.snapshot_probe")
+        counted = src.count_in_snapshot(st)
+        assert counted.result(timeout=30) == 50
+        with psycopg.connect(url, autocommit=True) as conn:  # committed after the count, before the read
+            conn.execute("INSERT INTO public.snapshot_probe SELECT g, 'after' FROM generate_series(51, 60) g")
+            conn.execute("DELETE FROM public.snapshot_probe WHERE id <= 5")
+        rows = [r for b in src.prefetched(st, counted=counted) for r in b.to_pylist()]
+        assert len(rows) == 50 and {r["note"] for r in rows} == {"before"} and min(r["id"] for r in rows) == 1
+        # the connection went back to the pool out of the transaction: a plain read sees the present
+        rows = [r for b in src.batches(st) for r in b.to_pylist()]
+        assert len(rows) == 55 and {r["id"] for r in rows} == set(range(6, 61))
+    finally:
+        src.close()
+        with psycopg.connect(url, autocommit=True) as conn:
+            conn.execute("DROP TABLE public.snapshot_probe")
 
 
 @pytest.mark.parametrize("bucket_min_rows", [0, 10**12], ids=["key-buckets", "all-keys"])
