@@ -284,7 +284,8 @@ def ingest_tables(wh: Warehouse, src: PostgresSource, specs: list[TableSpec] | t
     running: its plan (cursor, retry keys; read-only) is made and its query started as soon as the
     current table's extraction has been read to its end, so the source's query time (a sequential
     scan where the cursor column has no index, the ADBC round trips) overlaps the warehouse's work;
-    in an incremental run the table after it starts then too (``READ_AHEAD``).
+    in an incremental run the table after it starts then too (``READ_AHEAD``). A table whose count
+    starts as the run begins (``EARLY_COUNT_ROWS``) comes as late as the tables reading it allow.
     """
     order = _parents_first(list(specs))
     if not full_refresh:
@@ -305,6 +306,9 @@ def ingest_tables(wh: Warehouse, src: PostgresSource, specs: list[TableSpec] | t
             if (isinstance(st, SourceTable) and snap.covers(s.raw) and s.raw in snap.states
                     and snap.live.get(s.raw, 0) >= EARLY_COUNT_ROWS):
                 early[s.raw] = src.count_in_snapshot(st)
+        # ... and those tables go as late as the tables that read them allow, so the count (0.27 s
+        # for lead_activities on the medium tier) is done before their turn
+        order = _parents_first([s for s in order if s.raw not in early] + [s for s in order if s.raw in early])
 
     def start(spec: TableSpec) -> _Plan | Exception:
         counted = early.pop(spec.raw, None)
