@@ -26,6 +26,7 @@ import contextlib
 from dataclasses import dataclass
 from typing import Iterator
 
+import psycopg
 import pyarrow as pa
 
 from ingest.config import redact
@@ -256,8 +257,8 @@ class PostgresSource:
             cur = conn.cursor()
             in_tx = False
             try:
-                if counted is not None:
-                    snapshot = counted.snapshot()
+                snapshot = counted.snapshot() if counted is not None else None
+                if snapshot is not None:
                     cur.execute("BEGIN TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
                     in_tx = True
                     cur.execute(f"SET TRANSACTION SNAPSHOT '{snapshot}'")
@@ -397,8 +398,12 @@ class SnapshotCount:
             try:
                 conn = connect(url)  # not autocommit: the statements below share one transaction
                 conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+                try:
+                    self._snapshot.set_result(conn.execute("SELECT pg_export_snapshot()").fetchone()[0])
+                except psycopg.Error:  # a server that cannot export one: the count stands alone, as
+                    conn.rollback()    # ``count_soon``'s does
+                    self._snapshot.set_result(None)
                 conn.execute("SET LOCAL max_parallel_workers_per_gather = 0")  # as ``count_soon``'s
-                self._snapshot.set_result(conn.execute("SELECT pg_export_snapshot()").fetchone()[0])
                 self._count.set_result(int(conn.execute(f"SELECT count(*) FROM {table}").fetchone()[0]))
                 self._released.wait(self.HOLD_SECONDS)
             except BaseException as err:
@@ -411,7 +416,8 @@ class SnapshotCount:
 
         threading.Thread(target=run, name=f"count-{table}", daemon=True).start()
 
-    def snapshot(self) -> str:
+    def snapshot(self) -> str | None:
+        """The exported snapshot's name (None: the server could not export one)."""
         return self._snapshot.result()
 
     def result(self, timeout: float | None = None) -> int:
