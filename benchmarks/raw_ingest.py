@@ -15,12 +15,14 @@ References:
 With ``--advance``, one simulated day is added to the source (``source advance --days 1``) after
 the full runs, then an incremental run is timed on the last full run's warehouse; repeated
 ``--runs`` times (a new simulated day each time), median against the median full ingest.
-Peak RSS of this process is sampled every 50 ms. Prints medians.
+Peak RSS of this process is sampled every 50 ms. Every timed step starts after ``os.sync()`` and a
+second's pause, so the files the previous step wrote are not flushed during it. Prints medians.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import shutil
 import statistics
 import tempfile
@@ -34,6 +36,13 @@ from ingest.postgres_source import PostgresSource
 from ingest.raw_load import ingest_tables
 from ingest.tables import SPECS
 from ingest.warehouse import DuckDBWarehouse
+
+
+def _settle() -> None:
+    """Before each timed step: the previous step's written files (a 1.5 GB warehouse, dlt's files)
+    reach the disk first, so their writeback does not land on whichever step runs next."""
+    os.sync()
+    time.sleep(1)
 
 
 def copy_drain(url: str) -> tuple[float, int]:
@@ -88,7 +97,7 @@ def connectorx_tables(url: str) -> list[str]:
     return [s.raw for s in SPECS if s.source.startswith("public.") and s.raw not in bad]
 
 
-def dlt_ingest(url: str, work: Path, tables: list[str]) -> float | None:
+def dlt_ingest(url: str, work: Path, tables: list[str], run: int = 0) -> float | None:
     try:
         import dlt
         from dlt.sources.sql_database import sql_database
@@ -106,8 +115,11 @@ def dlt_ingest(url: str, work: Path, tables: list[str]) -> float | None:
     cx_url = f"postgresql://{auth}{quote(host, safe='')}{port}{parts.path}"
     sa_url = f"postgresql+psycopg2://{auth}{parts.hostname or ''}{port}{parts.path}" + (
         f"?host={host}" if host.startswith("/") else "")
-    pipe = dlt.pipeline(pipeline_name=f"bench{time.monotonic_ns()}", destination=dlt.destinations.duckdb(str(work / "dlt.duckdb")),
+    # a new DuckDB file each run, as ours gets (loading into the last run's file would grow it)
+    pipe = dlt.pipeline(pipeline_name=f"bench{time.monotonic_ns()}",
+                        destination=dlt.destinations.duckdb(str(work / f"dlt{run}.duckdb")),
                         dataset_name="raw", pipelines_dir=str(work / "dlt_pipelines"))
+    _settle()
     t0 = time.perf_counter()
     pipe.run(sql_database(sa_url, schema="public", table_names=tables, backend="connectorx",
                           backend_kwargs={"conn": cx_url}))
@@ -126,12 +138,19 @@ def main() -> None:
         runs = []
         cx_tables = connectorx_tables(args.source_url)
         for i in range(args.runs):
+            _settle()
             copy_s, nbytes = copy_drain(args.source_url)
+            if i:
+                (work / f"run{i - 1}.duckdb").unlink()  # only the last run's file is kept (--advance)
             db = work / f"run{i}.duckdb"
+            _settle()
             ingest_s, rows, rss, per_table, gate_s, close_s = full_ingest(args.source_url, db)
             dlt_s = ours_same = None
             if args.dlt:
-                dlt_s = dlt_ingest(args.source_url, work, cx_tables)
+                dlt_s = dlt_ingest(args.source_url, work, cx_tables, i)
+                (work / f"dlt{i}.duckdb").unlink(missing_ok=True)
+                shutil.rmtree(work / "dlt_pipelines", ignore_errors=True)
+                _settle()
                 ours_same = full_ingest(args.source_url, work / f"same{i}.duckdb", cx_tables)[0]
                 (work / f"same{i}.duckdb").unlink()
             runs.append({"copy": copy_s, "ingest": ingest_s, "rss": rss, "dlt": dlt_s, "ours_same": ours_same,
@@ -161,6 +180,7 @@ def main() -> None:
             samples, closes = [], []
             for i in range(args.runs):  # each sample: one more simulated day, then an incremental run
                 advance(args.source_url, settings().email_events_dir, days=1)
+                _settle()
                 wh, src = DuckDBWarehouse(last), PostgresSource(args.source_url)
                 t0 = time.perf_counter()
                 results = [r for _, r in _ingest_all(wh, src)]
