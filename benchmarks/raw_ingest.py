@@ -150,6 +150,7 @@ def main() -> None:
                 dlt_s = dlt_ingest(args.source_url, work, cx_tables, i)
                 (work / f"dlt{i}.duckdb").unlink(missing_ok=True)
                 shutil.rmtree(work / "dlt_pipelines", ignore_errors=True)
+            if dlt_s:  # ours on the same tables, timed as dlt is
                 _settle()
                 ours_same = full_ingest(args.source_url, work / f"same{i}.duckdb", cx_tables)[0]
                 (work / f"same{i}.duckdb").unlink()

@@ -269,16 +269,14 @@ def table_deps(table: str) -> tuple[str, ...]:
 # the table's turn came near, the run waited ~0.1 s for it (1.28 s against 1.39 s, medians of 7).
 EARLY_COUNT_ROWS = 1_000_000
 
-# Tables whose extraction runs while a table merges: the next one always; in an incremental run the
-# one after it too (a source query that scans a table for its cursor, ~0.1 s for 0.6 M rows of
-# email_sends, then starts two merges early).
+# Tables whose extraction runs while a table merges: the next two. In an incremental run a source
+# query that scans a table for its cursor (~0.1 s for 0.6 M rows of email_sends) then starts two
+# merges early. In a first load, while a large table's last row groups are compressed and committed
+# on one core, the next ones' decoding fills the other: medium tier, full ingest 13.5 s against
+# 14.05 s reading one ahead (medians of 5, interleaved). Each extraction ahead holds at most its
+# queue (two batches of <= 64 MB) and the one decoding. A table planned before a table it reads was
+# loaded reads the catalogue again at its turn (``_ingest``), so its gate checks every reference rule.
 READ_AHEAD = 2
-# First loads too: while a large table's last row groups are compressed and committed on one
-# core, the next ones' decoding fills the other. Medium tier, full ingest: 13.5 s against 14.05 s
-# reading one ahead (medians of 5, interleaved). Each extraction ahead holds at most its queue (two
-# batches of <= 64 MB) and the one decoding. A table planned before a table it reads was loaded
-# reads the catalogue again at its turn (``_ingest``), so its gate checks every reference rule.
-FIRST_READ_AHEAD = 2
 
 
 def ingest_tables(wh: Warehouse, src: PostgresSource, specs: list[TableSpec] | tuple[TableSpec, ...], *,
@@ -292,7 +290,7 @@ def ingest_tables(wh: Warehouse, src: PostgresSource, specs: list[TableSpec] | t
     running: its plan (cursor, retry keys; read-only) is made and its query started as soon as the
     current table's extraction has been read to its end, so the source's query time (a sequential
     scan where the cursor column has no index, the ADBC round trips) overlaps the warehouse's work;
-    the table after it starts then too (``READ_AHEAD``, ``FIRST_READ_AHEAD``). A table whose count
+    the table after it starts then too (``READ_AHEAD``). A table whose count
     starts as the run begins (``EARLY_COUNT_ROWS``) comes as late as the tables reading it allow.
     """
     order = _parents_first(list(specs))
@@ -346,10 +344,8 @@ def ingest_tables(wh: Warehouse, src: PostgresSource, specs: list[TableSpec] | t
                 continue
 
             def ahead(i: int = i) -> None:
-                for j in range(i + 1, min(i + 1 + max(READ_AHEAD, FIRST_READ_AHEAD), len(order))):
+                for j in range(i + 1, min(i + 1 + READ_AHEAD, len(order))):
                     nxt = order[j].raw
-                    if j > i + (FIRST_READ_AHEAD if full_refresh or not snap.covers(nxt) else READ_AHEAD):
-                        break
                     if nxt not in ahead_plans and not any(p in failed for p in table_deps(nxt)):
                         ahead_plans[nxt] = start(order[j])
 
