@@ -57,6 +57,11 @@ class DuckDBWarehouse:
                 "again. Nothing was changed.") from None
         self.con.execute("SET TimeZone = 'UTC'")
         self.con.execute("SET enable_progress_bar = false")
+        # A bulk INSERT writes each full row group (122,880 rows) to the file as it fills, not five at
+        # a time (DuckDB's default): the compression runs while the next batch is extracted instead of
+        # stalling the table's last INSERT, and less is held in memory. email_sends alone (659 k rows):
+        # 3.5-3.7 s against 4.0-4.2 s (its last batch took 1.0 s to insert, the others 0.18 s).
+        self.con.execute("SET write_buffer_row_group_count = 1")
         for s in SCHEMAS:
             self.con.execute(f"CREATE SCHEMA IF NOT EXISTS {s}")
 
