@@ -100,6 +100,7 @@ class SourceTable:
     # (column, parent table schema-qualified, parent column) of foreign keys with ON DELETE CASCADE
     cascades_from: tuple[tuple[str, str, str], ...] = ()
     key_enforced: bool = True  # False: the source lost its PRIMARY KEY and the contract's key is used
+    bytes: int = 0             # the table's size on the source's disk as described (orders first loads)
 
 
 BATCH_BYTES = 64 * 1024 * 1024  # ADBC batch size hint: bounds memory per batch, not per table
@@ -201,7 +202,7 @@ class PostgresSource:
         # one row per table: columns, primary key and ON DELETE CASCADE parents, each as JSON
         rows = self.conn.execute("""
             WITH w AS (SELECT * FROM unnest(%s::text[], %s::text[]) WITH ORDINALITY w(nspname, relname, ord)),
-            t AS (SELECT w.ord, c.oid FROM w JOIN pg_namespace n ON n.nspname = w.nspname
+            t AS (SELECT w.ord, c.oid, pg_relation_size(c.oid) AS bytes FROM w JOIN pg_namespace n ON n.nspname = w.nspname
                   JOIN pg_class c ON c.relnamespace = n.oid AND c.relname = w.relname)
             SELECT w.ord,
               (SELECT json_agg(json_build_array(a.attname, format_type(a.atttypid, a.atttypmod)) ORDER BY a.attnum)
@@ -217,12 +218,14 @@ class PostgresSource:
                JOIN pg_attribute a ON a.attrelid = t.oid AND a.attnum = k.conkey[1]
                JOIN pg_attribute pa ON pa.attrelid = pc.oid AND pa.attnum = k.confkey[1]
                WHERE k.conrelid = t.oid AND k.contype = 'f' AND k.confdeltype = 'c' AND cardinality(k.conkey) = 1)
+,
+              t.bytes
             FROM w LEFT JOIN t ON t.ord = w.ord""",
             ([n[0] for n in names], [n[1] for n in names])).fetchall()
-        found = {int(ord_): (cols, pk, cascades) for ord_, cols, pk, cascades in rows}
+        found = {int(ord_): (cols, pk, cascades, size) for ord_, cols, pk, cascades, size in rows}
         out: dict[str, SourceTable | SourceError] = {}
         for i, (table, (schema, name)) in enumerate(zip(tables, names), start=1):
-            cols, pk, cascades = found.get(i, (None, None, None))
+            cols, pk, cascades, size = found.get(i, (None, None, None, 0))
             if not cols:
                 out[table] = SourceError(f"source table {schema}.{name} does not exist in {redact(self.url)}: "
                                          "check CRM_SOURCE_URL points at the BuildDesk database")
@@ -235,7 +238,7 @@ class PostgresSource:
                                          "or deletes detected; add a primary key to it")
                 continue
             out[table] = SourceTable(f"{schema}.{name}", tuple(Column(n, t) for n, t in cols), key,
-                                     tuple(tuple(c) for c in cascades or []), enforced)
+                                     tuple(tuple(c) for c in cascades or []), enforced, int(size or 0))
         return out
 
     def business_clock(self):

@@ -8,6 +8,7 @@ so its data and the state describing it (offsets, watermarks, batch rows) commit
 from __future__ import annotations
 
 import contextlib
+import copy
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -41,6 +42,7 @@ class WarehouseBusy(RuntimeError):
 class DuckDBWarehouse:
     path: Path
     kind: str = "duckdb"
+    in_lane = False  # a connection made by ``lane()``: the database's settings are left to its owner
 
     def __post_init__(self) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)
@@ -64,6 +66,16 @@ class DuckDBWarehouse:
         self.con.execute("SET write_buffer_row_group_count = 1")
         for s in SCHEMAS:
             self.con.execute(f"CREATE SCHEMA IF NOT EXISTS {s}")
+
+    def lane(self) -> "DuckDBWarehouse":
+        """Another connection to the same database, for a thread of its own: each has its own
+        transactions, and DuckDB lets them write different tables at once (``ingest_tables``' lanes).
+        Settings such as ``threads`` are the database's, shared by every lane."""
+        other = copy.copy(self)
+        other.con = self.con.cursor()
+        other.con.execute("SET TimeZone = 'UTC'")
+        other.in_lane = True
+        return other
 
     def close(self) -> None:
         self.con.close()

@@ -157,6 +157,66 @@ def test_full_ingest_equals_source_and_rerun_changes_nothing(make_wh, tiny_sourc
     assert state.height == len(SPECS) and state.filter(state["table_name"] == "leads")["cursor_value"][0] is not None
 
 
+def test_first_loads_run_in_lanes_each_table_after_the_tables_it_reads(tiny_source, workdir, monkeypatch):
+    """A new DuckDB warehouse loads in ``LANES`` threads; a table is planned only once every table
+    it reads has committed, so its gate's reference rules see them; a caller that stops early
+    leaves no lane running and the warehouse usable."""
+    import threading
+
+    import ingest.raw_load as raw_load
+
+    spans: dict[str, list] = {}
+    plan, ingest_one = raw_load._plan, raw_load.ingest_table
+
+    def spy_plan(wh, src, spec, **kw):
+        spans[spec.raw] = [time.monotonic(), None, threading.current_thread().name]
+        return plan(wh, src, spec, **kw)
+
+    def spy_ingest(wh, src, spec, **kw):
+        try:
+            return ingest_one(wh, src, spec, **kw)
+        finally:
+            spans[spec.raw][1] = time.monotonic()  # after its COMMIT
+
+    monkeypatch.setattr(raw_load, "_plan", spy_plan)
+    monkeypatch.setattr(raw_load, "ingest_table", spy_ingest)
+    wh = DuckDBWarehouse(workdir / f"lanes-{time.monotonic_ns()}.duckdb")
+    results = ingest_all(wh, tiny_source[1])
+    assert set(results) == {s.raw for s in SPECS}
+    lanes = {lane for _, _, lane in spans.values()}
+    assert len(lanes) == raw_load.LANES > 1 and all(n.startswith("ingest-lane-") for n in lanes), lanes
+    for table, (start, _, _) in spans.items():
+        for parent in table_deps(table):
+            if parent != table:
+                assert start >= spans[parent][1], f"{table} planned before {parent} committed"
+    # two lanes ran at once: some table was planned while another was still loading
+    assert any(a[0] < b[0] < a[1] for a in spans.values() for b in spans.values() if a is not b)
+    assert_raw_equals_source(wh, tiny_source[1])
+    assert wh.scalar("SELECT count(*) FROM ops.ingest_state") == len(SPECS)
+    assert not [(t, w) for t, r in results.items() for _, w in r.gate_skipped if "not loaded" in w]
+
+    # a caller that stops after the first table: the lanes finish what they hold and start nothing else
+    other = DuckDBWarehouse(workdir / f"lanes-stop-{time.monotonic_ns()}.duckdb")
+    src = PostgresSource(tiny_source[1])
+    try:
+        run = ingest_tables(other, src, SPECS)
+        first_spec, first = next(run)
+        run.close()
+    finally:
+        src.close()
+    assert not [t for t in threading.enumerate() if t.name.startswith("ingest-lane-")]
+    loaded = other.scalar("SELECT count(*) FROM ops.ingest_state")
+    assert 1 <= loaded < len(SPECS)
+    import duckdb
+
+    default = duckdb.connect().execute("SELECT current_setting('threads')").fetchone()[0]
+    assert other.scalar("SELECT current_setting('threads')") == default  # one thread only while lanes ran
+    n = other.scalar(f"SELECT count(*) FROM raw.{first_spec.raw}")
+    assert n == first.rows_written
+    other.close()
+    wh.close()
+
+
 @pytest.fixture(scope="module")
 def moving_source(pg_server, workdir):
     """A tiny source of this module's own, which the tests advance and alter."""
