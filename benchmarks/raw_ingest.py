@@ -116,6 +116,9 @@ def dlt_ingest(url: str, work: Path, tables: list[str], run: int = 0) -> float |
     sa_url = f"postgresql+psycopg2://{auth}{parts.hostname or ''}{port}{parts.path}" + (
         f"?host={host}" if host.startswith("/") else "")
     # a new DuckDB file each run, as ours gets (loading into the last run's file would grow it)
+    import logging
+
+    logging.getLogger("dlt").setLevel(logging.ERROR)  # a warning per table about INET and column hints
     pipe = dlt.pipeline(pipeline_name=f"bench{time.monotonic_ns()}",
                         destination=dlt.destinations.duckdb(str(work / f"dlt{run}.duckdb")),
                         dataset_name="raw", pipelines_dir=str(work / "dlt_pipelines"))
@@ -161,7 +164,7 @@ def main() -> None:
                   f"binary COPY drain {copy_s:.1f} s "
                   f"({nbytes / 2**20:,.0f} MiB); ratio {ingest_s / copy_s:.2f}x; peak RSS +{rss:,.0f} MB"
                   + (f"; dlt+connectorx {dlt_s:.1f} s vs ours {ours_same:.1f} s on the same {len(cx_tables)} tables "
-                     f"({dlt_s / ours_same:.2f}x; the sum of their own times inside the full run: "
+                     f"({dlt_s / ours_same:.2f}x; the sum of their own times inside the full run, two lanes overlapping: "
                      f"{sum(per_table[t] for t in cx_tables):.1f} s)" if dlt_s else ""), flush=True)
         med = {k: statistics.median(r[k] for r in runs) for k in ("copy", "ingest", "rss", "gate", "close")}
         line = (f"\nmedian of {args.runs}: full ingest {med['ingest']:.1f} s (+ {med['close']:.2f} s closing the file), "

@@ -292,6 +292,9 @@ def ingest_tables(wh: Warehouse, src: PostgresSource, specs: list[TableSpec] | t
     scan where the cursor column has no index, the ADBC round trips) overlaps the warehouse's work;
     the table after it starts then too (``READ_AHEAD``). A table whose count
     starts as the run begins (``EARLY_COUNT_ROWS``) comes as late as the tables reading it allow.
+
+    Where every table is a first load on DuckDB (a new warehouse, or ``full_refresh``), the tables
+    load in ``LANES`` threads instead (``_in_lanes``), yielded in the order they finish.
     """
     order = _parents_first(list(specs))
     if not full_refresh:
