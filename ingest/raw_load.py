@@ -293,8 +293,8 @@ def ingest_tables(wh: Warehouse, src: PostgresSource, specs: list[TableSpec] | t
     the table after it starts then too (``READ_AHEAD``). A table whose count
     starts as the run begins (``EARLY_COUNT_ROWS``) comes as late as the tables reading it allow.
 
-    Where every table is a first load on DuckDB (a new warehouse, or ``full_refresh``), the tables
-    load in ``LANES`` threads instead (``_in_lanes``), yielded in the order they finish.
+    On DuckDB the tables load in ``LANES`` threads instead (``_in_lanes``), yielded in the order
+    they finish; the read-ahead above is then the PostgreSQL warehouse's.
     """
     order = _parents_first(list(specs))
     if not full_refresh:
@@ -319,10 +319,9 @@ def ingest_tables(wh: Warehouse, src: PostgresSource, specs: list[TableSpec] | t
         # for lead_activities on the medium tier) is done before their turn
         order = _parents_first([s for s in order if s.raw not in early] + [s for s in order if s.raw in early])
 
-    if (LANES > 1 and wh.kind == "duckdb" and len(order) > 1
-            and (full_refresh or not any(("raw", s.raw) in snap.tables for s in order))):
+    if LANES > 1 and wh.kind == "duckdb" and len(order) > 1:
         yield from _in_lanes(wh, src, order, snap, full_refresh=full_refresh, progress=progress, run_id=run_id,
-                             clock=clock)
+                             clock=clock, early=early)
         return
 
     def start(spec: TableSpec) -> _Plan | Exception:
@@ -378,17 +377,20 @@ LANES = 2
 
 
 def _in_lanes(wh: Warehouse, src: PostgresSource, order: list[TableSpec], snap: "_Snapshot", *,
-              full_refresh: bool, progress: Progress, run_id: str | None, clock
-              ) -> Iterator[tuple[TableSpec, TableResult | Exception]]:
-    """First loads (a new warehouse, or ``--full-refresh``) in ``LANES`` threads, each with its own
-    DuckDB connection (``DuckDBWarehouse.lane``), its own transactions and its own extraction.
+              full_refresh: bool, progress: Progress, run_id: str | None, clock,
+              early: dict[str, SnapshotCount] | None = None) -> Iterator[tuple[TableSpec, TableResult | Exception]]:
+    """The run's tables in ``LANES`` threads, each with its own DuckDB connection
+    (``DuckDBWarehouse.lane``), its own transactions and its own extraction.
 
     One table after another left cores idle where a table ends and the next begins, and the largest
-    table (lead_activities, two thirds of the rows) ran alone on the critical path. A lane takes the
+    table (lead_activities, two thirds of the rows) ran alone on the critical path of a first load
+    (medium tier, 24 tables: 12.35 s against 13.4 s). An incremental run overlaps one table's DuckDB
+    statements with another's source queries (a day: 1.19 s against 1.35 s). A lane takes the
     ready table (its parents committed: the gate's reference rules and cascades read them) that
     weighs most: its size on the source plus the sizes of the tables waiting on it. Ties keep the
     given order. Results come back on this thread, in the order tables finish; so do progress
-    messages (Dagster's logger is called from the thread that runs the step)."""
+    messages (Dagster's logger is called from the thread that runs the step). A table counted early
+    (``early``: its count began with the run) reads its rows in that count's snapshot, as in one lane."""
     import queue
     import threading
 
@@ -426,13 +428,22 @@ def _in_lanes(wh: Warehouse, src: PostgresSource, order: list[TableSpec], snap: 
                         return
                     taken.add(spec.raw)
                     broken = [p for p in table_deps(spec.raw) if p in failed]
+                    counted = early.pop(spec.raw, None) if early else None
                 result: TableResult | Exception
                 if broken:
+                    if counted is not None:
+                        counted.release()
                     result = Skipped(f"raw.{spec.raw}: not ingested because raw.{broken[0]}, which it reads, "
                                      "failed in this run; it is ingested once that table is")
                 else:
                     try:
-                        plan = _start(_plan(lw, src, spec, full_refresh=full_refresh, snapshot=snap), lw, src)
+                        try:
+                            plan = _start(_plan(lw, src, spec, full_refresh=full_refresh, snapshot=snap), lw, src,
+                                          counted=counted)
+                        except Exception:
+                            if counted is not None:
+                                counted.release()
+                            raise
                         result = ingest_table(lw, src, spec, full_refresh=full_refresh, run_id=run_id, plan=plan,
                                               progress=lambda m: out.put(("progress", m)), source_clock=clock)
                     except Exception as err:
@@ -472,6 +483,8 @@ def _in_lanes(wh: Warehouse, src: PostgresSource, order: list[TableSpec], snap: 
             cond.notify_all()
         for t in threads:
             t.join()
+        for counted in (early or {}).values():  # tables not started (a parent failed, the caller stopped)
+            counted.release()
         wh.execute("RESET threads")
 
 

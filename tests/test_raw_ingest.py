@@ -194,6 +194,13 @@ def test_first_loads_run_in_lanes_each_table_after_the_tables_it_reads(tiny_sour
     assert_raw_equals_source(wh, tiny_source[1])
     assert wh.scalar("SELECT count(*) FROM ops.ingest_state") == len(SPECS)
     assert not [(t, w) for t, r in results.items() for _, w in r.gate_skipped if "not loaded" in w]
+    # an incremental run goes through the lanes too, in the same order of parents and children
+    spans.clear()
+    again = ingest_all(wh, tiny_source[1])
+    assert len({lane for _, _, lane in spans.values()}) == raw_load.LANES
+    assert all(r.mode in ("incremental", "full-compare") and r.rows_written == 0 and r.rows_deleted == 0 for r in again.values())
+    for table, (start, _, _) in spans.items():
+        assert all(start >= spans[p][1] for p in table_deps(table) if p != table), table
 
     # a caller that stops after the first table: the lanes finish what they hold and start nothing else
     other = DuckDBWarehouse(workdir / f"lanes-stop-{time.monotonic_ns()}.duckdb")

@@ -45,9 +45,9 @@ RAW_CHECKS = [c for s in SPECS for c in [dg.AssetCheckSpec(
 
 @dg.multi_asset(name="raw_tables", specs=RAW_SPECS, check_specs=RAW_CHECKS, can_subset=True,
                 description="Every BuildDesk source table into raw.<table> (one asset each, runnable alone or "
-                            "together), through the ingest gate, in one process: a new DuckDB warehouse loads in two "
-                            "lanes (a connection each); otherwise the next table's extraction is read ahead while "
-                            "the current one merges (ingest.raw_load.ingest_tables)")
+                            "together), through the ingest gate, in one process: DuckDB loads two tables at once (a "
+                            "connection each); on PostgreSQL the next table's extraction is read ahead while the "
+                            "current one merges (ingest.raw_load.ingest_tables)")
 def raw_tables(context: dg.AssetExecutionContext):
     cfg = settings()
     full = context.run.tags.get(FULL_REFRESH_TAG) == "true"
