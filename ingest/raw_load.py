@@ -325,13 +325,7 @@ def ingest_tables(wh: Warehouse, src: PostgresSource, specs: list[TableSpec] | t
         return
 
     def start(spec: TableSpec) -> _Plan | Exception:
-        counted = early.pop(spec.raw, None)
-        try:
-            return _start(_plan(wh, src, spec, full_refresh=full_refresh, snapshot=snap), wh, src, counted=counted)
-        except Exception as err:  # reported when the table's turn comes
-            if counted is not None:
-                counted.release()
-            return err
+        return _start_table(wh, src, spec, snap, full_refresh=full_refresh, counted=early.pop(spec.raw, None))
 
     try:
         for i, spec in enumerate(order):
@@ -343,8 +337,7 @@ def ingest_tables(wh: Warehouse, src: PostgresSource, specs: list[TableSpec] | t
                 if isinstance(plan, _Plan):
                     plan.close()
                 failed.add(spec.raw)
-                yield spec, Skipped(f"raw.{spec.raw}: not ingested because raw.{broken[0]}, which it reads, failed "
-                                    "in this run; it is ingested once that table is")
+                yield spec, _skipped(spec, broken[0])
                 continue
             if isinstance(plan, Exception):
                 failed.add(spec.raw)
@@ -371,6 +364,23 @@ def ingest_tables(wh: Warehouse, src: PostgresSource, specs: list[TableSpec] | t
                 plan.close()
         for counted in early.values():  # tables not started (a parent failed)
             counted.release()
+
+
+def _start_table(wh: Warehouse, src: PostgresSource, spec: TableSpec, snap: "_Snapshot", *, full_refresh: bool,
+                 counted: SnapshotCount | None) -> _Plan | Exception:
+    """``spec``'s plan with its extraction started, or the error (reported at the table's turn; its
+    early count released)."""
+    try:
+        return _start(_plan(wh, src, spec, full_refresh=full_refresh, snapshot=snap), wh, src, counted=counted)
+    except Exception as err:
+        if counted is not None:
+            counted.release()
+        return err
+
+
+def _skipped(spec: TableSpec, parent: str) -> Skipped:
+    return Skipped(f"raw.{spec.raw}: not ingested because raw.{parent}, which it reads, failed in this run; it "
+                   "is ingested once that table is")
 
 
 LANES = 2
@@ -433,21 +443,16 @@ def _in_lanes(wh: Warehouse, src: PostgresSource, order: list[TableSpec], snap: 
                 if broken:
                     if counted is not None:
                         counted.release()
-                    result = Skipped(f"raw.{spec.raw}: not ingested because raw.{broken[0]}, which it reads, "
-                                     "failed in this run; it is ingested once that table is")
+                    result = _skipped(spec, broken[0])
                 else:
-                    try:
+                    result = _start_table(lw, src, spec, snap, full_refresh=full_refresh, counted=counted)
+                    if isinstance(result, _Plan):
                         try:
-                            plan = _start(_plan(lw, src, spec, full_refresh=full_refresh, snapshot=snap), lw, src,
-                                          counted=counted)
-                        except Exception:
-                            if counted is not None:
-                                counted.release()
-                            raise
-                        result = ingest_table(lw, src, spec, full_refresh=full_refresh, run_id=run_id, plan=plan,
-                                              progress=lambda m: out.put(("progress", m)), source_clock=clock)
-                    except Exception as err:
-                        result = err
+                            result = ingest_table(lw, src, spec, full_refresh=full_refresh, run_id=run_id,
+                                                  plan=result, progress=lambda m: out.put(("progress", m)),
+                                                  source_clock=clock)
+                        except Exception as err:
+                            result = err
                 with cond:
                     done.add(spec.raw)
                     if isinstance(result, Exception):
