@@ -1,10 +1,11 @@
 """Reading any PostgreSQL source as Arrow record batches (ADBC), with its catalogue.
 
-Type mapping (decided once, used by both warehouse targets). ADBC hands UUID, JSONB, INET and
-NUMERIC as Arrow extension/opaque types. DuckDB reads the UUID and JSON extensions natively, so
-for a DuckDB target they travel as they are; INET and NUMERIC (opaque) are cast to text by the
-extraction query and back by the loader; for a PostgreSQL target (loaded through a CSV COPY)
-UUID and JSON are sent as text too:
+Type mapping (decided once, used by both warehouse targets). ADBC (adbc-driver-postgresql 1.8)
+hands UUID, INET and NUMERIC as opaque Arrow extension types and JSON/JSONB as strings. For a DuckDB target UUID and
+JSON travel in binary: ``arrow_typed`` re-types them as Arrow's UUID and JSON extension types,
+which DuckDB reads as its UUID and JSON (no copy, no JSON re-parse); INET and NUMERIC are cast to
+text by the extraction query and back by the loader; for a PostgreSQL target (loaded through a
+CSV COPY) UUID and JSON are sent as text too:
 
 | source            | Arrow in transit   | DuckDB raw       | PostgreSQL raw |
 |-------------------|--------------------|------------------|----------------|
@@ -45,8 +46,8 @@ class Column:
     def select_expr(self, native: bool = False) -> str:
         """How the extraction query reads the column: as text where Arrow cannot carry it faithfully.
 
-        ``native``: the reader takes ADBC's ``arrow.uuid`` / ``arrow.json`` extension types as they
-        are (DuckDB does), so UUID and JSON columns travel in binary/JSON form, not as text.
+        ``native``: the reader takes UUID and JSON as ``arrow_typed`` makes them (``arrow.uuid`` /
+        ``arrow.json``: DuckDB does), so they travel in binary/JSON form, not as text.
         """
         t = self.pg_type
         q = f'"{self.name}"'
@@ -62,8 +63,8 @@ class Column:
             return f"{q}::text AS {q}"
         if not _arrow_native(t):
             # a type raw keeps as VARCHAR (an enum, a domain, point, money, …) travels as PostgreSQL's
-            # own text form: the driver then only meets the built-in types its fixed catalogue knows
-            # (``ADBC_TYPES``), not a binary it would pass on as opaque bytes
+            # own text form: the driver then only decodes built-in types, never a binary it would
+            # pass on as opaque bytes
             return f"{q}::text AS {q}"
         return q
 
@@ -268,9 +269,10 @@ class PostgresSource:
                     counted.release()  # imported: the exporting transaction may end
                 cur.adbc_statement.set_options(**{"adbc.postgresql.batch_size_hint_bytes": str(BATCH_BYTES)})
                 cur.execute(sql, params or None)
+                json = frozenset(c.name for c in table.columns if native and c.pg_type in ("json", "jsonb"))
                 for batch in cur.fetch_record_batch():
                     if batch.num_rows:
-                        yield batch
+                        yield arrow_typed(batch, json)
             finally:
                 if counted is not None:
                     counted.release()
@@ -358,26 +360,73 @@ class PostgresSource:
             cur = conn.cursor()
             try:
                 cur.execute(f"SELECT {cols} FROM {table.name}")
-                return cur.fetch_arrow_table()
+                return arrow_typed(cur.fetch_arrow_table())
             finally:
                 cur.close()
 
 
-# The driver's fixed catalogue of PostgreSQL's built-in types (adbc-driver-postgresql >= 1.13)
-# instead of reading the server's: the database object opens in 7 ms with 3 ms of CPU, against 45 ms
-# and 37 ms (medium tier: a few hundred types). The extraction reads built-in types only
-# (``Column.select_expr`` casts the others to text); tests/test_raw_ingest.py checks both catalogues
-# read every type raw maps alike.
-ADBC_TYPES = {"adbc.postgresql.type_resolver_mode": "builtin"}
-
-
 def _adbc_connect(adbc, url: str):
-    try:
-        return adbc.connect(url, db_kwargs=ADBC_TYPES, autocommit=True)
-    except Exception as err:
-        if "type_resolver_mode" not in str(err):  # an older driver: the server's catalogue, as before
-            raise
-        return adbc.connect(url, autocommit=True)
+    """A connection of its own. adbc-driver-postgresql 1.8 reads the server's type catalogue as its
+    database object opens (~37 ms of CPU on the medium tier), so ``PostgresSource._open_adbc``
+    clones an open connection instead where it can: a clone shares the catalogue."""
+    return adbc.connect(url, autocommit=True)
+
+
+def arrow_typed(data, json: frozenset[str] = frozenset()):
+    """``data`` (a record batch or table) with each PostgreSQL ``uuid`` column, which the driver hands
+    as an opaque binary extension type, as Arrow's UUID extension type (lists of them too), and the
+    string columns named in ``json`` as Arrow's JSON extension type.
+
+    The driver (adbc-driver-postgresql 1.8, pinned in pyproject.toml: the PyPI wheels from 1.9 on are
+    built without compiler optimisation and decode at half its speed) types uuid as
+    ``arrow.opaque[binary, uuid]`` and json/jsonb as plain strings. DuckDB reads ``arrow.uuid`` as
+    UUID and ``arrow.json`` as JSON; a plain string cast to JSON would be parsed again. Neither
+    copies: a uuid column without nulls has its 16-byte values back to back in the binary array's
+    data buffer (one with nulls is cast), and a JSON array is its string array re-typed."""
+    fields, cols, changed = [], [], False
+    for f, col in zip(data.schema, data.columns):
+        typed = _uuid_typed(col)
+        if f.name in json and pa.types.is_string(col.type):
+            typed = (pa.chunked_array([pa.ExtensionArray.from_storage(pa.json_(), c) for c in col.chunks],
+                                      type=pa.json_()) if isinstance(col, pa.ChunkedArray)
+                     else pa.ExtensionArray.from_storage(pa.json_(), col))
+        if typed is not col:
+            changed = True
+            f = pa.field(f.name, typed.type, f.nullable)
+        fields.append(f)
+        cols.append(typed)
+    if not changed:
+        return data
+    if isinstance(data, pa.RecordBatch):
+        return pa.RecordBatch.from_arrays(cols, schema=pa.schema(fields))
+    return pa.Table.from_arrays(cols, schema=pa.schema(fields))
+
+
+def _is_pg_uuid(t: pa.DataType) -> bool:
+    return (isinstance(t, pa.BaseExtensionType) and t.extension_name == "arrow.opaque"
+            and getattr(t, "type_name", None) == "uuid")
+
+
+def _uuid_typed(col):
+    """One column (array or chunked array) with opaque uuids as ``pa.uuid()``; itself when it has none."""
+    t = col.type
+    if not (_is_pg_uuid(t) or (pa.types.is_list(t) and _is_pg_uuid(t.value_type))):
+        return col
+    if isinstance(col, pa.ChunkedArray):
+        return pa.chunked_array([_uuid_typed(c) for c in col.chunks],
+                                type=pa.list_(pa.uuid()) if pa.types.is_list(t) else pa.uuid())
+    if pa.types.is_list(t):
+        return pa.ListArray.from_arrays(col.offsets, _uuid_typed(col.values), type=pa.list_(pa.uuid()),
+                                        mask=col.is_null() if col.null_count else None)
+    storage = col.storage
+    if storage.offset == 0 and storage.null_count == 0:
+        _validity, offsets, data = storage.buffers()
+        n = len(storage)
+        first, last = (int.from_bytes(offsets[i * 4:i * 4 + 4], "little", signed=True) for i in (0, n))
+        if first == 0 and last == 16 * n and data is not None:
+            fixed = pa.FixedSizeBinaryArray.from_buffers(pa.binary(16), n, [None, data])
+            return pa.ExtensionArray.from_storage(pa.uuid(), fixed)
+    return pa.ExtensionArray.from_storage(pa.uuid(), storage.cast(pa.binary(16)))
 
 
 class SnapshotCount:

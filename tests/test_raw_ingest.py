@@ -295,45 +295,60 @@ def test_an_early_count_and_its_extraction_read_one_snapshot(moving_source):
             conn.execute("DROP TABLE public.snapshot_probe")
 
 
-def test_the_drivers_builtin_type_catalogue_reads_every_type_as_the_servers_does(moving_source):
-    """The extraction's ADBC connections use the driver's fixed catalogue of built-in types (they open
-    in 7 ms instead of 45): every type raw maps arrives as the server's own catalogue would deliver it,
-    and the types raw keeps as text (an enum, a domain, point, money) arrive as PostgreSQL's text."""
-    import adbc_driver_postgresql.dbapi as adbc
+def test_every_source_type_arrives_as_the_arrow_type_raw_maps(moving_source):
+    """The driver hands uuid as an opaque binary type and json/jsonb as plain strings;
+    ``arrow_typed`` makes them Arrow's UUID and JSON types for DuckDB (without a copy where a uuid
+    column has no nulls, by a cast where it has), and every value arrives as PostgreSQL has it.
+    The types raw keeps as text (an enum, a domain, point, money) arrive as PostgreSQL's text."""
+
+    import duckdb
 
     url = moving_source[1]
     cols = ("u uuid, j jsonb, js json, ip inet, net cidr, d15 numeric(15,2), n numeric, t text, v varchar(20), "
             "c char(5), ts timestamptz, tn timestamp, dt date, tm time, i int, b bigint, s smallint, f float8, "
             "r real, bo boolean, iv interval, by bytea, ia int[], ba bigint[], ua uuid[], ta text[], ja jsonb[], "
             "m probe_mood, dm probe_dom, ma probe_mood[], pt point, mo money")
+    u = "a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11"
     with psycopg.connect(url, autocommit=True) as conn:
         conn.execute("CREATE TYPE probe_mood AS ENUM ('sad', 'ok')")
         conn.execute("CREATE DOMAIN probe_dom AS int CHECK (VALUE > 0)")
         conn.execute(f"CREATE TABLE public.type_probe (id int PRIMARY KEY, {cols})")
-        conn.execute("""INSERT INTO public.type_probe VALUES (1, 'a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11', '{"a": [1, 2.5]}',
-            '{"b": null}', '10.1.2.3', '10.0.0.0/8', 1234567.89, 3.14159265358979, 'tekst', 'var', 'ab',
+        conn.execute(f"""INSERT INTO public.type_probe VALUES (1, '{u}', '{{"a": [1, 2.5]}}',
+            '{{"b": null}}', '10.1.2.3', '10.0.0.0/8', 1234567.89, 3.14159265358979, 'tekst', 'var', 'ab',
             '2027-02-23 10:11:12.123456+00', '2027-02-23 10:11:12', '2027-02-23', '10:11:12', -7, 9007199254740993,
-            12, 1.5, 2.25, true, '1 day 02:00', '\\x00ff', '{1,2}', '{3}',
-            '{a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11}', '{x,"y z"}', ARRAY['{"k": 1}'::jsonb], 'ok', 5, '{sad,ok}',
+            12, 1.5, 2.25, true, '1 day 02:00', '\\x00ff', '{{1,2}}', '{{3}}',
+            '{{{u}, NULL}}', '{{x,"y z"}}', ARRAY['{{"k": 1}}'::jsonb], 'ok', 5, '{{sad,ok}}',
             '(1,2)', 3.5), (2, """ + ", ".join(["NULL"] * 32) + ")")
     src = PostgresSource(url)
-    server = adbc.connect(url, autocommit=True)  # the server's catalogue
     try:
-        with src.adbc() as conn:
-            assert conn.adbc_database.get_option("adbc.postgresql.type_resolver_mode") == "builtin"
         st = src.describe("public.type_probe")
         for native in (True, False):
-            got = pa.Table.from_batches(list(src.batches(st, native=native)))
-            cur = server.cursor()
-            cur.execute(f"SELECT {', '.join(c.select_expr(native) for c in st.columns)} FROM public.type_probe")
-            want = cur.fetch_arrow_table()
-            cur.close()
-            assert [f.type for f in got.schema] == [f.type for f in want.schema], native
-            assert got.sort_by("id").to_pylist() == want.sort_by("id").to_pylist(), native
-            row = got.sort_by("id").to_pylist()[0]
-            assert (row["m"], row["dm"], row["ma"], row["pt"], row["mo"]) == ("ok", "5", ["sad", "ok"], "(1,2)", "$3.50")
+            # both rows: a uuid column with a null (cast); row 1 alone: no nulls (re-typed in place)
+            for where in ("", "id = 1"):
+                got = pa.Table.from_batches(list(src.batches(st, where, native=native))).sort_by("id")
+                types = dict(zip(got.schema.names, got.schema.types))
+                row = got.to_pylist()[0]
+                if native:
+                    assert (types["u"], types["ua"], types["j"], types["js"]) == (
+                        pa.uuid(), pa.list_(pa.uuid()), pa.json_(), pa.json_()), where
+                    assert (row["u"], row["ua"]) == (uuid.UUID(u), [uuid.UUID(u), None]), where
+                else:
+                    assert {types[c] for c in ("u", "j", "js")} == {pa.string()} and types["ua"] == pa.list_(pa.string())
+                    assert (row["u"], row["ua"]) == (u, [u, None])
+                assert (row["j"], row["js"], row["ip"], row["net"], row["d15"]) == (
+                    '{"a": [1, 2.5]}', '{"b": null}', "10.1.2.3", "10/8", "1234567.89")  # abbrev(cidr)
+                assert (row["ia"], row["ba"], row["ta"], row["ja"]) == ([1, 2], [3], ["x", "y z"], ['{"k": 1}'])
+                assert (row["m"], row["dm"], row["ma"], row["pt"], row["mo"]) == ("ok", "5", ["sad", "ok"], "(1,2)", "$3.50")
+                if where == "":
+                    assert got.column("u").null_count == 1 and got.to_pylist()[1]["ua"] is None
+                if native:  # DuckDB reads them as its UUID and JSON types, with the source's values
+                    duck = duckdb.connect()
+                    duck.register("got", got)
+                    assert duck.execute("SELECT typeof(u), typeof(ua), typeof(j), CAST(u AS VARCHAR), "
+                                        "j->>'$.a[1]' FROM got WHERE id = 1").fetchone() == (
+                        "UUID", "UUID[]", "JSON", u, "2.5")
+                    duck.close()
     finally:
-        server.close()
         src.close()
         with psycopg.connect(url, autocommit=True) as conn:
             conn.execute("DROP TABLE public.type_probe")
