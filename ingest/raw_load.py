@@ -151,8 +151,34 @@ def _widening(old: Column, new: Column) -> bool:
     return old.duck_type in order and new.duck_type in order and order.index(new.duck_type) > order.index(old.duck_type)
 
 
-def _cast_select(wh: Warehouse, st: SourceTable, alias: str = "s") -> str:
-    return ", ".join(f'CAST({alias}."{c.name}" AS {_target_type(wh, c)}) AS "{c.name}"' for c in st.columns)
+def _cast_select(wh: Warehouse, st: SourceTable, alias: str = "s", arrives: pa.Schema | None = None) -> str:
+    """The batch's columns cast to their raw types. ``arrives``: the batch's Arrow schema (DuckDB): a
+    column that already arrives as its raw type is selected as it is. A no-op cast is not free: DuckDB
+    binds and plans each one, and an incremental run's statements over a few rows are mostly
+    planning (a 30-column merge DELETE: 7.6 ms planned with its casts, 4.9 ms without)."""
+    def one(c: Column) -> str:
+        target = _target_type(wh, c)
+        if arrives is not None and wh.kind == "duckdb" and c.name in arrives.names \
+                and _duck_type_of(arrives.field(c.name).type) == target:
+            return f'{alias}."{c.name}"'
+        return f'CAST({alias}."{c.name}" AS {target}) AS "{c.name}"'
+    return ", ".join(one(c) for c in st.columns)
+
+
+_ARROW_DUCK = ((pa.string(), "VARCHAR"), (pa.large_string(), "VARCHAR"), (pa.int16(), "SMALLINT"),
+               (pa.int32(), "INTEGER"), (pa.int64(), "BIGINT"), (pa.bool_(), "BOOLEAN"), (pa.float64(), "DOUBLE"),
+               (pa.float32(), "FLOAT"), (pa.date32(), "DATE"), (pa.time64("us"), "TIME"),
+               (pa.timestamp("us", tz="UTC"), "TIMESTAMPTZ"), (pa.timestamp("us"), "TIMESTAMP"),
+               (pa.uuid(), "UUID"), (pa.json_(), "JSON"))
+
+
+def _duck_type_of(t: pa.DataType) -> str | None:
+    """The DuckDB type an Arrow column is read as (in ``duck_type``'s spelling), for the types the
+    extraction delivers; None for any other (it is cast)."""
+    if pa.types.is_list(t):
+        inner = _duck_type_of(t.value_type)
+        return inner + "[]" if inner else None
+    return next((d for a, d in _ARROW_DUCK if t == a), None)
 
 
 def _stage(wh: Warehouse, name: str, batch: pa.RecordBatch | pa.Table) -> str:
@@ -764,7 +790,7 @@ def _ingest(wh: Warehouse, src: PostgresSource, spec: TableSpec, *, full_refresh
             differs = " OR ".join(f'r."{c.name}" IS DISTINCT FROM s."{c.name}"' for c in st.columns
                                   if c.name not in st.primary_key) or "false"
             raw_tables = {t for sch, t in tables if sch == "raw"}
-            typed_all = f"(SELECT {_cast_select(wh, st)} FROM raw_batch s)"
+            typed_all = flagged = None  # built from the first batch's schema (``_cast_select``)
             gate = compile_gate(wh.kind, spec.raw, names, run_at=run_at, existing=raw_tables,
                                 key_enforced=st.key_enforced)
             res.rules_checked = [r.name for r in gate.rules]
@@ -774,7 +800,6 @@ def _ingest(wh: Warehouse, src: PostgresSource, spec: TableSpec, *, full_refresh
             # reference rules to large parents narrow the parent to the batch's keys first; a first load's
             # batches are as large as the parents, which are hashed as usual
             narrow = () if empty else {t for t, n in plan.sizes.items() if n >= NARROW_PARENT_ROWS}
-            flagged = gate.flagged(typed_all, narrow=narrow)
             max_cursor = cursor
             t_extract = 0.0
             batches = plan.batches
@@ -790,6 +815,9 @@ def _ingest(wh: Warehouse, src: PostgresSource, spec: TableSpec, *, full_refresh
                     started_ahead = True
                 res.rows_extracted += batch.num_rows
                 _stage(wh, "raw_batch", batch)
+                if typed_all is None:
+                    typed_all = f"(SELECT {_cast_select(wh, st, arrives=batch.schema)} FROM raw_batch s)"
+                    flagged = gate.flagged(typed_all, narrow=narrow)
                 typed = typed_all
                 tg = time.perf_counter()
                 failing = 0
