@@ -98,6 +98,9 @@ def connectorx_tables(url: str) -> list[str]:
 
 
 def dlt_ingest(url: str, work: Path, tables: list[str], run: int = 0) -> float | None:
+    # dlt sets its logger's level from its own config as a pipeline starts: a warning per table
+    # about INET and column hints would otherwise interleave with the figures
+    os.environ.setdefault("RUNTIME__LOG_LEVEL", "ERROR")
     try:
         import dlt
         from dlt.sources.sql_database import sql_database
@@ -116,9 +119,6 @@ def dlt_ingest(url: str, work: Path, tables: list[str], run: int = 0) -> float |
     sa_url = f"postgresql+psycopg2://{auth}{parts.hostname or ''}{port}{parts.path}" + (
         f"?host={host}" if host.startswith("/") else "")
     # a new DuckDB file each run, as ours gets (loading into the last run's file would grow it)
-    import logging
-
-    logging.getLogger("dlt").setLevel(logging.ERROR)  # a warning per table about INET and column hints
     pipe = dlt.pipeline(pipeline_name=f"bench{time.monotonic_ns()}",
                         destination=dlt.destinations.duckdb(str(work / f"dlt{run}.duckdb")),
                         dataset_name="raw", pipelines_dir=str(work / "dlt_pipelines"))
