@@ -1,11 +1,11 @@
 """Reading any PostgreSQL source as Arrow record batches (ADBC), with its catalogue.
 
 Type mapping (decided once, used by both warehouse targets). ADBC (adbc-driver-postgresql 1.8)
-hands UUID, INET and NUMERIC as opaque Arrow extension types and JSON/JSONB as strings. For a DuckDB target UUID and
-JSON travel in binary: ``arrow_typed`` re-types them as Arrow's UUID and JSON extension types,
-which DuckDB reads as its UUID and JSON (no copy, no JSON re-parse); INET and NUMERIC are cast to
-text by the extraction query and back by the loader; for a PostgreSQL target (loaded through a
-CSV COPY) UUID and JSON are sent as text too:
+hands UUID, INET and NUMERIC as opaque Arrow extension types and JSON/JSONB as strings. For a
+DuckDB target UUID and JSON travel in binary: ``arrow_typed`` re-types them as Arrow's UUID and
+JSON extension types, which DuckDB reads as its UUID and JSON (no copy, no JSON re-parse); INET
+and NUMERIC are cast to text by the extraction query and back by the loader; for a PostgreSQL
+target (loaded through a CSV COPY) UUID and JSON are sent as text too:
 
 | source            | Arrow in transit   | DuckDB raw       | PostgreSQL raw |
 |-------------------|--------------------|------------------|----------------|
