@@ -276,6 +276,68 @@ def _flag_deletes(wh: Warehouse, src: PostgresSource, spec: TableSpec, st: Sourc
     return flagged
 
 
+def _batch_low(batch: pa.RecordBatch, spec: TableSpec):
+    """The batch's earliest cursor value, or None (no cursor, or rows without one)."""
+    if not spec.cursor or spec.cursor not in batch.schema.names or batch.column(spec.cursor).null_count:
+        return None
+    return pc.min(batch.column(spec.cursor)).as_py()
+
+
+def _changed_rows(spec: TableSpec, st: SourceTable, typed_all: str, lo, watermark) -> tuple[str, tuple]:
+    """(SQL, parameters) of the batch's rows whose version raw does not hold live: new keys, new
+    versions, keys flagged deleted that are back, rows held in quarantine. ``lo``: the batch's
+    earliest cursor value; ``watermark``: the cursor the table's last load stored.
+
+    A row's version is its key and cursor value (``updated_at``, stamped by the source's triggers, or
+    an append-only row's event time). Most of an incremental batch is rows raw holds already: the
+    lookback window reads a day again (a simulated day on the medium tier: 45 k rows read, 13 k new
+    or changed). Those passed the gate when they were written; they are neither judged nor written
+    again, and a batch that brings nothing new costs this one statement instead of the gate's count,
+    a merge DELETE comparing every column and an INSERT (on a few rows a DuckDB statement's cost is
+    mostly binding and planning, which grows with the expressions it holds).
+
+    Two versions can share a cursor value only at the watermark: a trigger stamps its transaction's
+    start (or the simulator's clock, which stands still between ``source advance`` calls), so a row
+    changed again after the last load carries a stamp at least the watermark. Stored copies at or
+    after it are compared column by column; the ones before it by version alone. Raw is read only
+    where its cursor is not before ``lo`` (zone maps skip the rest): a stored copy of the same
+    version has the same cursor value."""
+    def same_version(a: str) -> str:
+        return " AND ".join(f'{a}."{k}" = s."{k}"' for k in (*st.primary_key, spec.cursor))
+
+    c = f'"{spec.cursor}"'
+    kc = ", ".join(f'"{k}"' for k in (*st.primary_key, spec.cursor))
+    same = " AND ".join(f'w."{col.name}" IS NOT DISTINCT FROM s."{col.name}"' for col in st.columns
+                        if col.name not in st.primary_key and col.name != spec.cursor) or "true"
+    # two anti joins: before the watermark only raw's key and cursor columns are read; from it on every
+    # column, but of the few rows there (a scan fetches the other columns only where its filter matched)
+    return (f"SELECT s.* FROM {typed_all} s "
+            f"ANTI JOIN (SELECT {kc} FROM raw.{spec.raw} WHERE _deleted_at IS NULL AND {c} >= ? AND {c} < ?) r "
+            f"ON {same_version('r')} "
+            f"ANTI JOIN (SELECT * FROM raw.{spec.raw} WHERE _deleted_at IS NULL AND {c} >= ?) w "
+            f"ON {same_version('w')} AND {same}", (lo, watermark, watermark))
+
+
+def _write_changed(wh: Warehouse, spec: TableSpec, st: SourceTable, n: int, typed: str, lo, now,
+                   batch_id: str) -> int:
+    """Merge the ``n`` rows of ``typed`` (the changed rows the gate passed): every stored copy of their
+    keys leaves raw, then they go in. Returns the rows written.
+
+    An append-only row keeps its event time, so its stored copies lie where the cursor is not before
+    ``lo``, the batch's earliest: the DELETE reads only that part of raw. A mutable row's older copy
+    may lie anywhere: its DELETE reads raw's key column whole (one column, nothing compared)."""
+    if n <= 0:
+        return 0
+    cols = ", ".join(f'"{c.name}"' for c in st.columns)
+    keys = ", ".join(f'"{k}"' for k in st.primary_key)
+    where, params = "", ()
+    if spec.kind == "append":
+        where, params = f' AND "{spec.cursor}" >= ?', (lo,)
+    wh.execute(f"DELETE FROM raw.{spec.raw} WHERE ({keys}) IN (SELECT {keys} FROM {typed} x){where}", params)
+    return wh.execute_count(f"INSERT INTO raw.{spec.raw} ({cols}, _ingested_at, _batch_id) SELECT {cols}, ?, ? "
+                            f"FROM {typed} x", (now, batch_id))
+
+
 class Skipped(IngestError):
     """A table not ingested because a table it references (a Dagster dependency) failed."""
 
@@ -787,6 +849,7 @@ def _ingest(wh: Warehouse, src: PostgresSource, spec: TableSpec, *, full_refresh
             names = [c.name for c in st.columns]
             cols = ", ".join(f'"{c}"' for c in names)
             key_join = " AND ".join(f'r."{k}" = s."{k}"' for k in st.primary_key)
+            failed_key = " AND ".join(f'x."{k}" = s."{k}"' for k in st.primary_key)  # a batch row s among flagged x
             differs = " OR ".join(f'r."{c.name}" IS DISTINCT FROM s."{c.name}"' for c in st.columns
                                   if c.name not in st.primary_key) or "false"
             raw_tables = {t for sch, t in tables if sch == "raw"}
@@ -800,6 +863,11 @@ def _ingest(wh: Warehouse, src: PostgresSource, spec: TableSpec, *, full_refresh
             # reference rules to large parents narrow the parent to the batch's keys first; a first load's
             # batches are as large as the parents, which are hashed as usual
             narrow = () if empty else {t for t, n in plan.sizes.items() if n >= NARROW_PARENT_ROWS}
+            # DuckDB, a table raw holds already: only the rows it does not hold as they are are gated and
+            # merged (``_changed_rows``); a source without its primary key keeps the whole batch's path
+            # (the uniqueness rule needs every copy of a key)
+            changed_only = (wh.kind == "duckdb" and not empty and not only_quarantine and st.key_enforced
+                            and spec.kind != "full" and cursor is not None)
             max_cursor = cursor
             t_extract = 0.0
             batches = plan.batches
@@ -822,7 +890,20 @@ def _ingest(wh: Warehouse, src: PostgresSource, spec: TableSpec, *, full_refresh
                 tg = time.perf_counter()
                 failing = 0
                 inserted = None
-                if gate.rules and empty and not only_quarantine:
+                changed = lo = None
+                fl = flagged  # the flagged relation the gate's failures are read from
+                if changed_only and (lo := _batch_low(batch, spec)) is not None:
+                    # only the rows whose version raw does not hold live go through the gate and the merge
+                    # (``_changed_rows``): a batch that brings nothing new costs this one statement
+                    changed = wh.arrow(*_changed_rows(spec, st, typed_all, lo, cursor))
+                    if changed.num_rows:
+                        _stage(wh, "raw_changed", changed)
+                        # uuid and json came back as text (DuckDB's Arrow export): cast again
+                        typed = f"(SELECT {_cast_select(wh, st, 'x', arrives=changed.schema)} FROM raw_changed x)"
+                        fl = gate.flagged(typed, joined=True)
+                        if gate.rules:
+                            failing = int(wh.scalar(f"SELECT count(*) FROM {fl} x WHERE {gate.any_fails()}"))
+                elif gate.rules and empty and not only_quarantine:
                     # a first load: the gate's predicates filter the INSERT itself, one pass over the
                     # batch; only a batch with failing rows is read again (rolled back if it blocks)
                     inserted = wh.execute_count(
@@ -833,7 +914,7 @@ def _ingest(wh: Warehouse, src: PostgresSource, spec: TableSpec, *, full_refresh
                 elif gate.rules:
                     failing = int(wh.scalar(f"SELECT count(*) FROM {flagged} x WHERE {gate.any_fails()}"))
                 if failing:
-                    for name, n in gate.failures(wh, flagged).items():
+                    for name, n in gate.failures(wh, fl).items():
                         res.rule_failures[name] = res.rule_failures.get(name, 0) + n
                     res.rows_quarantined += failing
                     if not quarantine_ready:
@@ -845,31 +926,38 @@ def _ingest(wh: Warehouse, src: PostgresSource, spec: TableSpec, *, full_refresh
                         # a row already held, unchanged, by a run that was not blocked was judged then:
                         # read again (lookback, retry) it does not count towards this run's threshold
                         res.rows_retried_failing += int(wh.query(
-                            f"SELECT count(*) AS n FROM {flagged} x WHERE ({gate.any_fails()}) AND EXISTS (SELECT 1 "
+                            f"SELECT count(*) AS n FROM {fl} x WHERE ({gate.any_fails()}) AND EXISTS (SELECT 1 "
                             f"FROM quarantine.{spec.raw} o WHERE o._resolved_batch_id IS NULL AND NOT coalesce(o._blocking, false) "
                             f"AND o._key = {key_text} AND o._row = {row})")["n"][0])
                     wh.execute(
                         f"INSERT INTO quarantine.{spec.raw} (_batch_id, _rules, _reasons, _key, _row, _quarantined_at, "
                         f"_blocking) SELECT ?, q._rules, q._reasons, q._key, q._row, ?, {'true' if only_quarantine else 'false'} "
                         f"FROM (SELECT {rules} AS _rules, "
-                        f"{reasons} AS _reasons, {key_text} AS _key, {row} AS _row FROM {flagged} x "
+                        f"{reasons} AS _reasons, {key_text} AS _key, {row} AS _row FROM {fl} x "
                         f"WHERE {gate.any_fails()}) q WHERE NOT EXISTS (SELECT 1 FROM quarantine.{spec.raw} o "
                         "WHERE o._resolved_batch_id IS NULL AND o._key = q._key AND o._row = q._row)",
                         (res.batch_id, now))
-                    typed = (f"(SELECT {', '.join(f'x.{_qi(c)}' for c in names)} FROM {flagged} x "
+                    typed = (f"(SELECT {', '.join(f'x.{_qi(c)}' for c in names)} FROM {fl} x "
                              f"WHERE NOT ({gate.any_fails()}))")
                 res.gate_seconds += time.perf_counter() - tg
                 if only_quarantine:
                     wh.unstage("raw_batch")
                     continue
                 if spec.cursor:
-                    if failing:
+                    if failing and changed is not None:  # the batch's rows but those failing
+                        m = wh.scalar(f'SELECT max(s."{spec.cursor}") FROM {typed_all} s WHERE NOT EXISTS '
+                                      f'(SELECT 1 FROM {fl} x WHERE {failed_key} '
+                                      f'AND ({gate.any_fails()}))')
+                    elif failing:
                         m = wh.query(f'SELECT max(s."{spec.cursor}") AS m FROM {typed} s')["m"][0]
                     else:
                         m = pc.max(batch.column(spec.cursor)).as_py()
                     if m is not None and (max_cursor is None or m > max_cursor):
                         max_cursor = m
-                if inserted is not None:
+                if changed is not None:
+                    res.rows_written += _write_changed(wh, spec, st, changed.num_rows - failing, typed, lo, now,
+                                                       res.batch_id)
+                elif inserted is not None:
                     res.rows_written += inserted
                 elif empty:
                     wh.execute(f"INSERT INTO raw.{spec.raw} ({cols}, _ingested_at, _batch_id) "
@@ -909,8 +997,15 @@ def _ingest(wh: Warehouse, src: PostgresSource, spec: TableSpec, *, full_refresh
                         f"FROM {typed} s WHERE NOT EXISTS (SELECT 1 FROM raw.{spec.raw} r WHERE {key_join}{fresh})",
                         (now, res.batch_id) + fresh_params)
                 if unresolved:  # rows quarantined by earlier batches that now arrive clean
+                    clean = typed
+                    if changed is not None:  # the batch's rows but those failing
+                        clean = typed_all if not failing else (
+                            f"(SELECT s.* FROM {typed_all} s WHERE NOT EXISTS (SELECT 1 FROM {fl} x WHERE "
+                            f"{failed_key} AND ({gate.any_fails()})))")
                     wh.execute(f"UPDATE quarantine.{spec.raw} SET _resolved_batch_id = ? WHERE _resolved_batch_id "
-                               f"IS NULL AND _key IN (SELECT {key_text} FROM {typed} x)", (res.batch_id,))
+                               f"IS NULL AND _key IN (SELECT {key_text} FROM {clean} x)", (res.batch_id,))
+                if changed is not None and changed.num_rows:
+                    wh.unstage("raw_changed")
                 wh.unstage("raw_batch")
                 progress(f"raw.{spec.raw}: {res.rows_extracted:,} rows read")
             res.extract_seconds = t_extract

@@ -292,10 +292,11 @@ def test_ge_suite_agrees_with_the_compiled_gate(gate_source):
     assert len(compared) >= 5
 
 
-def test_reference_rules_narrowed_to_the_batch_flag_the_same_rows():
-    """An incremental run reads a large parent through the batch's keys (``Gate.flagged(narrow=)``):
-    the same rows fail as with the plain rule (a missing parent, a parent flagged deleted), also
-    when the batch's column is text and the parent's key a UUID (a column widened by drift)."""
+def test_reference_rules_narrowed_to_the_batch_or_joined_flag_the_same_rows():
+    """An incremental run reads a large parent through the batch's keys (``Gate.flagged(narrow=)``),
+    and gates a few changed rows with a LEFT JOIN per reference rule (``joined=True``): the same
+    rows fail as with the plain rule (a missing parent, a parent flagged deleted), also when the
+    batch's column is text and the parent's key a UUID (a column widened by drift)."""
     import duckdb
 
     from quality.gate import compile_gate
@@ -317,12 +318,12 @@ def test_reference_rules_narrowed_to_the_batch_flag_the_same_rows():
                     "(gen_random_uuid(), ?, 'page_view', now()), (gen_random_uuid(), ?, 'page_view', now()), "
                     "(gen_random_uuid(), NULL, 'page_view', now())", (live, gone, absent))
         flags = {}
-        for narrow in ((), {"leads"}):
-            flagged = gate.flagged("batch", narrow=narrow)
-            assert ("SEMI JOIN" in flagged) == bool(narrow)
-            flags[bool(narrow)] = dict(con.execute(
-                f"SELECT CAST(lead_id AS VARCHAR), _f{rule} FROM {flagged} x").fetchall())
-        assert flags[True] == flags[False] == {live: False, gone: True, absent: True, None: False}, lead_type
+        for form, flagged in (("plain", gate.flagged("batch")), ("narrow", gate.flagged("batch", narrow={"leads"})),
+                              ("joined", gate.flagged("batch", joined=True))):
+            assert ("SEMI JOIN" in flagged) == (form == "narrow") and ("LEFT JOIN" in flagged) == (form == "joined")
+            flags[form] = dict(con.execute(f"SELECT CAST(lead_id AS VARCHAR), _f{rule} FROM {flagged} x").fetchall())
+        assert flags["narrow"] == flags["joined"] == flags["plain"] == {live: False, gone: True, absent: True,
+                                                                         None: False}, lead_type
 
 
 def test_a_blocked_refresh_names_the_table_and_leaves_the_marts(pg_server, workdir, monkeypatch, capsys):
