@@ -11,6 +11,8 @@ import contextlib
 import datetime as dt
 from typing import Any, Iterable, Mapping
 
+import pyarrow as pa
+
 from ingest.warehouse import Warehouse, create_table
 
 CHECK_COLUMNS = (
@@ -18,6 +20,11 @@ CHECK_COLUMNS = (
     ("check_kind", "VARCHAR"), ("passed", "BOOLEAN"), ("failing_count", "BIGINT"), ("failing_sample", "VARCHAR"),
     ("message", "VARCHAR"), ("as_of", "VARCHAR"),
 )
+
+
+_ARROW_TYPES = {"TIMESTAMPTZ": pa.timestamp("us", tz="UTC"), "VARCHAR": pa.string(), "BOOLEAN": pa.bool_(),
+                "BIGINT": pa.int64()}
+ARROW_SCHEMA = pa.schema([(c, _ARROW_TYPES[t]) for c, t in CHECK_COLUMNS])
 
 
 def dbt_results(run_results: Mapping[str, Any], manifest: Mapping[str, Any], *, run_id: str, as_of: str | None,
@@ -63,14 +70,24 @@ def record(wh: Warehouse, rows: Iterable[dict], *, in_transaction: bool = False)
     """Append rows to ops.check_results with multi-row INSERTs; returns how many. In a transaction of
     its own, or with ``in_transaction`` in the caller's (the ingest's check rows commit with its data)."""
     rows = list(rows)
+    n = len(rows)
     names = [c for c, _ in CHECK_COLUMNS]
     with contextlib.nullcontext() if in_transaction else wh.transaction():
         if not getattr(wh, "_check_results_ready", False):
             create_table(wh, "ops.check_results", CHECK_COLUMNS, ())
+        if wh.kind == "duckdb" and rows:
+            # DuckDB reads the rows as Arrow: binding a VALUES list of ~200 parameters cost 2.8 ms for a
+            # table's ~20 rows, this 1.9 ms (an incremental run records 26 tables' rows)
+            staged = wh.stage("check_rows", pa.Table.from_pylist(rows, schema=ARROW_SCHEMA))
+            try:
+                wh.execute(f"INSERT INTO ops.check_results BY NAME SELECT * FROM {staged}")
+            finally:
+                wh.unstage(staged)
+            rows = []
         one = "(" + ", ".join("?" for _ in names) + ")"
         for i in range(0, len(rows), 200):
             chunk = rows[i:i + 200]
             wh.execute(f"INSERT INTO ops.check_results ({', '.join(names)}) VALUES " + ", ".join(one for _ in chunk),
                        [r.get(c) for r in chunk for c in names])
     wh._check_results_ready = True
-    return len(rows)
+    return n
