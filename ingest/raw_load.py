@@ -943,13 +943,15 @@ def _ingest(wh: Warehouse, src: PostgresSource, spec: TableSpec, *, full_refresh
                 if only_quarantine:
                     wh.unstage("raw_batch")
                     continue
+                # the batch's rows but those failing: the cursor and the quarantine's resolution read them
+                passing = typed
+                if changed is not None:  # ``typed`` holds the changed rows only
+                    passing = typed_all if not failing else (
+                        f"(SELECT s.* FROM {typed_all} s WHERE NOT EXISTS (SELECT 1 FROM {fl} x WHERE "
+                        f"{failed_key} AND ({gate.any_fails()})))")
                 if spec.cursor:
-                    if failing and changed is not None:  # the batch's rows but those failing
-                        m = wh.scalar(f'SELECT max(s."{spec.cursor}") FROM {typed_all} s WHERE NOT EXISTS '
-                                      f'(SELECT 1 FROM {fl} x WHERE {failed_key} '
-                                      f'AND ({gate.any_fails()}))')
-                    elif failing:
-                        m = wh.query(f'SELECT max(s."{spec.cursor}") AS m FROM {typed} s')["m"][0]
+                    if failing:
+                        m = wh.scalar(f'SELECT max(s."{spec.cursor}") FROM {passing} s')
                     else:
                         m = pc.max(batch.column(spec.cursor)).as_py()
                     if m is not None and (max_cursor is None or m > max_cursor):
@@ -997,13 +999,8 @@ def _ingest(wh: Warehouse, src: PostgresSource, spec: TableSpec, *, full_refresh
                         f"FROM {typed} s WHERE NOT EXISTS (SELECT 1 FROM raw.{spec.raw} r WHERE {key_join}{fresh})",
                         (now, res.batch_id) + fresh_params)
                 if unresolved:  # rows quarantined by earlier batches that now arrive clean
-                    clean = typed
-                    if changed is not None:  # the batch's rows but those failing
-                        clean = typed_all if not failing else (
-                            f"(SELECT s.* FROM {typed_all} s WHERE NOT EXISTS (SELECT 1 FROM {fl} x WHERE "
-                            f"{failed_key} AND ({gate.any_fails()})))")
                     wh.execute(f"UPDATE quarantine.{spec.raw} SET _resolved_batch_id = ? WHERE _resolved_batch_id "
-                               f"IS NULL AND _key IN (SELECT {key_text} FROM {clean} x)", (res.batch_id,))
+                               f"IS NULL AND _key IN (SELECT {key_text} FROM {passing} x)", (res.batch_id,))
                 if changed is not None and changed.num_rows:
                     wh.unstage("raw_changed")
                 wh.unstage("raw_batch")

@@ -70,7 +70,6 @@ def record(wh: Warehouse, rows: Iterable[dict], *, in_transaction: bool = False)
     """Append rows to ops.check_results with multi-row INSERTs; returns how many. In a transaction of
     its own, or with ``in_transaction`` in the caller's (the ingest's check rows commit with its data)."""
     rows = list(rows)
-    n = len(rows)
     names = [c for c, _ in CHECK_COLUMNS]
     with contextlib.nullcontext() if in_transaction else wh.transaction():
         if not getattr(wh, "_check_results_ready", False):
@@ -83,11 +82,11 @@ def record(wh: Warehouse, rows: Iterable[dict], *, in_transaction: bool = False)
                 wh.execute(f"INSERT INTO ops.check_results BY NAME SELECT * FROM {staged}")
             finally:
                 wh.unstage(staged)
-            rows = []
-        one = "(" + ", ".join("?" for _ in names) + ")"
-        for i in range(0, len(rows), 200):
-            chunk = rows[i:i + 200]
-            wh.execute(f"INSERT INTO ops.check_results ({', '.join(names)}) VALUES " + ", ".join(one for _ in chunk),
-                       [r.get(c) for r in chunk for c in names])
+        else:
+            one = "(" + ", ".join("?" for _ in names) + ")"
+            for i in range(0, len(rows), 200):
+                chunk = rows[i:i + 200]
+                wh.execute(f"INSERT INTO ops.check_results ({', '.join(names)}) VALUES "
+                           + ", ".join(one for _ in chunk), [r.get(c) for r in chunk for c in names])
     wh._check_results_ready = True
-    return n
+    return len(rows)
