@@ -970,9 +970,9 @@ def _ingest(wh: Warehouse, src: PostgresSource, spec: TableSpec, *, full_refresh
                     # staged row whose key raw no longer holds goes in: two statements, no temp table
                     keys = ", ".join(f'"{k}"' for k in st.primary_key)
                     s_keys = ", ".join(f's."{k}"' for k in st.primary_key)
-                    lo = pc.min(batch.column(spec.cursor)).as_py() if spec.cursor else None
+                    lo = _batch_low(batch, spec)
                     stale = f"SELECT {s_keys} FROM {typed} s JOIN raw.{spec.raw} r ON {key_join}"
-                    if lo is not None and batch.column(spec.cursor).null_count == 0:
+                    if lo is not None:
                         # Stored copies are compared column by column only where their cursor is not
                         # before the batch's earliest: lately written, so zone maps skip raw's other row
                         # groups, which would otherwise all be read and decompressed, every column of

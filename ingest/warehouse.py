@@ -106,7 +106,7 @@ class DuckDBWarehouse:
         return self.con.execute(sql, params or []).fetchall()
 
     def arrow(self, sql: str, params: list | tuple | None = None) -> pa.Table:
-        """The result as an Arrow table (readable again as a staged relation, without a copy)."""
+        """The result as an Arrow table (stageable again; DuckDB exports UUID and JSON as text)."""
         return self.con.sql(sql, params=params or None).to_arrow_table()
 
     def scalar(self, sql: str, params: list | tuple | None = None):
