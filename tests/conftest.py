@@ -28,6 +28,18 @@ def pytest_configure(config):
         raise pytest.UsageError(f"the provider samples are missing: expected {SAMPLES} (shared/ beside the clone)")  # in the past, so `advance` never writes future timestamps
 
 
+@pytest.hookimpl(tryfirst=True)  # before xdist's own hook, which turns the marks into the tests' groups
+def pytest_collection_modifyitems(config, items):
+    # With pytest-xdist (pyproject's addopts) each worker is a session of its own: the tests reading
+    # one expensive session fixture (a refreshed warehouse: two dbt builds) run on one worker, which
+    # builds it once.
+    for item in items:
+        for shared in ("built", "served"):
+            if shared in getattr(item, "fixturenames", ()):
+                item.add_marker(pytest.mark.xdist_group(shared))
+                break
+
+
 @pytest.fixture(scope="session")
 def workdir():
     d = Path(tempfile.mkdtemp(prefix="crm-tests-"))

@@ -41,16 +41,29 @@ def _newest_source_mtime() -> float:
 
 
 def ensure_manifest() -> Path:
-    """`dbt parse` when the manifest is missing or older than a file of the project (a few seconds)."""
+    """`dbt parse` when the manifest is missing or older than a file of the project (a few seconds).
+
+    Processes starting together (two test workers, a refresh beside `crm-warehouse ui`) take a
+    lock: one parses, the others wait and then find the manifest fresh, instead of two `dbt parse`
+    writing the same files at once or one reading a manifest the other is writing."""
+    import fcntl
+
     manifest = TARGET_DIR / "manifest.json"
-    if manifest.exists() and manifest.stat().st_mtime >= _newest_source_mtime():
-        return manifest
-    env = {**os.environ, "DBT_SEND_ANONYMOUS_USAGE_STATS": "false"}
-    proc = subprocess.run([dbt_executable(), "parse", "--quiet", "--project-dir", str(ROOT), "--profiles-dir",
-                           str(PROFILES_DIR), "--target-path", str(TARGET_DIR)],
-                          cwd=ROOT, env=env, capture_output=True, text=True)
-    if proc.returncode != 0:
-        raise RuntimeError(f"dbt parse failed:\n{redact(proc.stdout[-4000:])}{redact(proc.stderr[-2000:])}")
+
+    def fresh() -> bool:
+        return manifest.exists() and manifest.stat().st_mtime >= _newest_source_mtime()
+
+    TARGET_DIR.mkdir(parents=True, exist_ok=True)
+    with open(TARGET_DIR / ".parse.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # a manifest being written is not read half-written
+        if fresh():
+            return manifest
+        env = {**os.environ, "DBT_SEND_ANONYMOUS_USAGE_STATS": "false"}
+        proc = subprocess.run([dbt_executable(), "parse", "--quiet", "--project-dir", str(ROOT), "--profiles-dir",
+                               str(PROFILES_DIR), "--target-path", str(TARGET_DIR)],
+                              cwd=ROOT, env=env, capture_output=True, text=True)
+        if proc.returncode != 0:
+            raise RuntimeError(f"dbt parse failed:\n{redact(proc.stdout[-4000:])}{redact(proc.stderr[-2000:])}")
     return manifest
 
 
