@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import subprocess
@@ -53,9 +54,12 @@ def ensure_manifest() -> Path:
     def fresh() -> bool:
         return manifest.exists() and manifest.stat().st_mtime >= _newest_source_mtime()
 
-    TARGET_DIR.mkdir(parents=True, exist_ok=True)
-    with open(TARGET_DIR / ".parse.lock", "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)  # a manifest being written is not read half-written
+    with contextlib.ExitStack() as held:
+        try:  # a manifest being written is not read half-written
+            TARGET_DIR.mkdir(parents=True, exist_ok=True)
+            fcntl.flock(held.enter_context(open(TARGET_DIR / ".parse.lock", "w")), fcntl.LOCK_EX)
+        except OSError:  # a read-only install: nobody parses into it, its manifest is read as it is
+            pass
         if fresh():
             return manifest
         env = {**os.environ, "DBT_SEND_ANONYMOUS_USAGE_STATS": "false"}
