@@ -195,7 +195,8 @@ def _counts(wh: Warehouse, table: str) -> tuple[int, int]:
 
 
 def _deletions(wh: Warehouse, src: PostgresSource, spec: TableSpec, st: SourceTable, now, batch_id: str,
-               source_rows: int, raw_tables: set[str]) -> tuple[int, int, int]:
+               source_rows: int, raw_tables: set[str], loaded_at=None,
+               raw_columns: dict[tuple[str, str], dict[str, str]] | None = None) -> tuple[int, int, int]:
     """Flag raw rows deleted in the source; returns (flagged now, live rows, deleted rows) of raw.
 
     ``source_rows`` is the source's row count taken as the extraction began (on another
@@ -206,7 +207,9 @@ def _deletions(wh: Warehouse, src: PostgresSource, spec: TableSpec, st: SourceTa
     deleted between the count and the extraction is flagged by the next run. Rows removed by an
     ``ON DELETE CASCADE`` from a parent already flagged (parents are ingested first) are flagged
     from raw alone; only if the counts still differ are keys compared with the source
-    (``_flag_deletes``). ``raw_tables``: the raw tables present (a parent not loaded is skipped).
+    (``_flag_deletes``). ``raw_tables``: the raw tables present (a parent not loaded is skipped);
+    ``loaded_at``: when the table's last load ran (its state row), and ``raw_columns`` raw's tables'
+    columns, both to narrow the cascades (``_cascade``).
     """
     live, deleted = _counts(wh, spec.raw)
     if live == source_rows:
@@ -216,12 +219,43 @@ def _deletions(wh: Warehouse, src: PostgresSource, spec: TableSpec, st: SourceTa
         parent_raw = parent.rpartition(".")[2]
         if parent_raw not in raw_tables:
             continue
-        flagged += wh.execute_count(
-            f'UPDATE raw.{spec.raw} SET _deleted_at = ?, _batch_id = ? WHERE _deleted_at IS NULL AND "{column}" IN '
-            f'(SELECT "{parent_column}" FROM raw.{parent_raw} WHERE _deleted_at IS NOT NULL)', (now, batch_id))
+        flagged += _cascade(wh, spec, column, parent_raw, parent_column, now, batch_id, loaded_at,
+                            (raw_columns or {}).get(("raw", parent_raw), {}),
+                            (raw_columns or {}).get(("raw", spec.raw), {}))
     if live - flagged != source_rows:
         flagged += _flag_deletes(wh, src, spec, st, now, batch_id, source_rows)
     return flagged, live - flagged, deleted + flagged
+
+
+def _cascade(wh: Warehouse, spec: TableSpec, column: str, parent_raw: str, parent_column: str, now, batch_id: str,
+             loaded_at, parent_columns: dict[str, str], columns: dict[str, str]) -> int:
+    """Flag the live rows of ``raw.<spec.raw>`` whose parent (``column`` → ``parent_raw``) is flagged
+    deleted, as the source's ``ON DELETE CASCADE`` removed them; returns how many.
+
+    Narrowed twice, neither needed for a right result: whatever a cascade leaves unflagged keeps the
+    live count above the source's and goes to the key comparison (``_flag_deletes``), which is exact.
+    - Parents flagged before this table's last load (``loaded_at``, less the lookback window) had
+      their children flagged then, by this or by the key comparison: only the others are joined.
+    - A child is not older than its parent: its cursor (an event time, or ``updated_at``) not before
+      the earliest ``created_at`` among those parents. A constant filter, so DuckDB's zone maps skip
+      the row groups written before it: the day's few deleted leads were recent spam, and
+      lead_activities' 3 M ``lead_id`` values need not be read (medium tier, a day's run: the
+      cascade's UPDATE took 80-105 ms reading them all).
+    """
+    gone, params = f'SELECT "{parent_column}" FROM raw.{parent_raw} WHERE _deleted_at IS NOT NULL', ()
+    if loaded_at is not None:
+        gone, params = gone + " AND _deleted_at >= ?", (loaded_at - lookback(),)
+    restrict, restrict_params = "", ()
+    if spec.cursor and spec.cursor in columns and "created_at" in parent_columns and loaded_at is not None:
+        n, oldest = wh.rows(f"SELECT count(*), min(created_at) FROM raw.{parent_raw} WHERE _deleted_at IS NOT NULL "
+                            "AND _deleted_at >= ?", params)[0]
+        if not n:
+            return 0
+        if oldest is not None:
+            restrict, restrict_params = f' AND "{spec.cursor}" >= ?', (oldest,)
+    return wh.execute_count(
+        f'UPDATE raw.{spec.raw} SET _deleted_at = ?, _batch_id = ? WHERE _deleted_at IS NULL{restrict} AND "{column}" '
+        f"IN ({gone})", (now, batch_id, *restrict_params, *params))
 
 
 RETRY_MAX = 10_000  # quarantined keys re-read by key each run (more: they wait for a change in the source)
@@ -719,6 +753,7 @@ class _Plan:
     where: str
     params: tuple
     sizes: dict[str, int]         # raw tables' estimated row counts (DuckDB)
+    columns: dict[tuple[str, str], dict[str, str]] = field(default_factory=dict)  # of raw's tables, as planned
     batches: object = None        # the started extraction (Prefetch)
     source_count: object = None   # Future of the source's row count, or None
 
@@ -745,9 +780,12 @@ def _plan(wh: Warehouse, src: PostgresSource, spec: TableSpec, *, full_refresh: 
         existing_columns = snapshot.columns.get(("raw", spec.raw), {})
         quarantine_columns = snapshot.columns.get(("quarantine", spec.raw), {})
         unresolved = snapshot.unresolved.get(spec.raw, False)
+        columns = snapshot.columns
     else:
-        state = wh.rows("SELECT cursor_value, columns_json FROM ops.ingest_state WHERE table_name = ?", (spec.raw,))
+        state = wh.rows("SELECT cursor_value, columns_json, updated_at FROM ops.ingest_state WHERE table_name = ?",
+                        (spec.raw,))
         tables, existing_columns, quarantine_columns, sizes = _catalog(wh, spec.raw)
+        columns = {("raw", spec.raw): existing_columns}
         unresolved = ("quarantine", spec.raw) in tables and int(wh.scalar(
             f"SELECT count(*) FROM quarantine.{spec.raw} WHERE _resolved_batch_id IS NULL")) > 0
     exists = bool(existing_columns) and not (full_refresh and not only_quarantine)
@@ -770,7 +808,7 @@ def _plan(wh: Warehouse, src: PostgresSource, spec: TableSpec, *, full_refresh: 
         where = f"({where}) OR {dup}" if where else ""
         where = (where or "true") + f" ORDER BY {k}"
     return _Plan(spec, st, state, tables, existing_columns, quarantine_columns, exists, cursor, unresolved, where,
-                 params, sizes)
+                 params, sizes, columns)
 
 
 def _start(plan: _Plan, wh: Warehouse, src: PostgresSource, *, only_quarantine: bool = False,
@@ -1029,7 +1067,9 @@ def _ingest(wh: Warehouse, src: PostgresSource, spec: TableSpec, *, full_refresh
             if not empty:
                 res.source_rows = source_count.result()
                 res.rows_deleted, res.rows_live, rows_deleted = _deletions(
-                    wh, src, spec, st, now, res.batch_id, res.source_rows, raw_tables)
+                    wh, src, spec, st, now, res.batch_id, res.source_rows, raw_tables,
+                    loaded_at=state[0][2] if state and exists and len(state[0]) > 2 else None,
+                    raw_columns=plan.columns)
             else:
                 res.source_rows = res.rows_extracted  # a first load reads the whole table in one snapshot
             if quarantine_ready and (unresolved or res.rows_quarantined):
@@ -1103,9 +1143,9 @@ def _snapshot(wh: Warehouse) -> _Snapshot:
     tables, columns, sizes = _catalog_all(wh)
     states: dict[str, list[tuple]] = {}
     live: dict[str, int] = {}
-    for name, cursor_value, columns_json, rows_live in wh.rows(
-            "SELECT table_name, cursor_value, columns_json, rows_live FROM ops.ingest_state"):
-        states[name] = [(cursor_value, columns_json)]
+    for name, cursor_value, columns_json, rows_live, loaded_at in wh.rows(
+            "SELECT table_name, cursor_value, columns_json, rows_live, updated_at FROM ops.ingest_state"):
+        states[name] = [(cursor_value, columns_json, loaded_at)]
         live[name] = int(rows_live or 0)
     # the ingest's quarantine tables (quarantine.email_events, the webhook loader's, has no such column)
     held = sorted(t for sch, t in tables if sch == "quarantine"

@@ -380,6 +380,55 @@ def test_hard_deletes_are_flagged_by_either_key_comparison(make_wh, moving_sourc
     assert_raw_equals_source(wh, url)
 
 
+def test_cascades_reach_raw_and_children_older_than_their_parent_are_found_by_keys(make_wh, moving_source,
+                                                                                  monkeypatch):
+    """A cascade flags the children of parents flagged since the child table's last load, reading only
+    children not older than those parents (``_cascade``). A child older than its parent (moved here by
+    making its lead younger than its activities) is left to the key comparison, which flags it: raw
+    still equals the source. A cascade of ordinary parents needs no key comparison."""
+    import ingest.raw_load as raw_load
+
+    url = moving_source[1]
+    wh = make_wh()
+    ingest_all(wh, url)
+    compared: list[str] = []
+    real = raw_load._flag_deletes
+    monkeypatch.setattr(raw_load, "_flag_deletes", lambda wh_, src, spec_, *a: compared.append(spec_.raw)
+                        or real(wh_, src, spec_, *a))
+
+    def delete_leads(conn, n: int, younger: bool) -> set[str]:
+        ids = [r[0] for r in conn.execute(
+            "SELECT l.id FROM leads l WHERE (SELECT count(*) FROM lead_activities a WHERE a.lead_id = l.id) >= 2 "
+            "ORDER BY md5(l.id::text) LIMIT %s", (n,))]
+        if younger:  # the lead now begins after its activities (the trigger stamps updated_at)
+            conn.execute("UPDATE leads l SET created_at = (SELECT max(a.created_at) FROM lead_activities a "
+                         "WHERE a.lead_id = l.id) + interval '1 millisecond' WHERE l.id = ANY(%s)", (ids,))
+            conn.commit()
+            ingest_all(wh, url)
+            assert wh.query(f"SELECT count(*) AS n FROM raw.lead_activities a JOIN raw.leads l ON l.id = a.lead_id "
+                            f"WHERE a.created_at < l.created_at")["n"][0] > 0
+            compared.clear()
+        gone = {str(r[0]) for r in conn.execute(
+            "SELECT id FROM lead_activities WHERE lead_id = ANY(%s)", (ids,))}
+        conn.execute("DELETE FROM leads WHERE id = ANY(%s)", (ids,))
+        conn.commit()
+        return gone
+
+    for younger in (True, False):  # younger first: the second's parents are then the earliest
+        flagged_before = set(wh.query("SELECT CAST(id AS VARCHAR) AS k FROM raw.lead_activities "
+                                      "WHERE _deleted_at IS NOT NULL")["k"])
+        with psycopg.connect(url) as conn:
+            gone = delete_leads(conn, 3, younger)
+        results = ingest_all(wh, url)
+        flagged = set(wh.query("SELECT CAST(id AS VARCHAR) AS k FROM raw.lead_activities "
+                               "WHERE _deleted_at IS NOT NULL")["k"])
+        assert len(gone) >= 6 and flagged - flagged_before == gone, younger
+        assert results["lead_activities"].rows_deleted == len(gone)
+        assert ("lead_activities" in compared) == younger, compared
+        compared.clear()
+        assert_raw_equals_source(wh, url)
+
+
 def test_schema_drift_added_dropped_and_incompatible_columns(make_wh, pg_server, workdir):
     _, url = make_source(pg_server, workdir, f"drift_{time.monotonic_ns()}", seed=41, history_days=45)
     wh = make_wh()
