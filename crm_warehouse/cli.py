@@ -255,8 +255,10 @@ def cmd_ui(cfg: Settings, args: argparse.Namespace) -> int:
     """The Dagster UI on the project's definitions, with the run history refresh keeps."""
     import subprocess
 
+    from orchestration.dagster_storage import ensure_instance_config
+
     home = cfg.home / "dagster"
-    home.mkdir(parents=True, exist_ok=True)
+    ensure_instance_config(home)
     env = {**os.environ, "DAGSTER_HOME": str(home)}
     exe = Path(sys.executable).with_name("dagster-webserver")
     console.print(f"Dagster UI on http://{args.host}:{args.port} (run history in {home}); Ctrl-C stops it",

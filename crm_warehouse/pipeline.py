@@ -72,9 +72,12 @@ class _LogTee(io.TextIOBase):
 def dagster_instance(cfg: Settings):
     import dagster as dg
 
+    from orchestration.dagster_storage import ensure_instance_config
+
     home = cfg.home / "dagster"
     home.mkdir(parents=True, exist_ok=True)
-    os.environ.setdefault("DAGSTER_HOME", str(home))
+    if os.environ.setdefault("DAGSTER_HOME", str(home)) == str(home):  # one set elsewhere keeps its dagster.yaml
+        ensure_instance_config(home)
     return dg.DagsterInstance.get()
 
 
