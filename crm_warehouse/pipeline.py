@@ -137,12 +137,21 @@ def run_refresh(cfg: Settings, *, full_refresh: bool = False, as_of: str | None 
 
 def _run_refresh(cfg: Settings, *, full_refresh: bool, as_of: str | None, ingest: bool, transform: bool,
                  progress: Callable[[str], None] | None) -> RefreshResult:
+    instance = dagster_instance(cfg)
+    try:
+        return _refresh(cfg, instance, full_refresh=full_refresh, as_of=as_of, ingest=ingest, transform=transform,
+                        progress=progress)
+    finally:  # its storages' open files (the event log keeps a connection per database) are closed now
+        instance.dispose()
+
+
+def _refresh(cfg: Settings, instance, *, full_refresh: bool, as_of: str | None, ingest: bool, transform: bool,
+             progress: Callable[[str], None] | None) -> RefreshResult:
 
     from orchestration.definitions import defs
     from orchestration.defs.ingest.assets import FULL_REFRESH_TAG
 
     res = RefreshResult()
-    instance = dagster_instance(cfg)
     tags = {FULL_REFRESH_TAG: "true" if full_refresh else "false"}
     run_config = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
 

@@ -51,7 +51,9 @@ def test_refresh_instance_records_runs_readable_by_dagsters_own_storage(tmp_path
     assert 0 < len(storage._engines) <= 2
     storage.wipe()
     assert not storage._engines and not storage.get_logs_for_run(runs[0].run_id)
-    instance.dispose()
+    assert dg.materialize([probe], instance=instance).success and storage._engines
+    instance.dispose()  # as run_refresh does when it ends: nothing left open
+    assert not storage._engines
 
 
 def test_a_dagster_yaml_not_written_by_the_project_is_kept(tmp_path):
