@@ -21,9 +21,8 @@ import datetime as dt
 import functools
 import json
 import os
-import threading
 import time
-from concurrent.futures import Future
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Callable, Iterator
 
@@ -217,13 +216,13 @@ def _deletions(wh: Warehouse, src: PostgresSource, spec: TableSpec, st: SourceTa
     if live == source_rows:
         return 0, live, deleted
     flagged = 0
+    raw_columns = raw_columns or {}
     for column, parent, parent_column in st.cascades_from:
         parent_raw = parent.rpartition(".")[2]
         if parent_raw not in raw_tables:
             continue
         flagged += _cascade(wh, spec, column, parent_raw, parent_column, now, batch_id, loaded_at,
-                            (raw_columns or {}).get(("raw", parent_raw), {}),
-                            (raw_columns or {}).get(("raw", spec.raw), {}))
+                            raw_columns.get(("raw", parent_raw), {}), raw_columns.get(("raw", spec.raw), {}))
     if live - flagged != source_rows:
         flagged += _flag_deletes(wh, src, spec, st, now, batch_id, source_rows)
     return flagged, live - flagged, deleted + flagged
@@ -244,20 +243,19 @@ def _cascade(wh: Warehouse, spec: TableSpec, column: str, parent_raw: str, paren
       lead_activities' 3 M ``lead_id`` values need not be read (medium tier, a day's run: the
       cascade's UPDATE took 80-105 ms reading them all).
     """
-    gone, params = f'SELECT "{parent_column}" FROM raw.{parent_raw} WHERE _deleted_at IS NOT NULL', ()
+    parents, params = f"raw.{parent_raw} WHERE _deleted_at IS NOT NULL", ()
     if loaded_at is not None:
-        gone, params = gone + " AND _deleted_at >= ?", (loaded_at - lookback(),)
+        parents, params = f"raw.{parent_raw} WHERE _deleted_at >= ?", (loaded_at - lookback(),)
     restrict, restrict_params = "", ()
     if spec.cursor and spec.cursor in columns and "created_at" in parent_columns and loaded_at is not None:
-        n, oldest = wh.rows(f"SELECT count(*), min(created_at) FROM raw.{parent_raw} WHERE _deleted_at IS NOT NULL "
-                            "AND _deleted_at >= ?", params)[0]
+        n, oldest = wh.rows(f"SELECT count(*), min(created_at) FROM {parents}", params)[0]
         if not n:
             return 0
         if oldest is not None:
             restrict, restrict_params = f' AND "{spec.cursor}" >= ?', (oldest,)
     return wh.execute_count(
         f'UPDATE raw.{spec.raw} SET _deleted_at = ?, _batch_id = ? WHERE _deleted_at IS NULL{restrict} AND "{column}" '
-        f"IN ({gone})", (now, batch_id, *restrict_params, *params))
+        f'IN (SELECT "{parent_column}" FROM {parents})', (now, batch_id, *restrict_params, *params))
 
 
 RETRY_MAX = 10_000  # quarantined keys re-read by key each run (more: they wait for a change in the source)
@@ -426,24 +424,13 @@ def ingest_tables(wh: Warehouse, src: PostgresSource, specs: list[TableSpec] | t
     from quality.contract import contract_tables
 
     keys = {s.source: contract_tables().get(s.raw, {}).get("key", ()) for s in order}
-    # the source's clock and table descriptions (its connection's round trips, ~17 ms on the medium tier)
-    # on a thread while the warehouse's catalogue and state are read (~14 ms)
-    described: Future = Future()
-
-    def describe() -> None:
-        try:  # the clock: one run, one time, what "not after the run time" compares with
-            described.set_result((src.business_clock(), src.describe_many([s.source for s in order], keys)))
-        except BaseException as err:  # raised where the result is read
-            described.set_exception(err)
-
-    threading.Thread(target=describe, name="describe", daemon=True).start()
-    try:
+    # the source's clock (one run, one time: what "not after the run time" compares with) and table
+    # descriptions, its connection's round trips (~17 ms on the medium tier), on a thread while the
+    # warehouse's catalogue and state are read (~14 ms); a warehouse error is raised once both are done
+    with ThreadPoolExecutor(1, thread_name_prefix="describe") as pool:
+        described = pool.submit(lambda: (src.business_clock(), src.describe_many([s.source for s in order], keys)))
         ensure_ops(wh)
         snap = _snapshot(wh)
-    except BaseException:
-        with contextlib.suppress(BaseException):  # the warehouse's error is the one to report
-            described.result()
-        raise
     clock, snap.source_tables = described.result()
     failed: set[str] = set()
     ahead_plans: dict[str, _Plan | Exception] = {}
@@ -1085,7 +1072,7 @@ def _ingest(wh: Warehouse, src: PostgresSource, spec: TableSpec, *, full_refresh
                 res.source_rows = source_count.result()
                 res.rows_deleted, res.rows_live, rows_deleted = _deletions(
                     wh, src, spec, st, now, res.batch_id, res.source_rows, raw_tables,
-                    loaded_at=state[0][2] if state and exists and len(state[0]) > 2 else None,
+                    loaded_at=state[0][2] if state and exists else None,
                     raw_columns=plan.columns)
             else:
                 res.source_rows = res.rows_extracted  # a first load reads the whole table in one snapshot

@@ -63,7 +63,7 @@ class PooledSqliteEventLogStorage(SqliteEventLogStorage):
         return engine
 
     def _forget(self, shard: str | None = None) -> None:
-        """Close the open connection to ``shard`` (every one if None): its file is about to go."""
+        """Close the open connection to ``shard`` (every one if None): files about to go, or the end."""
         with self._db_lock:
             for name in [shard] if shard is not None else list(self._engines):
                 engine = self._engines.pop(name, None)
@@ -81,11 +81,6 @@ class PooledSqliteEventLogStorage(SqliteEventLogStorage):
             with engine.connect() as conn:
                 with conn.begin():
                     yield conn
-
-    def delete_events(self, run_id: str) -> None:
-        self._forget(run_id)
-        super().delete_events(run_id)
-        self._forget(run_id)
 
     def wipe(self) -> None:
         self._forget()
