@@ -157,6 +157,45 @@ def test_full_ingest_equals_source_and_rerun_changes_nothing(make_wh, tiny_sourc
     assert state.height == len(SPECS) and state.filter(state["table_name"] == "leads")["cursor_value"][0] is not None
 
 
+def test_unchanged_tables_write_their_ops_rows_in_one_transaction_at_the_run_end(make_wh, tiny_source, monkeypatch):
+    """A table whose load changes nothing in raw or quarantine has its state, check and batch rows
+    written with the other such tables in one transaction as the run ends, not in a transaction of
+    its own; a run stopped early still writes them for the tables it finished."""
+    wh = make_wh()
+    ingest_all(wh, tiny_source[1], run_id="first")
+    seen: list[str] = []
+    for name in ("execute", "execute_count"):  # on the class: the lanes' connections are copies of wh
+        real = getattr(type(wh), name)
+        monkeypatch.setattr(type(wh), name, lambda self, sql, params=None, _r=real: seen.append(sql) or _r(self, sql, params))
+    again = ingest_all(wh, tiny_source[1], run_id="second")
+    assert all(r.rows_written == 0 and r.rows_deleted == 0 for r in again.values())
+    per_table = [q for q in seen if q.startswith("UPDATE ops.ingest_state SET")]
+    assert not per_table, f"{len(per_table)} tables updated their state row one by one"
+    assert len([q for q in seen if q.startswith("UPDATE ops.ingest_state AS s")]) == 1
+    # every table's state names this run's batch, which the batch log and the check rows hold
+    state = dict(wh.rows("SELECT table_name, last_batch_id FROM ops.ingest_state"))
+    assert state == {t: r.batch_id for t, r in again.items()}
+    logged = dict(wh.rows("SELECT batch_id, status FROM ops.ingest_batches WHERE batch_id IN (SELECT last_batch_id "
+                          "FROM ops.ingest_state)"))
+    assert logged == {r.batch_id: "success" for r in again.values()}
+    checks = dict(wh.rows("SELECT asset, count(*) FROM ops.check_results WHERE run_id = 'second' GROUP BY asset"))
+    firsts = dict(wh.rows("SELECT asset, count(*) FROM ops.check_results WHERE run_id = 'first' GROUP BY asset"))
+    assert checks == firsts and len(checks) == len(SPECS)
+    # stopped after three tables: those three (and any a lane had in hand) still record this run
+    monkeypatch.undo()
+    src = PostgresSource(tiny_source[1])
+    run = ingest_tables(wh, src, SPECS, run_id="third")
+    got = [next(run) for _ in range(3)]
+    run.close()
+    src.close()
+    state = dict(wh.rows("SELECT table_name, last_batch_id FROM ops.ingest_state"))
+    assert all(state[s.raw] == r.batch_id for s, r in got)
+    third = {a for (a,) in wh.rows("SELECT DISTINCT asset FROM ops.check_results WHERE run_id = 'third'")}
+    assert {f"raw/{s.raw}" for s, _ in got} <= third
+    assert len(third) == sum(1 for t, b in state.items() if b != again[t].batch_id)
+    assert_raw_equals_source(wh, tiny_source[1])
+
+
 def test_first_loads_run_in_lanes_each_table_after_the_tables_it_reads(tiny_source, workdir, monkeypatch):
     """A new DuckDB warehouse loads in ``LANES`` threads; a table is planned only once every table
     it reads has committed, so its gate's reference rules see them; a caller that stops early
