@@ -615,6 +615,11 @@ def _in_lanes(wh: Warehouse, src: PostgresSource, order: list[TableSpec], snap: 
             out.put(("end",))
 
     wh.execute("SET threads = 1")  # as ``_one_warehouse_thread``: the other core decodes
+    # The changed rows (``_changed_rows``) come back to Python as Arrow and are staged again: exported
+    # losslessly, UUID and JSON columns keep their types (Arrow's uuid and json extension types), so the
+    # gate's, the merge's and quarantine's statements over them need no CAST from text per column. A
+    # database-wide setting: while the lanes run, no other Arrow export reads UUID or JSON columns.
+    wh.execute("SET arrow_lossless_conversion = true")
     threads = [threading.Thread(target=lane, args=(wh.lane(),), name=f"ingest-lane-{i}", daemon=True)
                for i in range(LANES)]
     for t in threads:
@@ -640,6 +645,7 @@ def _in_lanes(wh: Warehouse, src: PostgresSource, order: list[TableSpec], snap: 
         for counted in (early or {}).values():  # tables not started (a parent failed, the caller stopped)
             counted.release()
         wh.execute("RESET threads")
+        wh.execute("RESET arrow_lossless_conversion")
 
 
 def _parents_first(specs: list[TableSpec]) -> list[TableSpec]:
