@@ -615,11 +615,6 @@ def _in_lanes(wh: Warehouse, src: PostgresSource, order: list[TableSpec], snap: 
             out.put(("end",))
 
     wh.execute("SET threads = 1")  # as ``_one_warehouse_thread``: the other core decodes
-    # The changed rows (``_changed_rows``) come back to Python as Arrow and are staged again: exported
-    # losslessly, UUID and JSON columns keep their types (Arrow's uuid and json extension types), so the
-    # gate's, the merge's and quarantine's statements over them need no CAST from text per column. A
-    # database-wide setting: while the lanes run, no other Arrow export reads UUID or JSON columns.
-    wh.execute("SET arrow_lossless_conversion = true")
     threads = [threading.Thread(target=lane, args=(wh.lane(),), name=f"ingest-lane-{i}", daemon=True)
                for i in range(LANES)]
     for t in threads:
@@ -645,7 +640,6 @@ def _in_lanes(wh: Warehouse, src: PostgresSource, order: list[TableSpec], snap: 
         for counted in (early or {}).values():  # tables not started (a parent failed, the caller stopped)
             counted.release()
         wh.execute("RESET threads")
-        wh.execute("RESET arrow_lossless_conversion")
 
 
 def _parents_first(specs: list[TableSpec]) -> list[TableSpec]:
@@ -1012,12 +1006,13 @@ def _ingest(wh: Warehouse, src: PostgresSource, spec: TableSpec, *, full_refresh
                 fl = flagged  # the flagged relation the gate's failures are read from
                 if changed_only and (lo := _batch_low(batch, spec)) is not None:
                     # only the rows whose version raw does not hold live go through the gate and the merge
-                    # (``_changed_rows``): a batch that brings nothing new costs this one statement
-                    changed = wh.arrow(*_changed_rows(spec, st, typed_all, lo, cursor))
-                    if changed.num_rows:
-                        _stage(wh, "raw_changed", changed)
-                        # uuid and json came back as text (DuckDB's Arrow export): cast again
-                        typed = f"(SELECT {_cast_select(wh, st, 'x', arrives=changed.schema)} FROM raw_changed x)"
+                    # (``_changed_rows``): a batch that brings nothing new costs this one statement. They
+                    # stay in DuckDB, in a temporary table of the lane's connection, typed as raw is: an
+                    # Arrow round trip through Python cost 3-6 ms more a table (export, staging again)
+                    sql, p = _changed_rows(spec, st, typed_all, lo, cursor)
+                    changed = wh.execute_count(f"CREATE OR REPLACE TEMP TABLE raw_changed AS {sql}", p)
+                    if changed:
+                        typed = f"(SELECT {', '.join(f'x.{_qi(c)}' for c in names)} FROM raw_changed x)"
                         fl = gate.flagged(typed, joined=True)
                         if gate.rules:
                             failing = int(wh.scalar(f"SELECT count(*) FROM {fl} x WHERE {gate.any_fails()}"))
@@ -1075,7 +1070,7 @@ def _ingest(wh: Warehouse, src: PostgresSource, spec: TableSpec, *, full_refresh
                     if m is not None and (max_cursor is None or m > max_cursor):
                         max_cursor = m
                 if changed is not None:
-                    res.rows_written += _write_changed(wh, spec, st, changed.num_rows - failing, typed, lo, now,
+                    res.rows_written += _write_changed(wh, spec, st, changed - failing, typed, lo, now,
                                                        res.batch_id)
                 elif inserted is not None:
                     res.rows_written += inserted
@@ -1120,8 +1115,8 @@ def _ingest(wh: Warehouse, src: PostgresSource, spec: TableSpec, *, full_refresh
                     wrote += wh.execute_count(
                         f"UPDATE quarantine.{spec.raw} SET _resolved_batch_id = ? WHERE _resolved_batch_id "
                         f"IS NULL AND _key IN (SELECT {key_text} FROM {passing} x)", (res.batch_id,))
-                if changed is not None and changed.num_rows:
-                    wh.unstage("raw_changed")
+                if changed is not None:
+                    wh.execute("DROP TABLE raw_changed")
                 wh.unstage("raw_batch")
                 progress(f"raw.{spec.raw}: {res.rows_extracted:,} rows read")
             res.extract_seconds = t_extract

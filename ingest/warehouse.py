@@ -105,10 +105,6 @@ class DuckDBWarehouse:
         """All rows as tuples (no frame built: the many small catalogue and state reads of an ingest)."""
         return self.con.execute(sql, params or []).fetchall()
 
-    def arrow(self, sql: str, params: list | tuple | None = None) -> pa.Table:
-        """The result as an Arrow table (stageable again; DuckDB exports UUID and JSON as text)."""
-        return self.con.sql(sql, params=params or None).to_arrow_table()
-
     def scalar(self, sql: str, params: list | tuple | None = None):
         """The first column of the first row (no frame built: the many small counts of an ingest)."""
         rows = self.con.execute(sql, params or []).fetchall()  # fetched to the end: the connection is free again
