@@ -196,6 +196,26 @@ def test_unchanged_tables_write_their_ops_rows_in_one_transaction_at_the_run_end
     assert_raw_equals_source(wh, tiny_source[1])
 
 
+def test_the_ingests_source_sessions_read_their_own_pages(tiny_source):
+    """Every session the ingest opens on the source has effective_io_concurrency 0: PostgreSQL 18
+    would hand its sequential scans' reads to the I/O worker processes (more CPU on the source)."""
+    src = PostgresSource(tiny_source[1])
+    try:
+        assert src.conn.execute("SHOW effective_io_concurrency").fetchone()[0] == "0"
+        with src.adbc() as first, src.adbc() as clone:  # the connection opened as the source starts, a clone
+            for conn in (first, clone):
+                cur = conn.cursor()
+                cur.execute("SELECT current_setting('effective_io_concurrency')")
+                assert cur.fetchone()[0] == "0"
+                cur.close()
+        opened, _ = src._count_pool()
+        assert opened.result().execute("SHOW effective_io_concurrency").fetchone()[0] == "0"
+    finally:
+        src.close()
+    with psycopg.connect(tiny_source[1]) as other:  # a session of the server's own default
+        assert other.execute("SHOW effective_io_concurrency").fetchone()[0] != "0"
+
+
 def test_first_loads_run_in_lanes_each_table_after_the_tables_it_reads(tiny_source, workdir, monkeypatch):
     """A new DuckDB warehouse loads in ``LANES`` threads; a table is planned only once every table
     it reads has committed, so its gate's reference rules see them; a caller that stops early
