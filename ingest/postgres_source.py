@@ -478,7 +478,7 @@ class SnapshotCount:
                     conn.rollback()    # ``count_soon``'s does
                     self._snapshot.set_result(None)
                 conn.execute("SET LOCAL max_parallel_workers_per_gather = 0")  # as ``count_soon``'s
-                conn.execute(SESSION_SETTINGS.replace("SET ", "SET LOCAL ", 1))
+                conn.execute(SESSION_SETTINGS)  # the connection closes with the transaction
                 self._count.set_result(int(conn.execute(f"SELECT count(*) FROM {table}").fetchone()[0]))
                 self._released.wait(self.HOLD_SECONDS)
             except BaseException as err:

@@ -1162,6 +1162,13 @@ def _ingest(wh: Warehouse, src: PostgresSource, spec: TableSpec, *, full_refresh
             state_row = dict(kind=spec.kind, cursor_column=spec.cursor, cursor_value=max_cursor,
                              columns_json=columns_json, last_batch_id=res.batch_id, rows_live=res.rows_live,
                              rows_deleted=rows_deleted, updated_at=now)
+            checks = gate_check_rows(wh, res, run_id)
+            res.seconds = time.perf_counter() - t0
+            batch_row = dict(
+                batch_id=res.batch_id, asset=f"raw/{spec.raw}", started_at=now,
+                finished_at=dt.datetime.now(dt.timezone.utc), rows_read=res.rows_extracted,
+                rows_written=res.rows_written, rows_deleted=res.rows_deleted, duplicates=0,
+                rejected=res.rows_quarantined, status="success", message=res.mode)
             if (defer is not None and state and exists and columns_json == state[0][1] and not wrote
                     and not (res.rows_written or res.rows_deleted or res.rows_quarantined or res.columns_added)):
                 # Nothing in raw or quarantine changed: the state row, check rows and batch row describe
@@ -1170,11 +1177,7 @@ def _ingest(wh: Warehouse, src: PostgresSource, spec: TableSpec, *, full_refresh
                 # INSERTs each cost ~13 ms of CPU). A run killed before that leaves these tables' state
                 # as the last run wrote it: their next load reads from the older watermark, as after a
                 # failure, and finds the same rows.
-                res.seconds = time.perf_counter() - t0
-                defer.append(_Bookkeeping(spec.raw, state_row, gate_check_rows(wh, res, run_id), dict(
-                    batch_id=res.batch_id, asset=f"raw/{spec.raw}", started_at=now,
-                    finished_at=dt.datetime.now(dt.timezone.utc), rows_read=res.rows_extracted, rows_written=0,
-                    rows_deleted=0, duplicates=0, rejected=0, status="success", message=res.mode)))
+                defer.append(_Bookkeeping(spec.raw, state_row, checks, batch_row))
                 return res
             # an UPDATE where the plan read a state row, else an INSERT: DuckDB's INSERT … ON CONFLICT
             # DO UPDATE measured 4x slower than DELETE + INSERT, which is two statements
@@ -1182,13 +1185,8 @@ def _ingest(wh: Warehouse, src: PostgresSource, spec: TableSpec, *, full_refresh
                     "UPDATE ops.ingest_state SET " + ", ".join(f"{c} = ?" for c in state_row) + " WHERE table_name = ?",
                     (*state_row.values(), spec.raw)):
                 insert_row(wh, "ops.ingest_state", dict(table_name=spec.raw, **state_row))
-            record(wh, gate_check_rows(wh, res, run_id), in_transaction=True)
-            res.seconds = time.perf_counter() - t0
-            insert_row(wh, "ops.ingest_batches", dict(
-                batch_id=res.batch_id, asset=f"raw/{spec.raw}", started_at=now,
-                finished_at=dt.datetime.now(dt.timezone.utc), rows_read=res.rows_extracted,
-                rows_written=res.rows_written, rows_deleted=res.rows_deleted, duplicates=0,
-                rejected=res.rows_quarantined, status="success", message=res.mode))
+            record(wh, checks, in_transaction=True)
+            insert_row(wh, "ops.ingest_batches", batch_row)
     except _Blocked:
         if source_count is not None:
             source_count.cancel()
