@@ -15,6 +15,12 @@ References:
 With ``--advance``, one simulated day is added to the source (``source advance --days 1``) after
 the full runs, then an incremental run is timed on the last full run's warehouse; repeated
 ``--runs`` times (a new simulated day each time), median against the median full ingest.
+With ``--paired`` as well, each run's day follows that run's full ingest instead (full ingest,
+simulated day, incremental run on that ingest's warehouse, then the next run), and each day is
+also set against its own run's full ingest: the machine's speed drifts within a benchmark (a
+``COPY`` drain took 6.4-9.5 s within one run), and a day timed minutes after the full ingests it is
+compared with inherits that drift; the median of the per-run shares is printed beside the share of
+the medians.
 Peak RSS of this process is sampled every 50 ms. Every timed step starts after ``os.sync()`` and a
 second's pause, so the files the previous step wrote are not flushed during it. Prints medians.
 """
@@ -89,6 +95,30 @@ def _ingest_all(wh, src, tables: list[str] | None = None):
     return out
 
 
+def incremental_day(url: str, db: Path, n: int) -> tuple[float, float]:
+    """Add one simulated day to the source, then time an incremental run on ``db``; prints the
+    day's figures. Returns (seconds, seconds closing the file)."""
+    from ingest.config import settings
+    from ingest.simulator.advance import advance
+
+    advance(url, settings().email_events_dir, days=1)
+    _settle()
+    wh, src = DuckDBWarehouse(db), PostgresSource(url)
+    t0 = time.perf_counter()
+    results = [r for _, r in _ingest_all(wh, src)]
+    inc = time.perf_counter() - t0
+    src.close()
+    t1 = time.perf_counter()
+    wh.close()
+    closing = time.perf_counter() - t1
+    print(f"incremental after one simulated day ({n}): {inc:.2f} s (+ {closing:.2f} s closing the file), "
+          f"{sum(r.rows_extracted for r in results):,} rows read, {sum(r.rows_written for r in results):,} "
+          f"written, gate {sum(r.gate_seconds for r in results):.2f} s, "
+          f"{sum(r.rows_quarantined for r in results):,} quarantined, "
+          f"{sum(r.rows_deleted for r in results):,} flagged deleted", flush=True)
+    return inc, closing
+
+
 def connectorx_tables(url: str) -> list[str]:
     """public tables ConnectorX can read: it has no reader for uuid[] columns."""
     with psycopg.connect(url) as conn:
@@ -135,7 +165,10 @@ def main() -> None:
     ap.add_argument("--runs", type=int, default=3)
     ap.add_argument("--advance", action="store_true")
     ap.add_argument("--dlt", action="store_true")
+    ap.add_argument("--paired", action="store_true", help="with --advance: each run's day right after its full ingest")
     args = ap.parse_args()
+    if args.paired and not args.advance:
+        ap.error("--paired goes with --advance")
     work = Path(tempfile.mkdtemp(prefix="bench-raw-"))
     try:
         runs = []
@@ -166,6 +199,10 @@ def main() -> None:
                   + (f"; dlt+connectorx {dlt_s:.1f} s vs ours {ours_same:.1f} s on the same {len(cx_tables)} tables "
                      f"({dlt_s / ours_same:.2f}x; the sum of their own times inside the full run, two lanes overlapping: "
                      f"{sum(per_table[t] for t in cx_tables):.1f} s)" if dlt_s else ""), flush=True)
+            if args.paired:
+                day, day_close = incremental_day(args.source_url, db, i + 1)
+                runs[-1].update(day=day, day_close=day_close)
+                print(f"  that day against this run's full ingest: {100 * day / ingest_s:.1f}%", flush=True)
         med = {k: statistics.median(r[k] for r in runs) for k in ("copy", "ingest", "rss", "gate", "close")}
         line = (f"\nmedian of {args.runs}: full ingest {med['ingest']:.1f} s (+ {med['close']:.2f} s closing the file), "
                 f"binary COPY drain {med['copy']:.1f} s, "
@@ -177,35 +214,25 @@ def main() -> None:
                      f"{d / o:.2f}x (target >= 2x)")
         print(line)
         if args.advance:
-            from ingest.config import settings
-            from ingest.simulator.advance import advance
-
-            last = work / f"run{args.runs - 1}.duckdb"
-            samples, closes = [], []
-            for i in range(args.runs):  # each sample: one more simulated day, then an incremental run
-                advance(args.source_url, settings().email_events_dir, days=1)
-                _settle()
-                wh, src = DuckDBWarehouse(last), PostgresSource(args.source_url)
-                t0 = time.perf_counter()
-                results = [r for _, r in _ingest_all(wh, src)]
-                inc = time.perf_counter() - t0
-                src.close()
-                t1 = time.perf_counter()
-                wh.close()
-                closing = time.perf_counter() - t1
-                samples.append(inc)
-                closes.append(closing)
-                print(f"incremental after one simulated day ({i + 1}): {inc:.2f} s (+ {closing:.2f} s closing the "
-                      f"file), "
-                      f"{sum(r.rows_extracted for r in results):,} rows read, {sum(r.rows_written for r in results):,} "
-                      f"written, gate {sum(r.gate_seconds for r in results):.2f} s, "
-                      f"{sum(r.rows_quarantined for r in results):,} quarantined, "
-                      f"{sum(r.rows_deleted for r in results):,} flagged deleted", flush=True)
+            if args.paired:
+                samples = [r["day"] for r in runs]
+                closes = [r["day_close"] for r in runs]
+            else:
+                last = work / f"run{args.runs - 1}.duckdb"
+                samples, closes = [], []
+                for i in range(args.runs):  # each sample: one more simulated day, then an incremental run
+                    inc, closing = incremental_day(args.source_url, last, i + 1)
+                    samples.append(inc)
+                    closes.append(closing)
             inc = statistics.median(samples)
             print(f"incremental median of {args.runs}: {inc:.2f} s = {100 * inc / med['ingest']:.1f}% of the median "
                   f"full ingest (target < 10%); with closing the file (a DuckDB checkpoint) on both sides: "
                   f"{inc + statistics.median(closes):.2f} s = "
                   f"{100 * (inc + statistics.median(closes)) / (med['ingest'] + med['close']):.1f}%")
+            if args.paired:
+                shares = [100 * r["day"] / r["ingest"] for r in runs]
+                print(f"median of the per-run shares (each day against its own run's full ingest): "
+                      f"{statistics.median(shares):.1f}% (runs {min(shares):.1f}-{max(shares):.1f}%)")
     finally:
         shutil.rmtree(work, ignore_errors=True)
 
