@@ -102,6 +102,9 @@ class SourceTable:
     cascades_from: tuple[tuple[str, str, str], ...] = ()
     key_enforced: bool = True  # False: the source lost its PRIMARY KEY and the contract's key is used
     bytes: int = 0             # the table's size on the source's disk as described (orders first loads)
+    # columns leading a valid, whole-table btree index: a range on one (a cursor) is read by index;
+    # any other cursor makes the source scan the whole table on every incremental run
+    indexed: frozenset[str] = frozenset()
 
 
 BATCH_BYTES = 64 * 1024 * 1024  # ADBC batch size hint: bounds memory per batch, not per table
@@ -231,13 +234,17 @@ class PostgresSource:
                JOIN pg_attribute pa ON pa.attrelid = pc.oid AND pa.attnum = k.confkey[1]
                WHERE k.conrelid = t.oid AND k.contype = 'f' AND k.confdeltype = 'c' AND cardinality(k.conkey) = 1)
 ,
-              t.bytes
+              t.bytes,
+              (SELECT json_agg(DISTINCT a.attname) FROM pg_index i
+               JOIN pg_class ic ON ic.oid = i.indexrelid JOIN pg_am am ON am.oid = ic.relam
+               JOIN pg_attribute a ON a.attrelid = t.oid AND a.attnum = i.indkey[0]
+               WHERE i.indrelid = t.oid AND i.indisvalid AND i.indpred IS NULL AND am.amname = 'btree')
             FROM w LEFT JOIN t ON t.ord = w.ord""",
             ([n[0] for n in names], [n[1] for n in names])).fetchall()
-        found = {int(ord_): (cols, pk, cascades, size) for ord_, cols, pk, cascades, size in rows}
+        found = {int(ord_): (cols, pk, cascades, size, indexed) for ord_, cols, pk, cascades, size, indexed in rows}
         out: dict[str, SourceTable | SourceError] = {}
         for i, (table, (schema, name)) in enumerate(zip(tables, names), start=1):
-            cols, pk, cascades, size = found.get(i, (None, None, None, 0))
+            cols, pk, cascades, size, indexed = found.get(i, (None, None, None, 0, None))
             if not cols:
                 out[table] = SourceError(f"source table {schema}.{name} does not exist in {redact(self.url)}: "
                                          "check CRM_SOURCE_URL points at the BuildDesk database")
@@ -250,7 +257,8 @@ class PostgresSource:
                                          "or deletes detected; add a primary key to it")
                 continue
             out[table] = SourceTable(f"{schema}.{name}", tuple(Column(n, t) for n, t in cols), key,
-                                     tuple(tuple(c) for c in cascades or []), enforced, int(size or 0))
+                                     tuple(tuple(c) for c in cascades or []), enforced, int(size or 0),
+                                     frozenset(indexed or ()))
         return out
 
     def business_clock(self):

@@ -91,6 +91,8 @@ class TableResult:
     source_clock: dt.datetime | None = None   # the source's own clock, or the wall clock if it has none
     source_rows: int | None = None            # the source's row count as the extraction began
     quarantined_absent: int = 0               # keys held back in quarantine that raw does not have live
+    cursor_indexed: bool | None = None        # the source has an index leading with the cursor (None: no cursor)
+    source_bytes: int = 0                     # the table's size in the source
 
 
 def ensure_ops(wh: Warehouse) -> None:
@@ -928,6 +930,8 @@ def _ingest(wh: Warehouse, src: PostgresSource, spec: TableSpec, *, full_refresh
                               wh, src, only_quarantine=only_quarantine)
             bulk.callback(plan.close)  # an extraction not read to its end is stopped
             st, state, tables = plan.st, plan.state, plan.tables
+            res.cursor_indexed = spec.cursor in st.indexed if spec.cursor else None
+            res.source_bytes = st.bytes
             if any(("raw", p) not in tables for p in table_deps(spec.raw)):
                 # planned (reading ahead) before a table it reads was loaded: the gate's reference
                 # rules and the cascades must see the raw tables as they are now

@@ -13,6 +13,8 @@ import psycopg
 import pyarrow as pa
 import pytest
 
+from crm_warehouse import pipeline
+from crm_warehouse.pipeline import unindexed_cursor_note
 from ingest.postgres_server import SourceError
 from ingest.postgres_source import PostgresSource
 from ingest.raw_load import IngestError, Skipped, ingest_table, ingest_tables, table_deps
@@ -669,7 +671,47 @@ def test_assets_run_alone_with_metadata(tiny_source, workdir, monkeypatch):
     # together: every table, one materialization each
     result = dg.materialize([raw_tables], instance=dg.DagsterInstance.ephemeral())
     assert result.success
-    assert len(result.asset_materializations_for_node("raw_tables")) == len(SPECS)
+    mats = result.asset_materializations_for_node("raw_tables")
+    assert len(mats) == len(SPECS)
+    # whether the source has an index its cursor can be read by: leads' updated_at and lead_activities'
+    # created_at have one, email_sends' updated_at none; pipeline_metrics has no cursor
+    meta = {"/".join(m.asset_key.path): {k: v.value for k, v in m.metadata.items()} for m in mats}
+    indexed = {k.split("/")[1]: m["cursor_indexed"] for k, m in meta.items()}
+    assert (indexed["leads"], indexed["lead_activities"], indexed["email_sends"], indexed["pipeline_metrics"]) == \
+        ("yes", "yes", "no", "n/a")
+    assert meta["raw/email_sends"]["source_mb"] > 0 and meta["raw/email_sends"]["cursor_column"] == "updated_at"
+    # the refresh's note names the unindexed tables above its size threshold, largest first
+    assert unindexed_cursor_note(meta) is None  # the tiny tier's tables are all below it
+    monkeypatch.setattr(pipeline, "UNINDEXED_NOTE_MB", 0)
+    note = unindexed_cursor_note(meta)
+    named = [t for t in (s.source for s in SPECS) if f" {t} (" in note]
+    assert "public.email_sends (updated_at" in note and "public.leads" not in note and "lead_activities" not in note
+    assert set(named) == {m["source_table"] for m in meta.values() if m["cursor_indexed"] == "no"}
+    sizes = [meta[f"raw/{t.rpartition('.')[2]}"]["source_mb"] for t in sorted(named, key=note.index)]
+    assert sizes == sorted(sizes, reverse=True)
+
+
+def test_describe_finds_the_indexes_a_cursor_can_be_read_by(moving_source):
+    """``SourceTable.indexed``: columns leading a valid btree index over the whole table; a partial
+    index, an expression index or a column second in an index does not serve a cursor's range."""
+    url = moving_source[1]
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute("CREATE TABLE public.cursor_probe (id int PRIMARY KEY, kind text, updated_at timestamptz)")
+        conn.execute("CREATE INDEX ON public.cursor_probe (updated_at) WHERE kind = 'a'")
+        conn.execute("CREATE INDEX ON public.cursor_probe ((updated_at AT TIME ZONE 'UTC'))")
+        conn.execute("CREATE INDEX ON public.cursor_probe (kind, updated_at)")
+    src = PostgresSource(url)
+    try:
+        assert src.describe("public.cursor_probe").indexed == {"id", "kind"}
+        with psycopg.connect(url, autocommit=True) as conn:
+            conn.execute("CREATE INDEX ON public.cursor_probe (updated_at DESC)")
+        assert src.describe("public.cursor_probe").indexed == {"id", "kind", "updated_at"}
+        found = src.describe_many(["public.leads", "public.email_sends"], {})
+        assert "updated_at" in found["public.leads"].indexed and "updated_at" not in found["public.email_sends"].indexed
+    finally:
+        src.close()
+        with psycopg.connect(url, autocommit=True) as conn:
+            conn.execute("DROP TABLE public.cursor_probe")
 
 
 KILL_SCRIPT = """

@@ -91,6 +91,8 @@ def raw_tables(context: dg.AssetExecutionContext):
                 "columns_added": ", ".join(r.columns_added) or "none", "batch_id": r.batch_id,
                 "target": cfg.warehouse, "seconds": round(r.seconds, 2),
                 "rows_quarantined": r.rows_quarantined, "gate_seconds": round(r.gate_seconds, 3),
+                "cursor_indexed": "n/a" if r.cursor_indexed is None else "yes" if r.cursor_indexed else "no",
+                "source_table": spec.source, "cursor_column": spec.cursor or "none", "source_mb": round(r.source_bytes / 2**20, 1),
             }, check_results=[c for c in [dg.AssetCheckResult(
                 asset_key=key, check_name=GATE_CHECK, passed=r.rows_quarantined == 0,
                 severity=dg.AssetCheckSeverity.WARN,
