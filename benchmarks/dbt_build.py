@@ -49,7 +49,7 @@ def main() -> int:
 
     os.environ["CRM_DBT_LOAD_LOOKBACK_MINUTES"] = str(args.lookback_minutes)
 
-    from ingest.simulator import advance
+    from simulator import advance
 
     base = settings({"CRM_HOME": str(args.home)})
     url = source_url(base)

@@ -27,9 +27,9 @@ from ingest.warehouse import DuckDBWarehouse
 
 
 def make_landing(scale: str, work: Path) -> Path:
-    from ingest.simulator.email import write_landing
-    from ingest.simulator.generate import build
-    from ingest.simulator.scales import get_scale
+    from simulator.email import write_landing
+    from simulator.generate import build
+    from simulator.scales import get_scale
 
     end_us = int(np.datetime64("2026-10-31", "us").astype(np.int64))
     h = build(get_scale(scale), 42, end_us, 365, "lead_status")

@@ -99,7 +99,7 @@ def incremental_day(url: str, db: Path, n: int) -> tuple[float, float]:
     """Add one simulated day to the source, then time an incremental run on ``db``; prints the
     day's figures. Returns (seconds, seconds closing the file)."""
     from ingest.config import settings
-    from ingest.simulator.advance import advance
+    from simulator.advance import advance
 
     advance(url, settings().email_events_dir, days=1)
     _settle()

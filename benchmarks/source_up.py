@@ -24,8 +24,8 @@ import numpy as np
 
 from _measure import PeakRSS
 from ingest.postgres_server import start_embedded, stop_embedded
-from ingest.simulator.source import populate
-from ingest.simulator.vec import US_PER_DAY
+from simulator.source import populate
+from simulator.vec import US_PER_DAY
 
 TARGETS = {"tiny": 10.0, "small": 30.0, "medium": 240.0, "large": None}
 

@@ -6,11 +6,19 @@
   on it with the same overlap, de-duplicated on the key.
 - ``full``: no usable cursor: full extract compared by key.
 Every kind detects hard deletes by comparing key sets.
+
+``SPECS`` is the contract's expectation; ``read_mode`` settles each table's kind from the columns
+the source actually has (a live ``email_unsubscribes`` has no ``updated_at``: append on
+``created_at``).
 """
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
+
+from contract.tables import (CASCADE_PARENTS, EVENT_TIME, EVENT_TIME_FALLBACK, FULL_COMPARE,  # noqa: F401
+                             SOURCE_TABLES)
 
 
 @dataclass(frozen=True)
@@ -21,36 +29,27 @@ class TableSpec:
     cursor: str | None   # cursor column, None for full
 
 
-APPEND_ONLY = {"lead_activities": "created_at", "email_clicks": "created_at", "deal_stage_history": "moved_at"}
-FULL = {"pipeline_metrics"}  # rewritten by the app's nightly job, only created_at: compare by key
-
-SOURCE_TABLES: tuple[str, ...] = (
-    "auth.users", "companies", "user_profiles", "leads", "lead_activities", "demo_requests",
-    "sales_contact_requests", "contacts", "opportunities", "pipeline_templates", "pipeline_stages",
-    "deals", "deal_stage_history", "deal_activities", "crm_activities", "email_campaigns",
-    "email_sends", "email_queue", "email_clicks", "email_unsubscribes", "email_preferences",
-    "sales_quotas", "lead_routing_rules", "pipeline_metrics", "estimates", "tasks",
-)
-
-
 def spec(table: str) -> TableSpec:
     schema, _, name = table.rpartition(".")
     source = table if schema else f"public.{table}"
-    if name in APPEND_ONLY:
-        return TableSpec(source, name, "append", APPEND_ONLY[name])
-    if name in FULL:
+    if name in EVENT_TIME:
+        return TableSpec(source, name, "append", EVENT_TIME[name])
+    if name in FULL_COMPARE:
         return TableSpec(source, name, "full", None)
     return TableSpec(source, name, "mutable", "updated_at")
 
 
+def read_mode(s: TableSpec, columns: set[str] | frozenset[str]) -> TableSpec:
+    """``s`` as the source's columns allow: its cursor if the table has it; else ``updated_at``, then
+    an event time (append-only); else a full compare."""
+    if s.kind == "full" or (s.cursor and s.cursor in columns):
+        return s
+    if "updated_at" in columns:
+        return dataclasses.replace(s, kind="mutable", cursor="updated_at")
+    for c in (EVENT_TIME.get(s.raw), *EVENT_TIME_FALLBACK):
+        if c and c in columns:
+            return dataclasses.replace(s, kind="append", cursor=c)
+    return dataclasses.replace(s, kind="full", cursor=None)
+
+
 SPECS: tuple[TableSpec, ...] = tuple(spec(t) for t in SOURCE_TABLES)
-
-
-# Parents whose ON DELETE CASCADE removes rows of a table: they are ingested first, so their
-# deletions flag the children's rows without a key comparison against the source (raw_load).
-CASCADE_PARENTS: dict[str, tuple[str, ...]] = {
-    "user_profiles": ("users",), "lead_activities": ("leads",), "crm_activities": ("leads", "opportunities"),
-    "deal_stage_history": ("deals",), "deal_activities": ("deals",), "pipeline_stages": ("pipeline_templates",),
-    "email_queue": ("email_campaigns",), "email_clicks": ("email_sends",), "estimates": ("opportunities",),
-    "tasks": ("deals", "leads", "opportunities"),
-}

@@ -1,6 +1,6 @@
 """Expectation suites derived from the source contract, one per raw table (no Great Expectations import).
 
-The contract is the operational schema as ``ingest.simulator.schema`` writes it (the seed
+The contract is the operational schema as ``simulator.schema`` writes it (the seed
 analysis of BuildDesk's migrations): its DDL gives each table's key, column types and range
 CHECKs, ``ENUMS`` the enumerations and ``FOREIGN_KEYS`` the references. From those, and from a
 few naming rules the schema follows (money is DECIMAL, probabilities and rates are percentages,
@@ -31,50 +31,27 @@ UUID columns need no format rule: the source types them ``uuid``, so no other va
 from __future__ import annotations
 
 import functools
-import re
 
-from ingest.simulator import schema
+from contract.columns import BETWEEN, COLUMNS, KEYS
+from contract.enums import documented
+from contract.references import FOREIGN_KEYS
+from contract.tables import FRESHNESS_TABLES  # noqa: F401  (re-exported: the Dagster freshness checks)
 
 RUN_TIME = {"$PARAMETER": "run_time"}   # suite parameter: the run's clock (see quality.gate.run_time)
 ORDER_SLACK_HOURS = 24
-# Tables the application writes to every business day: a watermark older than CRM_FRESHNESS_HOURS
-# (default 48) behind the source's clock means the source stopped changing (a warning, not a block).
-FRESHNESS_TABLES = ("leads", "lead_activities", "deals", "deal_stage_history", "email_sends")
 EMAIL_REGEX = r"^[^@\s]+@[^@\s]+\.[^@\s]+$"
 # TIMESTAMPTZ columns that may lie in the future (plans, schedules, expiries)
-FUTURE_OK = {"trial_ends_at", "scheduled_at", "scheduled_for", "next_retry_at", "due_date"}
-_COLUMN = re.compile(r"^([a-z_0-9]+) ([A-Z]+(?:\(\d+,\d+\))?(?:\[\])?)(.*)$")
-_BETWEEN = re.compile(r"CHECK \((\w+) BETWEEN (-?\d+) AND (-?\d+)\)")
+FUTURE_OK = {"trial_ends_at", "trial_end_date", "scheduled_at", "scheduled_for", "next_retry_at", "due_date"}
 
 
 @functools.cache
-def contract_tables(leads_variant: str | None = None) -> dict[str, dict]:
-    """table (unqualified) → {"key": (...), "columns": {name: TYPE}, "between": {col: (lo, hi)}}.
-
-    With no variant, the ``leads`` columns of both variants are merged (a suite must accept
-    either; an expectation on a column a batch lacks is skipped).
-    """
-    variants = [leads_variant] if leads_variant else list(schema.LEADS_VARIANTS)
-    out: dict[str, dict] = {}
-    for variant in variants:
-        for m in re.finditer(r"CREATE TABLE (\S+) \((.*?)\n\);", schema.tables_sql(variant), re.S):
-            name = m.group(1).rpartition(".")[2]
-            t = out.setdefault(name, {"key": (), "columns": {}, "between": {}})
-            for line in m.group(2).split("\n"):
-                line = line.strip().rstrip(",")
-                if line.startswith("PRIMARY KEY"):
-                    t["key"] = tuple(c.strip() for c in line[line.index("(") + 1:line.index(")")].split(","))
-                    continue
-                cm = _COLUMN.match(line)
-                if not cm or cm.group(1) in ("primary", "unique", "check"):
-                    continue
-                col, typ, rest = cm.groups()
-                t["columns"][col] = typ
-                if "PRIMARY KEY" in rest:
-                    t["key"] = (col,)
-                if bm := _BETWEEN.search(rest):
-                    t["between"][col] = (int(bm.group(2)), int(bm.group(3)))
-    return out
+def contract_tables() -> dict[str, dict]:
+    """table (unqualified) → {"key": (...), "columns": {name: TYPE}, "between": {col: (lo, hi)}},
+    from the ``contract`` package (both definitions of ``leads``: an expectation on a column a batch
+    lacks is skipped)."""
+    return {t: {"key": KEYS[t], "columns": {c: typ for c, (typ, _) in cols.items()},
+                "between": {c: r for (tt, c), r in BETWEEN.items() if tt == t}}
+            for t, cols in COLUMNS.items()}
 
 
 def _exp(type_: str, rule: str, reason: str, **kwargs) -> dict:
@@ -138,8 +115,9 @@ def expectations(table: str) -> list[dict]:
         out.append(_exp("expect_compound_columns_to_be_unique", "primary_key",
                         f"primary key ({', '.join(key)}) is duplicated", column_list=key))
     for col in cols:
-        if (table, col) in schema.ENUMS:
-            values = list(schema.ENUMS[(table, col)])
+        if values := list(documented(table, col)):
+            # documented values: a warning unless the source enforces them (a CHECK or an enum type,
+            # read from its catalogue at run time: ``quality.gate.compile_gate``)
             out.append(_exp("expect_column_values_to_be_in_set", "enumeration",
                             f"{col} is not one of the contract's values ({', '.join(values)})",
                             column=col, value_set=values))
@@ -176,7 +154,7 @@ def expectations(table: str) -> list[dict]:
                                               "WHERE b.moved_at < d.created_at",
                         description="moved_at>=deals.created_at", columns=["moved_at", "deal_id"],
                         condition="s.moved_at < (SELECT d.created_at FROM raw.deals d WHERE d.id = s.deal_id)"))
-    for child, column, parent, _ in schema.FOREIGN_KEYS:
+    for child, column, parent, _ in FOREIGN_KEYS:
         if child == table:
             p = parent.rpartition(".")[2]
             out.append(_exp("unexpected_rows_expectation", "reference",
@@ -209,7 +187,7 @@ def rule_name(e: dict) -> str:
 
 def reference_parents(table: str) -> tuple[str, ...]:
     """Raw tables ``table``'s reference rules read: ingested before it (Dagster deps)."""
-    parents = [ref.rpartition(".")[2] for child, _, ref, _ in schema.FOREIGN_KEYS if child == table]
+    parents = [ref.rpartition(".")[2] for child, _, ref, _ in FOREIGN_KEYS if child == table]
     if table == "deal_stage_history":
         parents.append("deals")
     return tuple(dict.fromkeys(p for p in parents if p != table))

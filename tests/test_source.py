@@ -8,8 +8,8 @@ import numpy as np
 import psycopg
 import pytest
 
-from ingest.simulator import generate, schema
-from ingest.simulator.scales import get_scale
+from simulator import generate, schema
+from simulator.scales import get_scale
 from tests.conftest import SAMPLES, make_source, new_database
 
 PK_EXCEPTIONS = {"email_preferences": "user_id"}
@@ -254,7 +254,7 @@ def test_leads_status_variant(variant_source):
 @pytest.fixture(scope="module")
 def advanced(pg_server, workdir):
     """A tiny source of its own, snapshotted, then advanced by 3 days."""
-    from ingest.simulator import advance
+    from simulator import advance
 
     cfg, url = make_source(pg_server, workdir, "advanced_source", seed=21)
     with psycopg.connect(url) as conn:
@@ -345,7 +345,7 @@ def test_advance_lands_new_late_duplicate_and_malformed_deliveries(advanced):
 
 
 def test_source_up_on_existing_source_is_a_no_op(tiny_source):
-    from ingest.simulator import source
+    from simulator import source
 
     cfg, url = tiny_source
     again, created = source.up(cfg, scale="small", seed=99)

@@ -16,8 +16,8 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 
-from ingest.simulator.history import USER_AGENTS, Window
-from ingest.simulator.vec import objs, US_PER_DAY, business_times, hexes, pg_array, pick, ts, uuids
+from simulator.history import USER_AGENTS, Window
+from simulator.vec import objs, US_PER_DAY, business_times, hexes, pg_array, pick, ts, uuids
 
 PROVIDERS = ("sendgrid", "postmark", "resend")
 PROVIDER_SHARE = (0.5, 0.25, 0.25)

@@ -9,9 +9,9 @@ from typing import Iterator
 import numpy as np
 import polars as pl
 
-from ingest.simulator import email, history
-from ingest.simulator.scales import Scale
-from ingest.simulator.vec import US_PER_DAY
+from simulator import email, history
+from simulator.scales import Scale
+from simulator.vec import US_PER_DAY
 
 STREAMS = ["tenants", "pipelines", "leads", "activities", "requests", "contacts", "deals", "deal_acts",
            "opps", "crm_acts", "tasks", "quotas", "campaigns", "sends", "fates", "app_email",

@@ -26,11 +26,11 @@ import polars as pl
 import psycopg
 
 from ingest.postgres_server import SourceError, connect
-from ingest.simulator import email, history
-from ingest.simulator.generate import strip_private
-from ingest.simulator.scales import get_scale
-from ingest.simulator.source import read_state
-from ingest.simulator.vec import US_PER_DAY, US_PER_HOUR, copy_frame, day_weights, objs, ts, uuids
+from simulator import email, history, live
+from simulator.generate import strip_private
+from simulator.scales import get_scale
+from simulator.source import read_state
+from simulator.vec import US_PER_DAY, US_PER_HOUR, copy_frame, day_weights, objs, ts, uuids
 
 Progress = Callable[[str], None]
 LATE_COMMIT_HOURS = 8  # how long before the day's start the slow transaction began
@@ -99,12 +99,23 @@ class Day:
         self.u0, self.u1 = _us(self.d0), _us(self.d1)
         self.w = history.Window(self.u0, self.u1)
         self.status_col = "lead_status" if state.leads_variant == "lead_status" else "status"
+        self.live = state.schema == "live"
+        self.rows = live.LiveRows() if self.live else None
         self.per_day = float(day_weights(self.u0, 1)[0]) / 0.8  # mean weight ~0.8
         self.counts: Counter[str] = Counter()
         self.lines: pl.DataFrame | None = None
         self.companies = _frame(conn, "SELECT id, created_at FROM companies ORDER BY id")
+        # a lead's tenant: leads.company_id, or (live schema, which has none) the simulator's own record
+        self.lead_company = ("(SELECT t.company_id FROM simulator.lead_tenants t WHERE t.lead_id = l.id)"
+                             if self.live else "l.company_id")
         profiles = _frame(conn, "SELECT id, company_id, role FROM user_profiles ORDER BY id")
         self.rep_mat, self.rep_n = history.reps_of(profiles, self.companies)
+
+    def copy(self, table: str, frame: pl.DataFrame) -> None:
+        """COPY generated rows into ``table``, fitted to the live schema where the source has it."""
+        if self.rows is not None:
+            frame = self.rows.fit(self.conn, table, frame)
+        copy_frame(self.conn, table, frame)
 
     def n(self, yearly: float) -> int:
         return int(self.rng.poisson(yearly / 365.0 * self.per_day))
@@ -135,7 +146,7 @@ class Day:
         leads = history.leads(rng, n, self.w, self.companies, self.rep_mat, self.rep_n,
                               self.state.leads_variant, email_offset=offset)
         leads = leads.with_columns(updated_at=pl.col("created_at"))
-        copy_frame(conn, "public.leads", strip_private(leads))
+        self.copy("public.leads", strip_private(leads))
         self.counts["leads inserted"] += n
         # web activity of today's leads and of recently active ones, through the live trigger
         recent = _frame(conn, """SELECT id, created_at, 0 AS _source_idx FROM leads
@@ -148,13 +159,16 @@ class Day:
         new_acts = history.lead_activities(rng, leads, int(total * 0.6), self.w)
         old_acts = history.lead_activities(rng, recent.with_columns(pl.col("_source_idx").cast(pl.Int64)), int(total * 0.4), self.w,
                                            from_us=np.full(recent.height, self.u0, dtype=np.int64)) if k else pl.DataFrame()
-        acts = pl.concat([a for a in (new_acts, old_acts) if a.height]).sort("created_at")
-        copy_frame(conn, "public.lead_activities", acts)
+        parts = [a for a in (new_acts, old_acts) if a.height]
+        if not parts:  # a quiet day at the tiny tier: no web activity, so no requests either
+            return
+        acts = pl.concat(parts).sort("created_at")
+        self.copy("public.lead_activities", acts)
         self.counts["lead_activities inserted"] += acts.height
         req = history.lead_requests(rng, leads.filter(pl.col("id").is_in(acts["lead_id"].implode())), acts, self.w,
                                     self.rep_mat, self.rep_n)
         for table, frame in req.items():
-            copy_frame(conn, f"public.{table}", frame)
+            self.copy(f"public.{table}", frame)
             self.counts[f"{table} inserted"] += frame.height
         demo_leads = acts.filter(pl.col("activity_type") == "demo_request")["lead_id"].unique().to_list()
         conn.execute(f"""UPDATE leads SET requested_demo = true,
@@ -191,14 +205,15 @@ class Day:
     # ----------------------------------------------------------------- deals
 
     def _stages(self) -> pl.DataFrame:
-        return _frame(self.conn, """SELECT id, template_id, stage_order, probability_weight, expected_duration_days,
+        # live: a company's second pipeline is numbered from 101 (UNIQUE (company_id, stage_order))
+        return _frame(self.conn, """SELECT id, template_id, stage_order % 100 AS stage_order, probability_weight, expected_duration_days,
                                            is_won_stage, is_lost_stage, is_final_stage FROM pipeline_stages""")
 
     def new_deals(self) -> None:
         rng, conn, s = self.rng, self.conn, self.status_col
         n = self.n(self.scale.deals)
         cand = _frame(conn, f"""
-            SELECT l.id, l.company_id, l.assigned_to, l.first_name, l.last_name, l.email, l.phone, l.job_title,
+            SELECT l.id, {self.lead_company} AS company_id, l.assigned_to, l.first_name, l.last_name, l.email, l.phone, l.job_title,
                    l.company_name, l.lead_source, l.created_at
             FROM leads l WHERE l.{s} IN ('qualified', 'demo_scheduled')
               AND NOT EXISTS (SELECT 1 FROM deals d WHERE d.lead_id = l.id) ORDER BY l.id""")
@@ -240,9 +255,9 @@ class Day:
             "notes": ["Deal created"] * n, "auto_moved": [False] * n, "value_after": value,
             "probability_after": st["prob"],
         })
-        copy_frame(conn, "public.contacts", contacts)
-        copy_frame(conn, "public.deals", deals)
-        copy_frame(conn, "public.deal_stage_history", hist)
+        self.copy("public.contacts", contacts)
+        self.copy("public.deals", deals)
+        self.copy("public.deal_stage_history", hist)
         cur = conn.execute(f"UPDATE leads SET {s} = 'converted' WHERE id = ANY(%s::uuid[])", (c["id"].to_list(),))
         self.counts["deals inserted"] += n
         self.counts["contacts inserted"] += n
@@ -253,7 +268,7 @@ class Day:
         rng, conn = self.rng, self.conn
         open_deals = _frame(conn, """
             SELECT d.id, d.sales_rep_id, d.estimated_value, d.source, d.created_at, s.template_id,
-                   s.stage_order, s.probability_weight AS prob, s.expected_duration_days AS mean_days,
+                   s.stage_order % 100 AS stage_order, s.probability_weight AS prob, s.expected_duration_days AS mean_days,
                    (SELECT max(moved_at) FROM deal_stage_history h WHERE h.deal_id = d.id) AS last_move
             FROM deals d JOIN pipeline_stages s ON s.id = d.current_stage_id
             WHERE d.status = 'active' ORDER BY d.id""")
@@ -294,7 +309,7 @@ class Day:
             "auto_moved": [False] * m, "value_before": value, "value_after": new_value,
             "probability_before": d["prob"], "probability_after": d["new_prob"],
         })
-        copy_frame(conn, "public.deal_stage_history", hist)
+        self.copy("public.deal_stage_history", hist)
         upd = pl.DataFrame({
             "id": d["id"], "stage_id": d["new_stage"], "status": status, "value": new_value,
             "weighted": np.round(new_value * d["new_prob"].to_numpy() / 100, 2),
@@ -306,12 +321,14 @@ class Day:
         _ids_temp(conn, "moves", upd, {"id": "uuid", "stage_id": "uuid", "status": "text", "value": "numeric",
                                        "weighted": "numeric", "close_date": "date", "actual": "numeric",
                                        "won_reason": "text", "lost_reason": "text"})
-        conn.execute("""UPDATE deals d SET current_stage_id = m.stage_id, status = m.status, estimated_value = m.value,
-                          weighted_value = m.weighted, actual_close_date = m.close_date, actual_value = m.actual,
+        derived = ("" if self.live else  # the live deals table has no derived columns
+                   ", weighted_value = m.weighted, days_in_pipeline = (coalesce(m.close_date, %s::date) - d.created_at::date)")
+        conn.execute(f"""UPDATE deals d SET current_stage_id = m.stage_id, status = m.status, estimated_value = m.value,
+                          actual_close_date = m.close_date, actual_value = m.actual,
                           won_reason = m.won_reason, lost_reason = m.lost_reason,
-                          lost_to_competitor = CASE WHEN m.lost_reason = 'went_with_competitor' THEN 'Buildertrend' END,
-                          days_in_pipeline = (coalesce(m.close_date, %s::date) - d.created_at::date)
-                        FROM moves m WHERE m.id = d.id""", (self.d0.date(),))
+                          lost_to_competitor = CASE WHEN m.lost_reason = 'went_with_competitor' THEN 'Buildertrend' END
+                          {derived}
+                        FROM moves m WHERE m.id = d.id""", () if self.live else (self.d0.date(),))
         self.counts["deal_stage_history inserted"] += m
         self.counts["deals updated"] += m
         self.counts["deals closed"] += int((won | lost).sum())
@@ -341,7 +358,7 @@ class Day:
         acts = history.deal_activities(self.rng, d.sample(fraction=0.25, seed=int(self.rng.integers(1 << 31))), self.w)
         acts = acts.filter(pl.col("activity_type") != "contract_signed")
         acts = acts.with_columns(created_at=pl.max_horizontal(pl.col("created_at"), pl.lit(self.d0.replace(tzinfo=None))))
-        copy_frame(self.conn, "public.deal_activities", acts)
+        self.copy("public.deal_activities", acts)
         self.counts["deal_activities inserted"] += acts.height
 
     def hard_deletes(self) -> None:
@@ -357,8 +374,9 @@ class Day:
             cur = conn.execute("DELETE FROM leads WHERE id = ANY(%s::uuid[])", (ids,))
             self.counts["leads deleted"] += cur.rowcount
             self.counts["lead_activities deleted (cascade)"] += acts
-        cur = conn.execute("""DELETE FROM tasks WHERE id IN (SELECT id FROM tasks WHERE status = 'completed'
-                                AND completed_at < %s - interval '120 days' ORDER BY id LIMIT 5)""", (self.d0,))
+        done_at = "updated_at" if self.live else "completed_at"  # live project tasks have no completed_at
+        cur = conn.execute(f"""DELETE FROM tasks WHERE id IN (SELECT id FROM tasks WHERE status = 'completed'
+                                AND {done_at} < %s - interval '120 days' ORDER BY id LIMIT 5)""", (self.d0,))
         self.counts["tasks deleted"] += cur.rowcount
 
     def late_commit(self) -> None:
@@ -395,11 +413,13 @@ class Day:
         app = email.app_tables(rng, sends, ev, camp.with_columns(updated_at=pl.lit(None, dtype=pl.Datetime("us"))),
                                users.with_columns(created_at=pl.lit(None, dtype=pl.Datetime("us"))), self.u1)
         for table in ("email_sends", "email_queue", "email_clicks", "email_unsubscribes"):
-            copy_frame(conn, f"public.{table}", app[table])
+            self.copy(f"public.{table}", app[table])
             self.counts[f"{table} inserted"] += app[table].height
         totals = app["email_campaigns"].filter(pl.col("total_sent") > 0).select(
             "id", "total_sent", "total_delivered", "total_opened", "total_clicked", "total_unsubscribed",
             "total_bounced", "total_complained", "last_sent_at")
+        if self.live:  # the live schema's update_campaign_stats() trigger counted them as the sends arrived
+            totals = totals.clear()
         _ids_temp(conn, "camp_totals", totals, {"id": "uuid", **{c: "int" for c in totals.columns[1:-1]},
                                                 "last_sent_at": "timestamptz"})
         conn.execute("""UPDATE email_campaigns c SET total_sent = c.total_sent + t.total_sent,

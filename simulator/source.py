@@ -21,14 +21,17 @@ import psycopg
 
 from ingest.config import Settings, redact
 from ingest.postgres_server import SOURCE_DB, SourceError, connect, embedded_database_url, stop_embedded
-from ingest.simulator import schema
-from ingest.simulator.generate import build_chunks, chunk_count, strip_private
-from ingest.simulator.scales import get_scale
-from ingest.simulator.vec import US_PER_DAY, copy_frame
+from simulator import schema
+from simulator.generate import build_chunks, chunk_count, strip_private
+from simulator.scales import get_scale
+from simulator.vec import US_PER_DAY, copy_frame
 
 log = logging.getLogger(__name__)
 EMBEDDED_DB = SOURCE_DB
 Progress = Callable[[str], None]
+
+
+SCHEMAS = ("live", "analysis")
 
 
 @dataclass(frozen=True)
@@ -38,6 +41,7 @@ class SourceState:
     leads_variant: str
     clock: dt.datetime
     advances: int
+    schema: str = "analysis"   # live: BuildDesk's production schema (simulator.live); analysis: the seed analysis'
 
 
 def _noop(_: str) -> None:
@@ -70,7 +74,7 @@ def read_state(conn: psycopg.Connection) -> SourceState | None:
     has = conn.execute("SELECT to_regclass('simulator.state') IS NOT NULL").fetchone()[0]
     if not has:
         return None
-    row = conn.execute("SELECT scale, seed, leads_variant, clock, advances FROM simulator.state").fetchone()
+    row = conn.execute("SELECT scale, seed, leads_variant, clock, advances, schema_kind FROM simulator.state").fetchone()
     return SourceState(*row) if row else None
 
 
@@ -83,8 +87,16 @@ def _foreign_tables(conn: psycopg.Connection) -> list[str]:
 
 
 def up(settings: Settings, *, scale: str = "small", seed: int = 42, history_days: int = 365,
-       end_date: str | None = None, leads_variant: str = "lead_status", progress: Progress = _noop) -> tuple[str, bool]:
-    """Create and fill the source unless it already exists. Returns (url, created_now)."""
+       end_date: str | None = None, leads_variant: str = "lead_status", schema_kind: str = "live",
+       progress: Progress = _noop) -> tuple[str, bool]:
+    """Create and fill the source unless it already exists. Returns (url, created_now).
+
+    ``schema_kind``: ``live`` (BuildDesk's production schema; ``leads`` has both status columns) or
+    ``analysis`` (the seed analysis' schema, ``leads_variant`` choosing its ``leads``)."""
+    if schema_kind not in SCHEMAS:
+        raise SourceError(f"unknown schema {schema_kind!r}: use one of {', '.join(SCHEMAS)}")
+    if schema_kind == "live":
+        leads_variant = "status"  # the rows of the later leads definition (status, project columns)
     sc = get_scale(scale)
     end = parse_date(end_date)
     if history_days < 30:
@@ -107,7 +119,7 @@ def up(settings: Settings, *, scale: str = "small", seed: int = 42, history_days
                 )
         end_us = int(np.datetime64(end, "D").astype("datetime64[us]").astype(np.int64)) + US_PER_DAY
         populate(url, settings.email_events_dir, scale=sc.name, seed=seed, end_us=end_us,
-                 history_days=history_days, leads_variant=leads_variant, progress=progress)
+                 history_days=history_days, leads_variant=leads_variant, schema_kind=schema_kind, progress=progress)
         return url, True
     except BaseException:
         if new_server:  # nothing half-created: remove the server this call made
@@ -117,14 +129,15 @@ def up(settings: Settings, *, scale: str = "small", seed: int = 42, history_days
 
 
 def populate(url: str, landing_dir: Path, *, scale: str, seed: int, end_us: int, history_days: int,
-             leads_variant: str, progress: Progress = _noop) -> dict[str, float]:
+             leads_variant: str, schema_kind: str = "analysis", progress: Progress = _noop) -> dict[str, float]:
     """Generate the history and load it in one transaction; land the webhooks once it committed.
 
     Large tiers come in chunks of whole tenants (``generate.build_chunks``): each chunk is
     generated, its webhook lines staged and its rows COPY'd before the next is made, so memory
     is that of one chunk. Everything still commits (or not) as one transaction.
     """
-    from ingest.simulator.email import write_landing
+    from simulator import live
+    from simulator.email import write_landing
 
     sc = get_scale(scale)
     t0 = time.perf_counter()
@@ -138,7 +151,15 @@ def populate(url: str, landing_dir: Path, *, scale: str, seed: int, end_us: int,
     try:
         with connect(url) as conn:
             conn.execute("SET session_replication_role = replica")  # bulk load: no triggers yet
-            conn.execute(schema.tables_sql(leads_variant))
+            rows = None
+            if schema_kind == "live":
+                conn.execute(live.tables_sql())
+                conn.execute("CREATE SCHEMA simulator; CREATE TABLE simulator.lead_tenants "
+                             "(lead_id uuid PRIMARY KEY, company_id uuid NOT NULL)")
+                rows = live.LiveRows()
+                rows.setup(conn)
+            else:
+                conn.execute(schema.tables_sql(leads_variant))
             chunks = build_chunks(sc, seed, end_us, history_days, leads_variant)
             for i in range(n_chunks):
                 t1 = time.perf_counter()
@@ -153,6 +174,8 @@ def populate(url: str, landing_dir: Path, *, scale: str, seed: int, end_us: int,
                     if table not in h.tables:
                         continue
                     frame = strip_private(h.tables.pop(table))
+                    if rows is not None:
+                        frame = rows.fit(conn, table, frame)
                     progress(f"loading {table} ({frame.height:,} rows)" + (f", chunk {i + 1}/{n_chunks}" if n_chunks > 1 else ""))
                     copy_frame(conn, schema.qualified(table), frame)
                 timings["copy"] += time.perf_counter() - t1
@@ -160,9 +183,13 @@ def populate(url: str, landing_dir: Path, *, scale: str, seed: int, end_us: int,
             t1 = time.perf_counter()
             conn.execute("SET session_replication_role = origin")
             progress("adding keys, indexes and triggers")
-            conn.execute(schema.constraints_sql(leads_variant))
-            conn.execute(schema.triggers_sql())
-            _create_state(conn, sc.name, seed, leads_variant, end_us, deliveries)
+            if rows is not None:
+                conn.execute(live.constraints_sql())
+                conn.execute(live.triggers_sql(schema.TRIGGERS_SQL_HEAD))
+            else:
+                conn.execute(schema.constraints_sql(leads_variant))
+                conn.execute(schema.triggers_sql())
+            _create_state(conn, sc.name, seed, leads_variant, end_us, deliveries, schema_kind)
             timings["constraints"] = time.perf_counter() - t1
             conn.commit()
         _move_into(staging, landing_dir, sorted(files))  # only after the database committed
@@ -195,11 +222,12 @@ def _move_into(staging: Path, landing_dir: Path, files: list[Path]) -> None:
                 f.replace(dest)
 
 
-def _create_state(conn: psycopg.Connection, scale: str, seed: int, variant: str, end_us: int, deliveries: int) -> None:
+def _create_state(conn: psycopg.Connection, scale: str, seed: int, variant: str, end_us: int, deliveries: int,
+                  schema_kind: str = "analysis") -> None:
     conn.execute("""
-        CREATE SCHEMA simulator;
+        CREATE SCHEMA IF NOT EXISTS simulator;
         CREATE TABLE simulator.state (
-          scale TEXT NOT NULL, seed BIGINT NOT NULL, leads_variant TEXT NOT NULL,
+          scale TEXT NOT NULL, seed BIGINT NOT NULL, leads_variant TEXT NOT NULL, schema_kind TEXT NOT NULL,
           clock TIMESTAMPTZ NOT NULL, advances INTEGER NOT NULL DEFAULT 0,
           deliveries BIGINT NOT NULL DEFAULT 0, created_at TIMESTAMPTZ NOT NULL DEFAULT now());
         CREATE TABLE simulator.advance_log (
@@ -207,8 +235,8 @@ def _create_state(conn: psycopg.Connection, scale: str, seed: int, variant: str,
           counts JSONB, ran_at TIMESTAMPTZ NOT NULL DEFAULT now());
     """)
     clock = dt.datetime.fromtimestamp(end_us / 1e6, tz=dt.timezone.utc)
-    conn.execute("INSERT INTO simulator.state (scale, seed, leads_variant, clock, deliveries) VALUES (%s, %s, %s, %s, %s)",
-                 (scale, seed, variant, clock, deliveries))
+    conn.execute("INSERT INTO simulator.state (scale, seed, leads_variant, schema_kind, clock, deliveries) "
+                 "VALUES (%s, %s, %s, %s, %s, %s)", (scale, seed, variant, schema_kind, clock, deliveries))
 
 
 def down(settings: Settings) -> str:

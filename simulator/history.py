@@ -23,9 +23,9 @@ from dataclasses import dataclass
 import numpy as np
 import polars as pl
 
-from ingest.simulator.schema import ENUMS, TRIGGER_SCORE_WEIGHTS
-from ingest.simulator.scales import Scale
-from ingest.simulator.vec import (
+from simulator.schema import ENUMS, TRIGGER_SCORE_WEIGHTS
+from simulator.scales import Scale
+from simulator.vec import (
     objs,
     US_PER_DAY,
     after,

@@ -21,73 +21,8 @@ from __future__ import annotations
 
 LEADS_VARIANTS = ("lead_status", "status")
 
-# Enumerations of the operational schema (CHECK constraints). The simulator and the tests
-# use these same tuples.
-ENUMS: dict[tuple[str, str], tuple[str, ...]] = {
-    ("user_profiles", "role"): (
-        "root_admin", "admin", "office_staff", "project_manager", "field_supervisor",
-        "client_portal", "accounting",
-    ),
-    ("leads", "lead_source"): ("website", "referral", "social_media", "advertising", "cold_outreach"),
-    ("leads", "lead_status"): ("new", "contacted", "qualified", "demo_scheduled", "converted", "lost"),
-    ("leads", "status"): ("new", "contacted", "qualified", "demo_scheduled", "converted", "lost"),
-    ("leads", "priority"): ("low", "medium", "high", "hot"),
-    ("leads", "interest_type"): ("trial", "demo", "sales_contact", "just_browsing"),
-    ("leads", "project_type"): ("residential", "commercial", "industrial", "renovation", "new_construction"),
-    ("lead_activities", "activity_type"): (
-        "page_view", "form_submit", "email_open", "email_click", "demo_request",
-        "pricing_viewed", "signup_started", "resource_downloaded",
-    ),
-    ("demo_requests", "demo_type"): ("quick_15min", "standard_30min", "full_60min"),
-    ("demo_requests", "status"): ("requested", "scheduled", "completed", "cancelled", "no_show"),
-    ("sales_contact_requests", "inquiry_type"): ("pricing", "enterprise", "partnership", "general"),
-    ("sales_contact_requests", "timeline"): ("immediate", "1-3_months", "3-6_months", "6-12_months", "planning"),
-    ("sales_contact_requests", "status"): ("new", "contacted", "in_progress", "qualified", "converted", "closed"),
-    ("contacts", "contact_type"): ("prospect", "customer", "vendor", "partner", "decision_maker", "influencer"),
-    ("contacts", "relationship_status"): ("active", "inactive", "lost", "won"),
-    ("contacts", "preferred_contact_method"): ("email", "phone", "meeting"),
-    ("opportunities", "stage"): ("prospecting", "qualified", "proposal", "negotiation", "won", "lost"),
-    ("opportunities", "risk_level"): ("low", "medium", "high"),
-    ("deals", "deal_type"): ("standard", "large_project", "residential", "commercial"),
-    ("deals", "risk_level"): ("low", "medium", "high", "critical"),
-    ("deals", "status"): ("active", "won", "lost", "on_hold"),
-    ("deals", "priority"): ("low", "medium", "high", "urgent"),
-    ("pipeline_templates", "deal_type"): ("standard", "large_project", "residential", "commercial"),
-    ("deal_activities", "activity_type"): (
-        "call", "email", "meeting", "note", "task", "proposal_sent", "contract_signed",
-    ),
-    ("crm_activities", "activity_type"): ("call", "email", "meeting", "note", "site_visit", "follow_up"),
-    ("email_campaigns", "campaign_type"): (
-        "onboarding", "trial_nurture", "promotional", "transactional", "reengagement",
-    ),
-    ("email_campaigns", "trigger_type"): ("manual", "scheduled", "behavioral", "lifecycle"),
-    ("email_sends", "email_provider"): ("sendgrid", "postmark", "resend"),
-    ("email_sends", "status"): ("pending", "queued", "sent", "delivered", "bounced", "failed", "dropped"),
-    ("email_sends", "bounce_type"): ("hard", "soft", "block"),
-    ("email_queue", "status"): ("pending", "processing", "sent", "failed", "cancelled"),
-    ("email_unsubscribes", "unsubscribe_type"): ("all", "promotional", "newsletter", "transactional_optional"),
-    ("email_unsubscribes", "reason"): ("too_frequent", "not_relevant", "never_signed_up", "other"),
-    ("email_unsubscribes", "unsubscribed_via"): ("link", "preference_center", "complaint"),
-    ("email_preferences", "email_frequency"): ("high", "normal", "low"),
-    ("email_preferences", "digest_frequency"): ("daily", "weekly", "monthly"),
-    ("sales_quotas", "quota_period"): ("monthly", "quarterly", "yearly"),
-    ("lead_routing_rules", "set_priority"): ("low", "medium", "high", "hot"),
-    ("pipeline_metrics", "period_type"): ("daily", "weekly", "monthly", "quarterly"),
-    ("estimates", "status"): ("draft", "sent", "accepted", "rejected", "expired"),
-    ("tasks", "status"): ("open", "in_progress", "completed", "cancelled"),
-    ("tasks", "priority"): ("low", "medium", "high", "urgent"),
-}
-
-# Weights of the operational update_lead_score() trigger, spelled as the trigger spells them.
-TRIGGER_SCORE_WEIGHTS: dict[str, int] = {
-    "demo_request": 50,
-    "pricing_viewed": 20,
-    "signup_started": 30,
-    "resource_downloaded": 15,
-    "email_opened": 5,
-    "email_clicked": 10,
-    "page_view": 1,
-}
+from contract.enums import ENUMS, TRIGGER_SCORE_WEIGHTS  # noqa: E402,F401
+from contract.references import FOREIGN_KEYS  # noqa: E402,F401
 
 
 def _check(table: str, column: str) -> str:
@@ -704,78 +639,6 @@ CREATE TABLE public.tasks (
 """
 
 
-# (table, column, referenced table, on delete)
-FOREIGN_KEYS: list[tuple[str, str, str, str]] = [
-    ("user_profiles", "id", "auth.users", "CASCADE"),
-    ("user_profiles", "company_id", "companies", "SET NULL"),
-    ("leads", "company_id", "companies", "CASCADE"),
-    ("leads", "assigned_to", "auth.users", "SET NULL"),
-    ("leads", "converted_to_user_id", "auth.users", "SET NULL"),
-    ("lead_activities", "lead_id", "leads", "CASCADE"),
-    ("demo_requests", "lead_id", "leads", "SET NULL"),
-    ("demo_requests", "assigned_sales_rep", "auth.users", "SET NULL"),
-    ("sales_contact_requests", "lead_id", "leads", "SET NULL"),
-    ("sales_contact_requests", "assigned_to", "auth.users", "SET NULL"),
-    ("contacts", "company_id", "companies", "CASCADE"),
-    ("contacts", "assigned_to", "user_profiles", "SET NULL"),
-    ("contacts", "created_by", "user_profiles", "SET NULL"),
-    ("opportunities", "company_id", "companies", "CASCADE"),
-    ("opportunities", "lead_id", "leads", "SET NULL"),
-    ("opportunities", "contact_id", "contacts", "SET NULL"),
-    ("opportunities", "account_manager", "user_profiles", "SET NULL"),
-    ("opportunities", "estimator", "user_profiles", "SET NULL"),
-    ("opportunities", "project_manager", "user_profiles", "SET NULL"),
-    ("pipeline_templates", "company_id", "companies", "CASCADE"),
-    ("pipeline_stages", "template_id", "pipeline_templates", "CASCADE"),
-    ("pipeline_stages", "company_id", "companies", "CASCADE"),
-    ("deals", "company_id", "companies", "CASCADE"),
-    ("deals", "lead_id", "leads", "SET NULL"),
-    ("deals", "contact_id", "contacts", "SET NULL"),
-    ("deals", "primary_contact_id", "contacts", "SET NULL"),
-    ("deals", "pipeline_template_id", "pipeline_templates", "SET NULL"),
-    ("deals", "current_stage_id", "pipeline_stages", "SET NULL"),
-    ("deals", "account_manager_id", "user_profiles", "SET NULL"),
-    ("deals", "sales_rep_id", "user_profiles", "SET NULL"),
-    ("deal_stage_history", "deal_id", "deals", "CASCADE"),
-    ("deal_stage_history", "from_stage_id", "pipeline_stages", "SET NULL"),
-    ("deal_stage_history", "to_stage_id", "pipeline_stages", "CASCADE"),
-    ("deal_stage_history", "moved_by", "user_profiles", "SET NULL"),
-    ("deal_activities", "deal_id", "deals", "CASCADE"),
-    ("deal_activities", "assigned_to", "user_profiles", "SET NULL"),
-    ("deal_activities", "created_by", "user_profiles", "SET NULL"),
-    ("deal_activities", "contact_id", "contacts", "SET NULL"),
-    ("crm_activities", "lead_id", "leads", "CASCADE"),
-    ("crm_activities", "opportunity_id", "opportunities", "CASCADE"),
-    ("crm_activities", "created_by", "user_profiles", "SET NULL"),
-    ("crm_activities", "company_id", "companies", "CASCADE"),
-    ("email_campaigns", "created_by", "auth.users", "SET NULL"),
-    ("email_sends", "campaign_id", "email_campaigns", "SET NULL"),
-    ("email_sends", "user_id", "auth.users", "SET NULL"),
-    ("email_queue", "campaign_id", "email_campaigns", "CASCADE"),
-    ("email_queue", "user_id", "auth.users", "SET NULL"),
-    ("email_queue", "email_send_id", "email_sends", "SET NULL"),
-    ("email_clicks", "email_send_id", "email_sends", "CASCADE"),
-    ("email_unsubscribes", "user_id", "auth.users", "SET NULL"),
-    ("email_unsubscribes", "unsubscribed_from_email_id", "email_sends", "SET NULL"),
-    ("email_preferences", "user_id", "auth.users", "CASCADE"),
-    ("sales_quotas", "company_id", "companies", "CASCADE"),
-    ("sales_quotas", "user_id", "user_profiles", "CASCADE"),
-    ("lead_routing_rules", "company_id", "companies", "CASCADE"),
-    ("lead_routing_rules", "assign_to_user_id", "user_profiles", "SET NULL"),
-    ("pipeline_metrics", "company_id", "companies", "CASCADE"),
-    ("pipeline_metrics", "template_id", "pipeline_templates", "CASCADE"),
-    ("estimates", "company_id", "companies", "CASCADE"),
-    ("estimates", "opportunity_id", "opportunities", "CASCADE"),
-    ("estimates", "created_by", "user_profiles", "SET NULL"),
-    ("tasks", "company_id", "companies", "CASCADE"),
-    ("tasks", "assigned_to", "user_profiles", "SET NULL"),
-    ("tasks", "created_by", "user_profiles", "SET NULL"),
-    ("tasks", "deal_id", "deals", "CASCADE"),
-    ("tasks", "opportunity_id", "opportunities", "CASCADE"),
-    ("tasks", "contact_id", "contacts", "SET NULL"),
-    ("tasks", "lead_id", "leads", "CASCADE"),
-]
-
 INDEXES_SQL = """
 CREATE INDEX idx_leads_email ON public.leads(email);
 CREATE INDEX idx_leads_status ON public.leads({status_col});
@@ -924,4 +787,4 @@ def triggers_sql() -> str:
     return "\n".join(parts)
 
 
-from ingest.tables import SOURCE_TABLES  # noqa: E402,F401  (the warehouse contract lists the tables)
+from contract.tables import SOURCE_TABLES  # noqa: E402,F401  (the warehouse contract lists the tables)
