@@ -34,12 +34,12 @@ def _progress(status):
 
 
 def cmd_source_up(cfg: Settings, args: argparse.Namespace) -> int:
-    from ingest.simulator import source
+    from simulator import source
 
     with console.status("starting the source…") as status:
         url, created = source.up(cfg, scale=args.scale, seed=args.seed, history_days=args.history_days,
                                  end_date=args.end_date, leads_variant=args.leads_variant,
-                                 progress=_progress(status))
+                                 schema_kind=args.schema, progress=_progress(status))
     if not created:
         console.print("the source already exists; `crm-warehouse source advance` moves it forward")
     out.print(redact(url), highlight=False, soft_wrap=True)
@@ -47,7 +47,7 @@ def cmd_source_up(cfg: Settings, args: argparse.Namespace) -> int:
 
 
 def cmd_source_advance(cfg: Settings, args: argparse.Namespace) -> int:
-    from ingest.simulator import advance, source
+    from simulator import advance, source
 
     url = source.source_url(cfg, start=True)
     with console.status("advancing the source…") as status:
@@ -60,7 +60,7 @@ def cmd_source_advance(cfg: Settings, args: argparse.Namespace) -> int:
 
 
 def cmd_source_down(cfg: Settings, args: argparse.Namespace) -> int:
-    from ingest.simulator import source
+    from simulator import source
 
     out.print(source.down(cfg))
     return 0
@@ -77,6 +77,8 @@ HEADLINES = {
     "median cycle of won deals (days)": "SELECT percentile_cont(0.5) WITHIN GROUP (ORDER BY cycle_days) FROM marts.win_loss "
                                         "WHERE outcome = 'won'",
     "hot leads": "SELECT count(*) FROM marts.lead_scores WHERE grade = 'hot' AND NOT is_deleted",
+    "leads without a company (no tenant resolved)": "SELECT count(*) FROM marts.dim_leads WHERE company_id IS NULL "
+                                                    "AND NOT is_deleted",
     "leads whose operational score misses e-mail engagement": "SELECT count(*) FROM marts.lead_scores WHERE score_drift < 0",
     "e-mail unique open rate excl. machine opens (%)": "SELECT round(100.0 * sum(unique_opens_excl_machine) / "
                                                        "nullif(sum(delivered), 0), 1) FROM marts.email_campaign_performance",
@@ -128,7 +130,7 @@ def _parse_day(value: str | None) -> str | None:
 def cmd_demo(cfg: Settings, args: argparse.Namespace) -> int:
     """source up (small) where none exists, then refresh, then a short summary."""
     from crm_warehouse.pipeline import run_refresh
-    from ingest.simulator import source
+    from simulator import source
     from ingest.warehouse import open_warehouse
 
     t0 = time.perf_counter()
@@ -202,6 +204,8 @@ def cmd_refresh(cfg: Settings, args: argparse.Namespace) -> int:
 
     cfg = with_target(cfg, args.target)
     as_of = _parse_day(args.as_of)
+    if args.allow_mass_delete:
+        os.environ["CRM_ALLOW_MASS_DELETE"] = "1"  # read by ingest.raw_load for this run's tables
     t0 = time.perf_counter()
     with console.status(f"refresh into the {cfg.warehouse} warehouse: ingest, then dbt build…") as status:
         res = run_refresh(cfg, full_refresh=args.full_refresh, as_of=as_of, progress=_progress(status))
@@ -291,8 +295,10 @@ def build_parser() -> argparse.ArgumentParser:
     up.add_argument("--seed", type=int, default=42)
     up.add_argument("--history-days", type=int, default=365)
     up.add_argument("--end-date", default=None, help="last simulated day, YYYY-MM-DD (default today, UTC)")
+    up.add_argument("--schema", default="live", choices=["live", "analysis"],
+                    help="live: BuildDesk's production schema (default); analysis: the schema of the seed analysis")
     up.add_argument("--leads-variant", default="lead_status", choices=["lead_status", "status"],
-                    help="which of the two real `leads` definitions to create")
+                    help="with --schema analysis: which of the two `leads` definitions to create")
     up.set_defaults(func=cmd_source_up)
     adv = ssub.add_parser("advance", help="simulate more days of business")
     adv.add_argument("--days", type=int, default=1)
@@ -314,6 +320,9 @@ def build_parser() -> argparse.ArgumentParser:
     refresh.add_argument("--as-of", default=None, metavar="YYYY-MM-DD",
                          help="the day the models are built for (a Dagster partition); default: the latest business "
                               "day in the data")
+    refresh.add_argument("--allow-mass-delete", action="store_true",
+                         help="accept a run that flags more than half of a table's rows deleted (by default such a "
+                              "table fails: a wrong database or a truncated table must not empty the warehouse)")
     refresh.set_defaults(func=cmd_refresh)
 
     bi = sub.add_parser("bi", help="access for BI tools to the PostgreSQL warehouse")

@@ -168,6 +168,7 @@ def _refresh(cfg: Settings, instance, *, full_refresh: bool, as_of: str | None, 
             res.ingest["/".join(m.asset_key.path)] = {k: v.value for k, v in m.metadata.items()}
         if note := unindexed_cursor_note(res.ingest):
             res.notes.append(note)
+        res.notes += source_shape_notes(res.ingest)
         _quality_docs(cfg, res, progress)
         if not loaded.success:  # the models would read a partial raw layer: stop here
             res.ok = False
@@ -192,6 +193,26 @@ def _refresh(cfg: Settings, instance, *, full_refresh: bool, as_of: str | None, 
             res.checks_failed.append(f"{ev.asset_key.to_user_string()}:{ev.check_name}")
     res.ok = built.success
     return res
+
+
+def source_shape_notes(ingest: dict[str, dict]) -> list[str]:
+    """What the source lacks or holds beyond the contract, from the ``raw/<table>`` metadata: tables
+    absent (skipped), contract columns absent (null in staging), values the contract does not document
+    (loaded as they are). One line each, for the end of ``refresh``."""
+    notes = []
+    absent = sorted(m["source_table"] for m in ingest.values() if m.get("mode") == "absent")
+    if absent:
+        notes.append(f"the source has no table {', '.join(absent)}: skipped, their staging models are empty")
+    missing = sorted(f"{m['source_table']} ({m['missing_columns']})" for m in ingest.values()
+                     if m.get("missing_columns", "none") != "none")
+    if missing:
+        notes.append("contract columns the source lacks, null in staging: " + "; ".join(missing))
+    odd = sorted(f"{m['source_table']}: {m['undocumented_values']}" for m in ingest.values()
+                 if m.get("undocumented_values", "none") != "none")
+    if odd:
+        notes.append("values the contract does not document, loaded as they are (warnings in ops.check_results): "
+                     + "; ".join(odd))
+    return notes
 
 
 # Below this size a whole-table read of the source on every run is not worth a note.

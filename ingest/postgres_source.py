@@ -24,6 +24,7 @@ target (loaded through a CSV COPY) UUID and JSON are sent as text too:
 from __future__ import annotations
 
 import contextlib
+import re
 from dataclasses import dataclass
 from typing import Iterator
 
@@ -32,6 +33,10 @@ import pyarrow as pa
 
 from ingest.config import redact
 from ingest.postgres_server import SourceError, connect
+
+
+class SourceTableMissing(SourceError):
+    """A contract table the source does not have."""
 
 
 @dataclass(frozen=True)
@@ -75,6 +80,17 @@ def _arrow_native(pg_type: str) -> bool:
             ("character", "bytea"))
 
 
+def pg_target_type(pg_type: str) -> str:
+    """The type a PostgreSQL warehouse's raw gives a source column: the source's own for built-in
+    types; text for an enum type, a domain or any type the warehouse's database does not have."""
+    if pg_type.endswith("[]"):
+        return pg_target_type(pg_type[:-2]) + "[]"
+    base = pg_type.split("(")[0]
+    if base in _DUCK_TYPES or base in ("character", "bytea"):
+        return pg_type
+    return "text"
+
+
 def duck_type(pg_type: str) -> str:
     if pg_type.endswith("[]"):
         return duck_type(pg_type[:-2]) + "[]"
@@ -105,6 +121,30 @@ class SourceTable:
     # columns leading a valid, whole-table btree index: a range on one (a cursor) is read by index;
     # any other cursor makes the source scan the whole table on every incremental run
     indexed: frozenset[str] = frozenset()
+    # (column, values) the source itself enforces: an enum type's labels, a CHECK (c = ANY (ARRAY[…]))
+    value_sets: tuple[tuple[str, tuple[str, ...]], ...] = ()
+    # row-level security the reading role does not bypass: the extraction would see only some rows
+    # (or none), and every other row would be flagged deleted. None: the role reads every row.
+    rls_hides_rows: str | None = None
+
+    def column_names(self) -> frozenset[str]:
+        return frozenset(c.name for c in self.columns)
+
+
+_CHECK_IN = re.compile(r"\(?\(?\(?(\w+)\)?(?:::text)?\)? = ANY \(+ARRAY\[(.*?)\]\)")
+_LITERAL = re.compile(r"'((?:[^']|'')*)'")
+
+
+def _check_value_sets(checks: list[str]) -> list[tuple[str, tuple[str, ...]]]:
+    """(column, values) of CHECK constraints that hold a column to a list, as
+    ``pg_get_constraintdef`` writes them: ``CHECK ((status = ANY (ARRAY['a'::text, 'b'::text])))``."""
+    out = []
+    for definition in checks:
+        if " OR " in definition or " AND " in definition:
+            continue  # a list with extra conditions: not a plain enumeration
+        if m := _CHECK_IN.search(definition):
+            out.append((m.group(1), tuple(v.replace("''", "'") for v in _LITERAL.findall(m.group(2)))))
+    return out
 
 
 BATCH_BYTES = 64 * 1024 * 1024  # ADBC batch size hint: bounds memory per batch, not per table
@@ -238,16 +278,27 @@ class PostgresSource:
               (SELECT json_agg(DISTINCT a.attname) FROM pg_index i
                JOIN pg_class ic ON ic.oid = i.indexrelid JOIN pg_am am ON am.oid = ic.relam
                JOIN pg_attribute a ON a.attrelid = t.oid AND a.attnum = i.indkey[0]
-               WHERE i.indrelid = t.oid AND i.indisvalid AND i.indpred IS NULL AND am.amname = 'btree')
+               WHERE i.indrelid = t.oid AND i.indisvalid AND i.indpred IS NULL AND am.amname = 'btree'),
+              (SELECT json_object_agg(a.attname, (SELECT json_agg(e.enumlabel ORDER BY e.enumsortorder)
+                                                  FROM pg_enum e WHERE e.enumtypid = a.atttypid))
+               FROM pg_attribute a JOIN pg_type ty ON ty.oid = a.atttypid
+               WHERE a.attrelid = t.oid AND a.attnum > 0 AND NOT a.attisdropped AND ty.typtype = 'e'),
+              (SELECT json_agg(pg_get_constraintdef(k.oid)) FROM pg_constraint k
+               WHERE k.conrelid = t.oid AND k.contype = 'c' AND k.convalidated),
+              (SELECT json_build_array(c.relrowsecurity, c.relforcerowsecurity, pg_has_role(c.relowner, 'USAGE'))
+               FROM pg_class c WHERE c.oid = t.oid)
             FROM w LEFT JOIN t ON t.ord = w.ord""",
             ([n[0] for n in names], [n[1] for n in names])).fetchall()
-        found = {int(ord_): (cols, pk, cascades, size, indexed) for ord_, cols, pk, cascades, size, indexed in rows}
+        found = {int(r[0]): r[1:] for r in rows}
+        role = self.conn.execute("SELECT current_user, rolsuper OR rolbypassrls FROM pg_roles "
+                                 "WHERE rolname = current_user").fetchone()
         out: dict[str, SourceTable | SourceError] = {}
         for i, (table, (schema, name)) in enumerate(zip(tables, names), start=1):
-            cols, pk, cascades, size, indexed = found.get(i, (None, None, None, 0, None))
+            cols, pk, cascades, size, indexed, enums, checks, rls = found.get(i, (None,) * 3 + (0,) + (None,) * 4)
             if not cols:
-                out[table] = SourceError(f"source table {schema}.{name} does not exist in {redact(self.url)}: "
-                                         "check CRM_SOURCE_URL points at the BuildDesk database")
+                out[table] = SourceTableMissing(
+                    f"source table {schema}.{name} does not exist in {redact(self.url)}: check CRM_SOURCE_URL points "
+                    "at the BuildDesk database")
                 continue
             enforced = bool(pk)
             # without one, the contract's key stands in: duplicates are then caught by the gate's key rule
@@ -256,9 +307,16 @@ class PostgresSource:
                 out[table] = SourceError(f"source table {schema}.{name} has no primary key: rows cannot be merged "
                                          "or deletes detected; add a primary key to it")
                 continue
+            value_sets = dict(_check_value_sets(checks or [])) | {c: tuple(v) for c, v in (enums or {}).items()}
+            hides = None
+            if rls and rls[0] and not (role and role[1]) and (rls[1] or not rls[2]):
+                hides = (f"source table {schema}.{name} has row-level security and the role {role[0] if role else '?'} "
+                         "does not bypass it: it would read only the rows a policy shows it, and the rest would be "
+                         f"flagged deleted. Connect as a role with BYPASSRLS (Supabase: the service role or "
+                         f"postgres), or ALTER ROLE {role[0] if role else '<role>'} BYPASSRLS")
             out[table] = SourceTable(f"{schema}.{name}", tuple(Column(n, t) for n, t in cols), key,
                                      tuple(tuple(c) for c in cascades or []), enforced, int(size or 0),
-                                     frozenset(indexed or ()))
+                                     frozenset(indexed or ()), tuple(sorted(value_sets.items())), hides)
         return out
 
     def business_clock(self):

@@ -32,8 +32,9 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from ingest.ops import BATCH_COLUMNS, new_batch_id
-from ingest.postgres_source import Column, PostgresSource, SnapshotCount, SourceTable
-from ingest.tables import CASCADE_PARENTS, TableSpec
+from ingest.postgres_source import (Column, PostgresSource, SnapshotCount, SourceTable, SourceTableMissing,
+                                     pg_target_type)
+from ingest.tables import CASCADE_PARENTS, TableSpec, read_mode
 from ingest.warehouse import Warehouse, create_table, insert_row
 
 META_COLUMNS = (("_ingested_at", "TIMESTAMPTZ"), ("_batch_id", "VARCHAR"), ("_deleted_at", "TIMESTAMPTZ"))
@@ -62,6 +63,21 @@ class _Blocked(Exception):
     pass
 
 
+def missing_contract_columns(table: str, columns: frozenset[str]) -> list[str]:
+    """The contract's columns of ``table`` the source has under no name (``contract.renames``)."""
+    from contract.columns import COLUMNS
+    from contract.renames import RENAMES
+
+    return [c for c in COLUMNS.get(table, {}) if c not in columns
+            and not any(r in columns for r in RENAMES.get((table, c), ()))]
+
+
+def allow_mass_delete() -> bool:
+    """``refresh --allow-mass-delete`` (CRM_ALLOW_MASS_DELETE=1): accept a run that flags more than half
+    of a table's live rows deleted."""
+    return os.environ.get("CRM_ALLOW_MASS_DELETE", "").lower() in ("1", "true", "yes")
+
+
 def lookback() -> dt.timedelta:
     return dt.timedelta(hours=float(os.environ.get("CRM_INGEST_LOOKBACK_HOURS", "24")))
 
@@ -87,12 +103,19 @@ class TableResult:
     rules_checked: list[str] = field(default_factory=list)
     gate_enforced: list[str] = field(default_factory=list)
     threshold: float = 0.0
+    min_rows: int = 0                          # failing rows a batch must also reach to block
     status: str = "success"
     source_clock: dt.datetime | None = None   # the source's own clock, or the wall clock if it has none
     source_rows: int | None = None            # the source's row count as the extraction began
     quarantined_absent: int = 0               # keys held back in quarantine that raw does not have live
     cursor_indexed: bool | None = None        # the source has an index leading with the cursor (None: no cursor)
     source_bytes: int = 0                     # the table's size in the source
+    # documented values the source does not enforce: rule → (rows, up to 5 values); recorded, not quarantined
+    warnings: dict[str, tuple[int, list[str]]] = field(default_factory=dict)
+    # contract columns the source lacks (staging yields them null): recorded as a warning
+    missing_columns: list[str] = field(default_factory=list)
+    kind: str | None = None                   # the read mode the source's columns allowed (ingest.tables.read_mode)
+    cursor_column: str | None = None
 
 
 def ensure_ops(wh: Warehouse) -> None:
@@ -115,7 +138,7 @@ def ensure_ops(wh: Warehouse) -> None:
 
 
 def _target_type(wh: Warehouse, col: Column) -> str:
-    return col.duck_type if wh.kind == "duckdb" else col.pg_type
+    return col.duck_type if wh.kind == "duckdb" else pg_target_type(col.pg_type)
 
 
 def _create_raw(wh: Warehouse, spec: TableSpec, st: SourceTable) -> None:
@@ -219,6 +242,12 @@ def _deletions(wh: Warehouse, src: PostgresSource, spec: TableSpec, st: SourceTa
     live, deleted = _counts(wh, spec.raw)
     if live == source_rows:
         return 0, live, deleted
+    if source_rows * 2 < live and not allow_mass_delete():
+        raise IngestError(
+            f"raw.{spec.raw}: the source table {st.name} holds {source_rows:,} rows where raw holds {live:,} live: "
+            "more than half would be flagged deleted in one run, so none is. Check that CRM_SOURCE_URL names "
+            "BuildDesk's database and that the table was not truncated; if the deletions are real, run "
+            "`crm-warehouse refresh --allow-mass-delete` once")
     flagged = 0
     raw_columns = raw_columns or {}
     for column, parent, parent_column in st.cascades_from:
@@ -493,6 +522,9 @@ def _tables(wh: Warehouse, src: PostgresSource, order: list[TableSpec], snap: "_
                 failed.add(spec.raw)
                 yield spec, plan
                 continue
+            if isinstance(plan, TableResult):  # absent from the source
+                yield spec, plan
+                continue
 
             def ahead(i: int = i) -> None:
                 for j in range(i + 1, min(i + 1 + READ_AHEAD, len(order))):
@@ -517,11 +549,16 @@ def _tables(wh: Warehouse, src: PostgresSource, order: list[TableSpec], snap: "_
 
 
 def _start_table(wh: Warehouse, src: PostgresSource, spec: TableSpec, snap: "_Snapshot", *, full_refresh: bool,
-                 counted: SnapshotCount | None) -> _Plan | Exception:
+                 counted: SnapshotCount | None) -> _Plan | TableResult | Exception:
     """``spec``'s plan with its extraction started, or the error (reported at the table's turn; its
     early count released)."""
     try:
         return _start(_plan(wh, src, spec, full_refresh=full_refresh, snapshot=snap), wh, src, counted=counted)
+    except SourceTableMissing:
+        # reported, skipped, failing nothing; staging yields the table empty with the contract's columns
+        if counted is not None:
+            counted.release()
+        return TableResult(spec.raw, "", mode="absent", status="absent")
     except Exception as err:
         if counted is not None:
             counted.release()
@@ -683,9 +720,9 @@ def ingest_table(wh: Warehouse, src: PostgresSource, spec: TableSpec, *, full_re
         raise IngestBlocked(
             f"raw.{spec.raw}: blocked by the ingest gate: {res.rows_quarantined:,} of {res.rows_extracted:,} "
             f"extracted rows ({res.rows_quarantined / max(res.rows_extracted, 1):.1%}) broke the contract, over the "
-            f"threshold of {res.threshold:.1%}; nothing of raw.{spec.raw} was merged. Failing rules: {top}. "
+            f"threshold of {res.threshold:.1%} (and at least {res.min_rows:,} rows); nothing of raw.{spec.raw} was merged. Failing rules: {top}. "
             f"The rows are in quarantine.{spec.raw} (batch {res.batch_id}); fix them in the source or raise "
-            f"CRM_QUARANTINE_THRESHOLD (e.g. {spec.raw}=0.5)", res)
+            f"CRM_QUARANTINE_THRESHOLD (e.g. {spec.raw}=0.5) or CRM_QUARANTINE_MIN_ROWS", res)
     return res
 
 
@@ -780,6 +817,13 @@ def gate_check_rows(wh: Warehouse, res: TableResult, run_id: str | None) -> list
                         abs(res.source_rows - res.rows_live - res.quarantined_absent)))
     if (fresh := freshness(res)) is not None:
         rows.append(row("freshness", "freshness", fresh[0], fresh[1], 0 if fresh[0] else 1))
+    rows += [row(name, "ingest_warning", False, f"{n:,} rows hold values the contract does not document "
+                 f"({', '.join(values)}); the source does not enforce them, so they were loaded as they are",
+                 n, json.dumps(values)) for name, (n, values) in sorted(res.warnings.items())]
+    if res.missing_columns:
+        rows.append(row("contract_columns", "contract_columns", False,
+                        f"the source has no column {', '.join(res.missing_columns)} (nor a known rename): staging "
+                        "yields them null", len(res.missing_columns), json.dumps(res.missing_columns)))
     rows += [row(name, "ingest_gate", True, "held by the source's PRIMARY KEY constraint") for name in res.gate_enforced]
     rows += [row(name, "ingest_gate", True, f"not evaluated: {why}") for name, why in res.gate_skipped]
     return rows
@@ -849,6 +893,9 @@ def _plan(wh: Warehouse, src: PostgresSource, spec: TableSpec, *, full_refresh: 
         st = src.describe(spec.source, contract_key=contract_tables().get(spec.raw, {}).get("key", ()))
     elif isinstance(st, Exception):
         raise st
+    if st.rls_hides_rows:
+        raise IngestError(f"raw.{spec.raw}: {st.rls_hides_rows}; nothing of raw.{spec.raw} was read or flagged")
+    spec = read_mode(spec, st.column_names())  # the source's own columns decide the cursor
     if snapshot is not None and snapshot.covers(spec.raw):
         state = snapshot.states.get(spec.raw, [])
         tables, sizes = snapshot.tables, snapshot.sizes
@@ -911,12 +958,13 @@ def _ingest(wh: Warehouse, src: PostgresSource, spec: TableSpec, *, full_refresh
     """Load one table. ``plan``: made (and started) ahead by ``ingest_tables``; ``ahead`` is called
     once this table's extraction has been read to its end (the next table's plan starts then)."""
     from quality.check_results import record
-    from quality.gate import QUARANTINE_COLUMNS, compile_gate, run_time, threshold
+    from quality.gate import QUARANTINE_COLUMNS, compile_gate, min_rows, run_time, threshold
 
     t0 = time.perf_counter()
     only_quarantine = blocked is not None
     res = TableResult(spec.raw, blocked.batch_id if blocked else new_batch_id(f"raw_{spec.raw}"))
     res.threshold = threshold(spec.raw)
+    res.min_rows = min_rows(spec.raw)
     now = dt.datetime.now(dt.timezone.utc)
     res.source_clock = source_clock or src.business_clock() or dt.datetime.now(dt.timezone.utc)
     run_at = run_time(res.source_clock)
@@ -929,7 +977,9 @@ def _ingest(wh: Warehouse, src: PostgresSource, spec: TableSpec, *, full_refresh
                 plan = _start(_plan(wh, src, spec, full_refresh=full_refresh, only_quarantine=only_quarantine),
                               wh, src, only_quarantine=only_quarantine)
             bulk.callback(plan.close)  # an extraction not read to its end is stopped
-            st, state, tables = plan.st, plan.state, plan.tables
+            st, state, tables, spec = plan.st, plan.state, plan.tables, plan.spec
+            res.kind, res.cursor_column = spec.kind, spec.cursor
+            res.missing_columns = missing_contract_columns(spec.raw, st.column_names())
             res.cursor_indexed = spec.cursor in st.indexed if spec.cursor else None
             res.source_bytes = st.bytes
             if any(("raw", p) not in tables for p in table_deps(spec.raw)):
@@ -970,7 +1020,7 @@ def _ingest(wh: Warehouse, src: PostgresSource, spec: TableSpec, *, full_refresh
             raw_tables = {t for sch, t in tables if sch == "raw"}
             typed_all = flagged = None  # built from the first batch's schema (``_cast_select``)
             gate = compile_gate(wh.kind, spec.raw, names, run_at=run_at, existing=raw_tables,
-                                key_enforced=st.key_enforced)
+                                key_enforced=st.key_enforced, value_sets=dict(st.value_sets))
             res.rules_checked = [r.name for r in gate.rules]
             res.gate_skipped = gate.skipped
             res.gate_enforced = gate.enforced
@@ -1004,6 +1054,10 @@ def _ingest(wh: Warehouse, src: PostgresSource, spec: TableSpec, *, full_refresh
                     flagged = gate.flagged(typed_all, narrow=narrow)
                 typed = typed_all
                 tg = time.perf_counter()
+                if gate.warnings and not only_quarantine:
+                    for name, (n, values) in gate.warning_counts(wh, typed_all).items():
+                        was = res.warnings.get(name, (0, []))
+                        res.warnings[name] = (was[0] + n, list(dict.fromkeys(was[1] + values))[:5])
                 failing = 0
                 inserted = None
                 changed = lo = None
@@ -1139,7 +1193,8 @@ def _ingest(wh: Warehouse, src: PostgresSource, spec: TableSpec, *, full_refresh
                     message=f"{res.rows_quarantined:,} rows broke the contract, over the threshold of {res.threshold}"))
                 return res
             judged = res.rows_quarantined - res.rows_retried_failing
-            if judged and judged > res.threshold * (res.rows_extracted - res.rows_retried_failing):
+            if (judged and judged > res.threshold * (res.rows_extracted - res.rows_retried_failing)
+                    and judged >= res.min_rows):
                 res.status = "blocked"
                 raise _Blocked()
             if quarantine_ready:  # rows a blocked run held are judged now: they count no more

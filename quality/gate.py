@@ -61,6 +61,26 @@ def threshold(table: str, spec: str | None = None) -> float:
     return value
 
 
+DEFAULT_MIN_ROWS = 10
+
+
+def min_rows(table: str, spec: str | None = None) -> int:
+    """How many failing rows ``table``'s batch must also reach to block (CRM_QUARANTINE_MIN_ROWS, default
+    10; per table like the threshold: ``10,pipeline_stages=3``): one bad row among 16 pipeline stages is
+    over 5 % but quarantined without stopping every table that reads it."""
+    spec = os.environ.get("CRM_QUARANTINE_MIN_ROWS", "") if spec is None else spec
+    value = DEFAULT_MIN_ROWS
+    for part in filter(None, (p.strip() for p in spec.split(","))):
+        name, _, number = part.rpartition("=")
+        if not number.strip().isdigit():
+            raise GateError(f"CRM_QUARANTINE_MIN_ROWS: {part!r} is not a whole number of rows (write e.g. 10,deals=1)")
+        if not name or name.strip() == table:
+            value = int(number)
+            if name:
+                return value
+    return value
+
+
 def run_time(source_clock: dt.datetime | None) -> dt.datetime:
     """What "not after the run time" compares with: now, or the source's own clock if it is ahead
     (a simulated CRM lives in its own time), plus a few minutes of clock skew."""
@@ -89,6 +109,24 @@ class Gate:
     rules: list[Rule]
     skipped: list[tuple[str, str]] = field(default_factory=list)   # (rule, why)
     enforced: list[str] = field(default_factory=list)               # rules the source's constraints hold
+    # documented values the source does not enforce: counted and recorded, never quarantined or blocking
+    warnings: list[Rule] = field(default_factory=list)
+
+    def warning_counts(self, wh, batch: str) -> dict[str, tuple[int, list[str]]]:
+        """Warning rule name → (rows of ``batch`` breaking it, up to 5 of their distinct values)."""
+        if not self.warnings:
+            return {}
+        counts = wh.query("SELECT " + ", ".join(f"count(*) FILTER (WHERE coalesce({r.fails}, false)) AS c{i}"
+                                                for i, r in enumerate(self.warnings)) + f" FROM {batch} s")
+        out = {}
+        for i, r in enumerate(self.warnings):
+            n = int(counts[f"c{i}"][0] or 0)
+            if n:
+                c = _col(r.column)
+                values = [v for (v,) in wh.rows(f"SELECT DISTINCT CAST({c} AS VARCHAR) FROM {batch} s WHERE "
+                                               f"coalesce({r.fails}, false) ORDER BY 1 LIMIT 5")]
+                out[r.name] = (n, values)
+        return out
 
     def flags(self, batch: str | None = None, narrow: Collection[str] = ()) -> str:
         return ", ".join(f"coalesce({self._fails(r, batch, narrow)}, false) AS _f{i}" for i, r in enumerate(self.rules))
@@ -151,12 +189,16 @@ def _col(c: str) -> str:
 
 
 def compile_gate(kind: str, table: str, columns: list[str], *, run_at: dt.datetime, existing: set[str],
-                 key_enforced: bool = True) -> Gate:
+                 key_enforced: bool = True, value_sets: dict[str, tuple[str, ...]] | None = None) -> Gate:
     """Compile ``raw.<table>``'s suite into row predicates over ``s``, for a batch with ``columns``.
 
     ``existing``: the raw tables present (a reference to a table not loaded yet is not evaluated).
     ``key_enforced``: the source's PRIMARY KEY guarantees uniqueness within the extraction (one
     query, one snapshot), so the uniqueness rule is only evaluated where the source lost it.
+    ``value_sets``: the values the source enforces per column (enum types, CHECK lists; from its
+    catalogue). An enumeration rule on such a column is an error rule over the source's own values;
+    on any other column the contract's documented values are a warning rule (``Gate.warnings``).
+    None (no catalogue at hand): every enumeration rule is an error rule.
     """
     gate = Gate(table, [])
     cols = set(columns)
@@ -176,7 +218,13 @@ def compile_gate(kind: str, table: str, columns: list[str], *, run_at: dt.dateti
             part = ", ".join(_col(c) for c in kw.get("column_list", [kw.get("column")]))
             fails = f"count(*) OVER (PARTITION BY {part}) > 1"
         elif t == "expect_column_values_to_be_in_set":
-            fails = f"{_col(kw['column'])} NOT IN ({', '.join(_lit(v) for v in kw['value_set'])})"
+            c = kw["column"]
+            if value_sets is not None and c not in value_sets:
+                fails = f"{_col(c)} NOT IN ({', '.join(_lit(v) for v in kw['value_set'])})"
+                gate.warnings.append(Rule(meta["name"], meta["rule"], meta["reason"], fails, e, column=c))
+                continue
+            values = value_sets[c] if value_sets is not None else kw["value_set"]
+            fails = f"{_col(c)} NOT IN ({', '.join(_lit(v) for v in values)})"
         elif t == "expect_column_values_to_be_between":
             c, parts = _col(kw["column"]), []
             lo, hi = kw.get("min_value"), kw.get("max_value")

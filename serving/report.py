@@ -425,6 +425,9 @@ def headline(r: _Reader, company_id: str | None) -> tuple[str, str | None]:
              ("won this quarter", money(wl[2])),
              ("win rate this quarter", pct(100.0 * float(wl[1]) / float(wl[0])) if wl[0] else "n/a"),
              ("live leads", f"{leads[0]:,}"), ("hot leads", f"{int(leads[1] or 0):,}")]
+    if company_id is None:  # leads nothing resolved a tenant for (live schema: no leads.company_id)
+        orphans = r.query("SELECT count(*) AS n FROM marts.dim_leads WHERE company_id IS NULL AND NOT is_deleted")["n"][0]
+        tiles.append(("leads without a company", f"{int(orphans):,}"))
     html_ = "".join(f'<div class="tile"><span>{esc(k)}</span><b data-kpi="{esc(k)}">{esc(v)}</b></div>' for k, v in tiles)
     return f'<div class="tiles">{html_}</div>', (str(as_of) if as_of is not None else None)
 

@@ -82,6 +82,21 @@ def raw_tables(context: dg.AssetExecutionContext):
                 failures.append(str(r) if str(r).startswith(f"raw.{spec.raw}") else f"raw.{spec.raw}: {r}")
                 context.log.error(failures[-1])
                 continue
+            if r.status == "absent":
+                context.log.warning(f"raw.{spec.raw}: the source has no table {spec.source}; skipped (staging "
+                                    "yields it empty with the contract's columns)")
+                yield dg.MaterializeResult(asset_key=key, metadata={
+                    "mode": "absent", "source_table": spec.source, "target": cfg.warehouse,
+                    "note": f"{spec.source} does not exist in the source: nothing read, raw.{spec.raw} left as it was",
+                }, check_results=[c for c in [dg.AssetCheckResult(
+                    asset_key=key, check_name=GATE_CHECK, passed=True, severity=dg.AssetCheckSeverity.WARN,
+                    description=f"not evaluated: {spec.source} is absent from the source")] + [
+                    dg.AssetCheckResult(asset_key=key, check_name="freshness", passed=False,
+                                        severity=dg.AssetCheckSeverity.WARN,
+                                        description=f"{spec.source} is absent from the source")
+                    for _ in [1] if spec.raw in FRESHNESS_TABLES]
+                    if dg.AssetCheckKey(key, c.check_name) in checks])
+                continue
             context.log.info(f"raw.{spec.raw}: {r.rows_extracted:,} read, {r.rows_written:,} written, "
                              f"{r.rows_deleted:,} newly deleted, {r.rows_live:,} live ({r.mode}, {r.seconds:.1f} s)")
             yield dg.MaterializeResult(asset_key=key, metadata={
@@ -92,7 +107,10 @@ def raw_tables(context: dg.AssetExecutionContext):
                 "target": cfg.warehouse, "seconds": round(r.seconds, 2),
                 "rows_quarantined": r.rows_quarantined, "gate_seconds": round(r.gate_seconds, 3),
                 "cursor_indexed": "n/a" if r.cursor_indexed is None else "yes" if r.cursor_indexed else "no",
-                "source_table": spec.source, "cursor_column": spec.cursor or "none", "source_mb": round(r.source_bytes / 2**20, 1),
+                "source_table": spec.source, "cursor_column": r.cursor_column or "none", "read_mode": r.kind or "none",
+                "missing_columns": ", ".join(r.missing_columns) or "none",
+                "undocumented_values": "; ".join(f"{n} ({c:,}: {', '.join(v)})" for n, (c, v) in sorted(r.warnings.items()))
+                or "none", "source_mb": round(r.source_bytes / 2**20, 1),
             }, check_results=[c for c in [dg.AssetCheckResult(
                 asset_key=key, check_name=GATE_CHECK, passed=r.rows_quarantined == 0,
                 severity=dg.AssetCheckSeverity.WARN,
