@@ -127,3 +127,14 @@
 {% macro load_high_water_mark() -%}
     (select max(changed_at) - interval '{{ var("load_lookback_minutes") | int }} minutes' from {{ this }})
 {%- endmacro %}
+
+{#- The least of a group's UUIDs (PostgreSQL has no min(uuid)): a deterministic pick among several. -#}
+{% macro min_uuid(col) -%}
+    {{ return(adapter.dispatch('min_uuid')(col)) }}
+{%- endmacro %}
+{% macro default__min_uuid(col) -%}
+    min({{ col }})
+{%- endmacro %}
+{% macro postgres__min_uuid(col) -%}
+    cast(min(cast({{ col }} as text)) as uuid)
+{%- endmacro %}

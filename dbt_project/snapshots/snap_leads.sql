@@ -17,7 +17,7 @@ select
     assigned_to,
     operational_lead_score,
     updated_at
-from {{ ref('stg_builddesk__leads') }}
+from {{ ref('int_leads_with_tenant') }}
 where not is_deleted
 
 {% endsnapshot %}

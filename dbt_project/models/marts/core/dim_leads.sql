@@ -4,7 +4,7 @@ with
 
 leads as (
 
-    select * from {{ ref('stg_builddesk__leads') }}
+    select * from {{ ref('int_leads_with_tenant') }}
 
 ),
 
@@ -13,6 +13,7 @@ final as (
     select
         lead_id,
         company_id,
+        company_id_source,
         lead_source,
         lead_status,
         priority,

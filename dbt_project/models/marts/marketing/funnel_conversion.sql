@@ -16,7 +16,7 @@ as_of as (
 
 leads as (
 
-    select * from {{ ref('stg_builddesk__leads') }}
+    select * from {{ ref('int_leads_with_tenant') }}
     where not is_deleted
         and created_at < (select as_of_end_utc from as_of)
 

@@ -14,7 +14,7 @@ with
 
 leads as (
 
-    select * from {{ ref('stg_builddesk__leads') }}
+    select * from {{ ref('int_leads_with_tenant') }}
     where created_at < (select as_of_end_utc from {{ ref('int_as_of') }})
 
 ),

@@ -28,7 +28,7 @@ with
 
 leads as (
 
-    select lead_id, company_id from {{ ref('stg_builddesk__leads') }}
+    select lead_id, company_id from {{ ref('int_leads_with_tenant') }}
 
 ),
 
@@ -47,7 +47,7 @@ lead_by_email as (
             lead_id,
             company_id,
             row_number() over (partition by lower(email) order by created_at, lead_id) as rank_by_age
-        from {{ ref('stg_builddesk__leads') }}
+        from {{ ref('int_leads_with_tenant') }}
     ) as ranked
     where rank_by_age = 1
 

@@ -49,7 +49,7 @@ templates as (
 leads as (
 
     select lead_id, company_id, {{ utc_date('created_at') }} as created_date
-    from {{ ref('stg_builddesk__leads') }}
+    from {{ ref('int_leads_with_tenant') }}
     where not is_deleted
 
 ),

@@ -2,7 +2,7 @@ with
 
 source as (
 
-    select * from {{ source('builddesk', 'users') }}
+    {{ contract_source('users') }}
 
 ),
 

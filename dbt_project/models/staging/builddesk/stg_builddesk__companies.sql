@@ -2,7 +2,7 @@ with
 
 source as (
 
-    select * from {{ source('builddesk', 'companies') }}
+    {{ contract_source('companies') }}
 
 ),
 

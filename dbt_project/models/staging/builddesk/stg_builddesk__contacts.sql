@@ -2,7 +2,7 @@ with
 
 source as (
 
-    select * from {{ source('builddesk', 'contacts') }}
+    {{ contract_source('contacts') }}
 
 ),
 

@@ -2,7 +2,7 @@ with
 
 source as (
 
-    select * from {{ source('builddesk', 'crm_activities') }}
+    {{ contract_source('crm_activities') }}
 
 ),
 

@@ -2,7 +2,7 @@ with
 
 source as (
 
-    select * from {{ source('builddesk', 'deal_activities') }}
+    {{ contract_source('deal_activities') }}
 
 ),
 

@@ -2,7 +2,7 @@ with
 
 source as (
 
-    select * from {{ source('builddesk', 'deal_stage_history') }}
+    {{ contract_source('deal_stage_history') }}
 
 ),
 

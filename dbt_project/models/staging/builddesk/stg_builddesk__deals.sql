@@ -2,7 +2,7 @@ with
 
 source as (
 
-    select * from {{ source('builddesk', 'deals') }}
+    {{ contract_source('deals') }}
 
 ),
 

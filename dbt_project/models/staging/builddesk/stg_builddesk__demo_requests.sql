@@ -2,7 +2,7 @@ with
 
 source as (
 
-    select * from {{ source('builddesk', 'demo_requests') }}
+    {{ contract_source('demo_requests') }}
 
 ),
 

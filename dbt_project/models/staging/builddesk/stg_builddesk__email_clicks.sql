@@ -2,7 +2,7 @@ with
 
 source as (
 
-    select * from {{ source('builddesk', 'email_clicks') }}
+    {{ contract_source('email_clicks') }}
 
 ),
 

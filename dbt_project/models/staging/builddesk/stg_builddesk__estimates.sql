@@ -2,7 +2,7 @@ with
 
 source as (
 
-    select * from {{ source('builddesk', 'estimates') }}
+    {{ contract_source('estimates') }}
 
 ),
 

@@ -2,7 +2,7 @@ with
 
 source as (
 
-    select * from {{ source('builddesk', 'lead_activities') }}
+    {{ contract_source('lead_activities') }}
 
 ),
 

@@ -2,7 +2,7 @@ with
 
 source as (
 
-    select * from {{ source('builddesk', 'lead_routing_rules') }}
+    {{ contract_source('lead_routing_rules') }}
 
 ),
 

@@ -1,19 +1,14 @@
 {#-
   The real migrations define leads twice: lead_status (lead tracking system) and, later, status
-  with construction-project columns. Whichever raw.leads has, this model has one shape:
-  lead_status always, the project columns null where the source has none.
+  with construction-project columns; BuildDesk's live database has both columns. contract_source
+  gives every one of them (a missing one null, or from its rename), so this model has one shape:
+  lead_status is the later status where the source has it, else lead_status.
 -#}
-{%- set source_relation = source('builddesk', 'leads') -%}
-{%- set columns = [] -%}
-{%- if execute -%}
-    {%- for c in adapter.get_columns_in_relation(source_relation) -%}{%- do columns.append(c.name | lower) -%}{%- endfor -%}
-{%- endif -%}
-
 with
 
 source as (
 
-    select * from {{ source_relation }}
+    {{ contract_source('leads') }}
 
 ),
 
@@ -21,7 +16,7 @@ renamed as (
 
     select
         id as lead_id,
-        company_id,
+        company_id as source_company_id,
         email,
         first_name,
         last_name,
@@ -29,13 +24,7 @@ renamed as (
         phone,
         job_title,
         lead_source,
-        {% if 'lead_status' in columns and 'status' in columns -%}
-        coalesce(lead_status, status) as lead_status,
-        {%- elif 'status' in columns -%}
-        status as lead_status,
-        {%- else -%}
-        lead_status,
-        {%- endif %}
+        coalesce(status, lead_status) as lead_status,
         priority,
         lead_score as operational_lead_score,
         interest_type,
@@ -54,11 +43,11 @@ renamed as (
         utm_term,
         landing_page,
         referrer,
-        {% if 'project_type' in columns %}project_type{% else %}cast(null as {{ dbt.type_string() }}) as project_type{% endif %},
-        {% if 'estimated_budget' in columns %}estimated_budget{% else %}cast(null as decimal(15, 2)) as estimated_budget{% endif %},
-        {% if 'project_timeline' in columns %}project_timeline{% else %}cast(null as {{ dbt.type_string() }}) as project_timeline{% endif %},
-        {% if 'project_city' in columns %}project_city{% else %}cast(null as {{ dbt.type_string() }}) as project_city{% endif %},
-        {% if 'project_state' in columns %}project_state{% else %}cast(null as {{ dbt.type_string() }}) as project_state{% endif %},
+        project_type,
+        estimated_budget,
+        project_timeline,
+        project_city,
+        project_state,
         notes,
         tags,
         first_seen_at,

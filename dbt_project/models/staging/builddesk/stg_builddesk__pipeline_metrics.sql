@@ -2,7 +2,7 @@ with
 
 source as (
 
-    select * from {{ source('builddesk', 'pipeline_metrics') }}
+    {{ contract_source('pipeline_metrics') }}
 
 ),
 

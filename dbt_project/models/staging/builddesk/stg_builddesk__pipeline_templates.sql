@@ -2,7 +2,7 @@ with
 
 source as (
 
-    select * from {{ source('builddesk', 'pipeline_templates') }}
+    {{ contract_source('pipeline_templates') }}
 
 ),
 

@@ -2,7 +2,7 @@ with
 
 source as (
 
-    select * from {{ source('builddesk', 'sales_contact_requests') }}
+    {{ contract_source('sales_contact_requests') }}
 
 ),
 

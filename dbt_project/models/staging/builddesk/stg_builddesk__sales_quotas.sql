@@ -2,7 +2,7 @@ with
 
 source as (
 
-    select * from {{ source('builddesk', 'sales_quotas') }}
+    {{ contract_source('sales_quotas') }}
 
 ),
 

@@ -2,7 +2,7 @@ with
 
 source as (
 
-    select * from {{ source('builddesk', 'tasks') }}
+    {{ contract_source('tasks') }}
 
 ),
 

@@ -2,7 +2,7 @@ with
 
 source as (
 
-    select * from {{ source('builddesk', 'user_profiles') }}
+    {{ contract_source('user_profiles') }}
 
 ),
 
