@@ -70,11 +70,11 @@ def cfg_for(workdir: Path, url: str, tag: str) -> Settings:
 
 def make_source(server_url: str, workdir: Path, name: str, **up) -> tuple[Settings, str]:
     """A simulated source in a database ``name`` of the session's server: (settings, url)."""
-    from ingest.simulator import source
+    from simulator import source
 
     url = new_database(server_url, name)
     cfg = cfg_for(workdir, url, name)
-    source.up(cfg, **{"scale": "tiny", "end_date": END_DATE, **up})
+    source.up(cfg, **{"scale": "tiny", "end_date": END_DATE, "schema_kind": "analysis", **up})
     return cfg, url
 
 
@@ -95,6 +95,21 @@ def variant_source(pg_server, workdir):
     """(settings, url) of a tiny source with the later `leads` definition (`status` + project columns)."""
     return make_source(pg_server, workdir, "variant_source", seed=3, history_days=60, end_date="2026-01-31",
                        leads_variant="status")
+
+
+def reader_without_bypassrls(url: str, role: str, rls_tables: tuple[str, ...]) -> str:
+    """A login ``role`` that may read every table of the source at ``url`` but does not bypass row-level
+    security, which ``rls_tables`` get (no policy: the role sees none of their rows). Returns its URL."""
+    import re
+
+    with psycopg.connect(url, autocommit=True) as conn:
+        if conn.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", (role,)).fetchone() is None:
+            conn.execute(f"CREATE ROLE {role} LOGIN")
+        conn.execute(f"GRANT USAGE ON SCHEMA public, auth, simulator TO {role}")
+        conn.execute(f"GRANT SELECT ON ALL TABLES IN SCHEMA public, auth, simulator TO {role}")
+        for t in rls_tables:
+            conn.execute(f"ALTER TABLE {t} ENABLE ROW LEVEL SECURITY")
+    return re.sub(r"postgresql://[^@]*@", f"postgresql://{role}@", url)
 
 
 def for_target(cfg, target: str, pg_server: str, name: str):

@@ -145,7 +145,7 @@ def test_duckdb_and_postgres_marts_agree(built):
 def test_incremental_cycles_equal_a_full_rebuild(pg_server, workdir, target):
     """Refresh, then days of business with incremental refreshes (one of them rebuilding a past day with
     --as-of); every mart then equals a --full-refresh build over the same raw data, row for row."""
-    from ingest.simulator import advance
+    from simulator import advance
 
     cfg, url = make_source(pg_server, workdir, f"inc_{target}", seed=23)
     cfg = for_target(cfg, target, pg_server, f"incwh_{target}_{time.monotonic_ns()}")

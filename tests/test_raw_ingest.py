@@ -20,7 +20,7 @@ from ingest.postgres_source import PostgresSource
 from ingest.raw_load import IngestError, Skipped, ingest_table, ingest_tables, table_deps
 from ingest.tables import SPECS, TableSpec, spec
 from ingest.warehouse import DuckDBWarehouse, PostgresWarehouse
-from tests.conftest import make_source, new_database
+from tests.conftest import make_source, new_database, reader_without_bypassrls
 
 
 def canon(v):
@@ -88,15 +88,15 @@ def ingest_all(wh, url: str, **kw) -> dict:
 
 def test_a_failed_table_skips_the_tables_that_read_it_and_no_other(pg_server, workdir):
     cfg, url = make_source(pg_server, workdir, f"skips_{time.monotonic_ns()}", seed=52, history_days=30)
-    with psycopg.connect(url) as conn:
-        conn.execute("ALTER TABLE public.deals RENAME TO deals_gone")
+    # deals fails: row-level security the reading role does not bypass (it would see no deal)
+    reader = reader_without_bypassrls(url, "skips_reader", ("public.deals",))
     wh = DuckDBWarehouse(workdir / f"skips-{time.monotonic_ns()}.duckdb")
-    src = PostgresSource(url)
+    src = PostgresSource(reader)
     try:
         results = dict((s.raw, r) for s, r in ingest_tables(wh, src, SPECS))
     finally:
         src.close()
-    assert isinstance(results["deals"], SourceError) and "public.deals does not exist" in str(results["deals"])
+    assert isinstance(results["deals"], IngestError) and "row-level security" in str(results["deals"])
     skipped = {t for t, r in results.items() if isinstance(r, Skipped)}
     # every table whose delete flags or reference rules read raw.deals, and theirs in turn
     assert {"deal_stage_history", "deal_activities", "tasks"} <= skipped
@@ -293,7 +293,7 @@ def moving_source(pg_server, workdir):
 
 def test_incremental_after_advance_equals_full_refresh(make_wh, moving_source, monkeypatch):
     import ingest.raw_load as raw_load
-    from ingest.simulator import advance
+    from simulator import advance
 
     cfg, url = moving_source
     inc = make_wh()
@@ -766,16 +766,14 @@ def test_refresh_goes_on_when_one_table_fails_and_says_which(pg_server, workdir,
     from crm_warehouse.cli import main
 
     cfg, url = make_source(pg_server, workdir, f"broken_{time.monotonic_ns()}", seed=51, history_days=40)
-    with psycopg.connect(url) as conn:
-        conn.execute("DROP TABLE public.estimates")
-        conn.commit()
+    reader = reader_without_bypassrls(url, "broken_reader", ("public.estimates",))
     monkeypatch.setenv("CRM_HOME", str(cfg.home))
-    monkeypatch.setenv("CRM_SOURCE_URL", url)
+    monkeypatch.setenv("CRM_SOURCE_URL", reader)
     monkeypatch.setenv("CRM_EMAIL_EVENTS_DIR", str(cfg.email_events_dir))
     monkeypatch.setenv("CRM_WAREHOUSE", "duckdb")
     assert main(["refresh"]) == 1
-    err = capsys.readouterr().err
-    assert "raw.estimates" in err and "public.estimates does not exist" in err
+    err = " ".join(capsys.readouterr().err.split())
+    assert "raw.estimates" in err and "row-level security" in err and "broken_reader" in err
     wh = DuckDBWarehouse(cfg.duckdb_path)
     assert wh.query("SELECT count(*) AS n FROM raw.leads")["n"][0] == 500
     assert wh.query("SELECT count(*) AS n FROM raw.email_events")["n"][0] > 100
