@@ -371,6 +371,10 @@ class Day:
             k = max(1, int(self.rng.binomial(spam.height, 0.03)))
             ids = spam["id"].gather(np.sort(self.rng.choice(spam.height, size=k, replace=False))).to_list()
             acts = conn.execute("SELECT count(*) FROM lead_activities WHERE lead_id = ANY(%s::uuid[])", (ids,)).fetchone()[0]
+            if self.live:  # the live schema's request foreign keys have no ON DELETE: the app removes them first
+                for table in ("demo_requests", "sales_contact_requests"):
+                    gone = conn.execute(f"DELETE FROM {table} WHERE lead_id = ANY(%s::uuid[])", (ids,))
+                    self.counts[f"{table} deleted"] += gone.rowcount
             cur = conn.execute("DELETE FROM leads WHERE id = ANY(%s::uuid[])", (ids,))
             self.counts["leads deleted"] += cur.rowcount
             self.counts["lead_activities deleted (cascade)"] += acts

