@@ -380,8 +380,14 @@ def _debian_postgres() -> Path:
         if shutil.which("apt-get") is None or os.geteuid() != 0:
             pytest.fail("Debian's PostgreSQL server is missing: `sudo apt-get install -y postgresql` (the test needs "
                         "a server built with SSL)")
+        # no "main" cluster created and started by the package: the test starts and stops its own server
+        conf = Path("/etc/postgresql-common/createcluster.d")
+        conf.mkdir(parents=True, exist_ok=True)
+        (conf / "crm-warehouse-tests.conf").write_text("create_main_cluster = false\n")
         for cmd in (["apt-get", "update", "-qq"], ["apt-get", "install", "-y", "-qq", "postgresql"]):
             subprocess.run(cmd, check=True, capture_output=True, env={**os.environ, "DEBIAN_FRONTEND": "noninteractive"})
+        subprocess.run("pg_lsclusters -h | while read v c rest; do pg_ctlcluster $v $c stop; done", shell=True,
+                       capture_output=True)
         found = sorted(Path("/usr/lib/postgresql").glob("*/bin/postgres"))
     return found[-1].parent
 
