@@ -460,3 +460,24 @@ def test_source_over_ssl_with_a_bypassrls_role_as_the_readme_says():
         subprocess.run([*as_user, str(bin_dir / "pg_ctl"), "-D", str(pgdata), "-w", "-m", "fast", "stop"],
                        capture_output=True)
         shutil.rmtree(base, ignore_errors=True)
+
+
+def test_staging_keys_are_the_contracts_keys_and_tested():
+    """Each staging model's key is the contract's primary key (renamed), with unique and not_null tests."""
+    from contract.columns import KEYS
+
+    folder = ROOT / "dbt_project/models/staging/builddesk"
+    yml = (folder / "_builddesk__models.yml").read_text()
+    model_of = {"email_queue": "email_queue_items", "users": "auth_users"}
+    for table, key in KEYS.items():
+        assert len(key) == 1, table
+        model = f"stg_builddesk__{model_of.get(table, table)}"
+        sql = (folder / f"{model}.sql").read_text()
+        m = re.search(rf"^\s+{key[0]}(?: as (\w+))?,$", sql, re.M)
+        assert m, (table, key)
+        name = m.group(1) or key[0]
+        block = yml[yml.index(f"  - name: {model}\n"):]
+        block = block[:block.find("\n  - name: ", 1)]
+        col = block[block.index(f"      - name: {name}\n"):]
+        col = col[:col.find("\n      - name: ", 1)]
+        assert re.search(r"data_tests: \[unique, not_null\]", col), (model, name)
