@@ -206,12 +206,71 @@ def cmd_refresh(cfg: Settings, args: argparse.Namespace) -> int:
     as_of = _parse_day(args.as_of)
     if args.allow_mass_delete:
         os.environ["CRM_ALLOW_MASS_DELETE"] = "1"  # read by ingest.raw_load for this run's tables
+    resync = _resync_tables(args.resync)
     t0 = time.perf_counter()
     with console.status(f"refresh into the {cfg.warehouse} warehouse: ingest, then dbt build…") as status:
-        res = run_refresh(cfg, full_refresh=args.full_refresh, as_of=as_of, progress=_progress(status))
+        res = run_refresh(cfg, full_refresh=args.full_refresh, resync=resync, as_of=as_of, progress=_progress(status),
+                          wait=args.wait)
     out.print(_ingest_table(res.ingest, f"ingest into the {cfg.warehouse} warehouse"))
     _print_outcome(res, time.perf_counter() - t0)
     return 0 if res.ok else 1
+
+
+def _resync_tables(names: list[str] | None) -> "bool | list[str]":
+    """``--resync`` alone: every table; with names: those (raw or source names), checked before any work."""
+    from ingest.tables import SPECS
+
+    if names is None:
+        return False
+    if not names:
+        return True
+    known = {s.raw: s.raw for s in SPECS} | {s.source: s.raw for s in SPECS}
+    unknown = [n for n in names if n not in known]
+    if unknown:
+        raise ValueError(f"--resync: no source table {', '.join(unknown)}; the tables are "
+                         + ", ".join(sorted(s.raw for s in SPECS)))
+    return sorted({known[n] for n in names})
+
+
+def cmd_raw_reset(cfg: Settings, args: argparse.Namespace) -> int:
+    """Drop raw tables after saying what is lost, on confirmation (or --yes)."""
+    from crm_warehouse.lock import writer_lock
+    from crm_warehouse.pipeline import with_target
+
+    cfg = with_target(cfg, args.target)
+    with writer_lock(cfg, "a raw reset"):
+        return _raw_reset(cfg, args)
+
+
+def _raw_reset(cfg: Settings, args: argparse.Namespace) -> int:
+    from ingest.raw_load import _counts, reset_raw
+    from ingest.warehouse import open_warehouse
+
+    wh = open_warehouse(cfg)
+    try:
+        have = [t for (t,) in wh.rows("SELECT table_name FROM information_schema.tables WHERE table_schema = 'raw'")]
+        tables = sorted(set(have) & set(args.tables)) if args.tables else sorted(have)
+        if args.tables and (missing := sorted(set(args.tables) - set(have))):
+            raise ValueError(f"raw has no table {', '.join(missing)}")
+        if not tables:
+            out.print("raw holds no table: nothing to reset")
+            return 0
+        counts = {t: _counts(wh, t) for t in tables}
+        forgotten = sum(d for _, d in counts.values())
+        out.print(f"raw reset drops {len(tables)} raw table(s) ({sum(n for n, _ in counts.values()):,} live rows) with "
+                  f"their ingest state and quarantine. {forgotten:,} rows the source has deleted are only here and "
+                  "will be forgotten for good; the next refresh reads the rest again.", highlight=False)
+        if not args.yes:
+            if not sys.stdin.isatty():
+                raise ValueError("raw reset needs confirmation: run it on a terminal or add --yes")
+            if input("type 'reset' to go on: ").strip() != "reset":
+                out.print("nothing dropped")
+                return 1
+        reset_raw(wh, tables)
+    finally:
+        wh.close()
+    out.print(f"dropped raw.{', raw.'.join(tables)}")
+    return 0
 
 
 def cmd_bi_grant(cfg: Settings, args: argparse.Namespace) -> int:
@@ -316,14 +375,28 @@ def build_parser() -> argparse.ArgumentParser:
     refresh = sub.add_parser("refresh", help="the daily job: ingest every source table and the webhook events, then dbt build")
     refresh.add_argument("--target", choices=["duckdb", "postgres"], default=None)
     refresh.add_argument("--full-refresh", action="store_true",
-                         help="rebuild the raw tables and the incremental models from scratch")
+                         help="rebuild every dbt model from raw (raw is kept: it remembers rows the source deleted)")
+    refresh.add_argument("--resync", nargs="*", metavar="TABLE", default=None,
+                         help="re-read these source tables (all when none is named) whole and merge them into raw; "
+                              "rows the source no longer has stay in raw, flagged deleted")
     refresh.add_argument("--as-of", default=None, metavar="YYYY-MM-DD",
                          help="the day the models are built for (a Dagster partition); default: the latest business "
                               "day in the data")
+    refresh.add_argument("--wait", action="store_true",
+                         help="if another run is writing this warehouse, wait for it instead of stopping")
     refresh.add_argument("--allow-mass-delete", action="store_true",
                          help="accept a run that flags more than half of a table's rows deleted (by default such a "
                               "table fails: a wrong database or a truncated table must not empty the warehouse)")
     refresh.set_defaults(func=cmd_refresh)
+
+    raw = sub.add_parser("raw", help="the raw layer itself")
+    rawsub = raw.add_subparsers(dest="raw_command", required=True)
+    reset = rawsub.add_parser("reset", help="DROP raw tables (and their ingest state and quarantine): the rows the "
+                                            "source has deleted since are lost for good")
+    reset.add_argument("tables", nargs="*", metavar="TABLE", help="raw tables to drop (default: every one)")
+    reset.add_argument("--target", choices=["duckdb", "postgres"], default=None)
+    reset.add_argument("--yes", action="store_true", help="do not ask for confirmation")
+    reset.set_defaults(func=cmd_raw_reset)
 
     bi = sub.add_parser("bi", help="access for BI tools to the PostgreSQL warehouse")
     bisub = bi.add_subparsers(dest="bi_command", required=True)

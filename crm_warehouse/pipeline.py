@@ -120,14 +120,31 @@ def _step_failures(result) -> list[tuple[str, str]]:
     return out
 
 
-def run_refresh(cfg: Settings, *, full_refresh: bool = False, as_of: str | None = None, ingest: bool = True,
-                transform: bool = True, progress: Callable[[str], None] | None = None) -> RefreshResult:
-    """Ingest, then dbt build for ``as_of``; dbt's log goes to $CRM_HOME/logs/refresh-<time>.log."""
+def run_refresh(cfg: Settings, *, full_refresh: bool = False, resync: "bool | list[str]" = False,
+                as_of: str | None = None, ingest: bool = True,
+                transform: bool = True, progress: Callable[[str], None] | None = None,
+                wait: bool = False) -> RefreshResult:
+    """Ingest, then dbt build for ``as_of``; dbt's log goes to $CRM_HOME/logs/refresh-<time>.log.
+
+    ``full_refresh``: dbt rebuilds every model from raw (raw is kept: it remembers rows the source has
+    deleted). ``resync``: True or raw table names re-read whole from the source and merged into raw.
+    The run holds the warehouse's writer lock throughout (``crm_warehouse.lock``): another run on the
+    same warehouse raises ``WarehouseBusy``, or with ``wait`` waits for it."""
+    from crm_warehouse.lock import writer_lock
+
+    with writer_lock(cfg, "a refresh", wait=wait, progress=progress):
+        return _locked_refresh(cfg, full_refresh=full_refresh, resync=resync, as_of=as_of, ingest=ingest,
+                               transform=transform, progress=progress)
+
+
+def _locked_refresh(cfg: Settings, *, full_refresh: bool, resync: "bool | list[str]", as_of: str | None,
+                    ingest: bool, transform: bool, progress: Callable[[str], None] | None) -> RefreshResult:
     log_path = cfg.home / "logs" / f"refresh-{dt.datetime.now(dt.timezone.utc):%Y%m%dT%H%M%S}.log"
     tee = _LogTee(log_path, progress)
     try:
         with contextlib.redirect_stdout(tee), exported_settings(cfg):
-            res = _run_refresh(cfg, full_refresh=full_refresh, as_of=as_of, ingest=ingest, transform=transform,
+            res = _run_refresh(cfg, full_refresh=full_refresh, resync=resync, as_of=as_of, ingest=ingest,
+                               transform=transform,
                                progress=progress)
     finally:
         tee.close()
@@ -135,24 +152,29 @@ def run_refresh(cfg: Settings, *, full_refresh: bool = False, as_of: str | None 
     return res
 
 
-def _run_refresh(cfg: Settings, *, full_refresh: bool, as_of: str | None, ingest: bool, transform: bool,
+def _run_refresh(cfg: Settings, *, full_refresh: bool, resync: "bool | list[str]", as_of: str | None, ingest: bool,
+                 transform: bool,
                  progress: Callable[[str], None] | None) -> RefreshResult:
     instance = dagster_instance(cfg)
     try:
-        return _refresh(cfg, instance, full_refresh=full_refresh, as_of=as_of, ingest=ingest, transform=transform,
+        return _refresh(cfg, instance, full_refresh=full_refresh, resync=resync, as_of=as_of, ingest=ingest,
+                        transform=transform,
                         progress=progress)
     finally:  # its storages' open files (the event log keeps a connection per database) are closed now
         instance.dispose()
 
 
-def _refresh(cfg: Settings, instance, *, full_refresh: bool, as_of: str | None, ingest: bool, transform: bool,
+def _refresh(cfg: Settings, instance, *, full_refresh: bool, resync: "bool | list[str]", as_of: str | None,
+             ingest: bool, transform: bool,
              progress: Callable[[str], None] | None) -> RefreshResult:
 
     from orchestration.definitions import defs
-    from orchestration.defs.ingest.assets import FULL_REFRESH_TAG
+    from orchestration.defs.ingest.assets import FULL_REFRESH_TAG, RESYNC_TAG
 
     res = RefreshResult()
     tags = {FULL_REFRESH_TAG: "true" if full_refresh else "false"}
+    if resync:  # the tables re-read whole from the source and merged into raw (never dropped)
+        tags[RESYNC_TAG] = "all" if resync is True else ",".join(resync)
     run_config = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
 
     if ingest:

@@ -25,7 +25,7 @@ import os
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Callable, Iterator
+from typing import Callable, Collection, Iterator
 
 import polars as pl
 import pyarrow as pa
@@ -410,6 +410,30 @@ class Skipped(IngestError):
 
 
 @functools.cache  # fixed by the code (the source schema's foreign keys); ordering 26 tables asks ~700 times
+def _resyncs(resync: "bool | Collection[str]", spec: TableSpec) -> bool:
+    """Whether ``spec``'s table is re-read whole this run (``refresh --resync [TABLE…]``)."""
+    return resync if isinstance(resync, bool) else (spec.raw in resync or spec.source in resync)
+
+
+def reset_raw(wh: Warehouse, tables: "Collection[str] | None" = None) -> dict[str, tuple[int, int]]:
+    """Drop raw tables (all, or ``tables``) with their ingest state and quarantine: the only operation that
+    forgets rows. Returns table → (live rows, rows flagged deleted) dropped; the deleted ones cannot be
+    read again from the source. ``crm-warehouse raw reset`` asks before calling it."""
+    ensure_ops(wh)
+    catalogue = _catalog_all(wh)[0]
+    tables_now = {t for sch, t in catalogue if sch == "raw"}
+    chosen = sorted(tables_now if tables is None else tables_now & set(tables))
+    out = {}
+    with wh.transaction():
+        for t in chosen:
+            out[t] = _counts(wh, t)
+            wh.execute(f"DROP TABLE raw.{t}")
+            wh.execute("DELETE FROM ops.ingest_state WHERE table_name = ?", (t,))
+            if ("quarantine", t) in catalogue:
+                wh.execute(f"DROP TABLE quarantine.{t}")
+    return out
+
+
 def table_deps(table: str) -> tuple[str, ...]:
     """Raw tables ``table`` reads while it is ingested: cascade parents (deletes are flagged from
     them) and the parents of its reference rules. They are ingested first."""
@@ -435,7 +459,8 @@ READ_AHEAD = 2
 
 
 def ingest_tables(wh: Warehouse, src: PostgresSource, specs: list[TableSpec] | tuple[TableSpec, ...], *,
-                  full_refresh: bool = False, progress: Progress = lambda _: None, run_id: str | None = None
+                  resync: "bool | Collection[str]" = False, progress: Progress = lambda _: None,
+                  run_id: str | None = None
                   ) -> Iterator[tuple[TableSpec, TableResult | Exception]]:
     """Ingest ``specs`` (parents before children) as ``ingest_table`` does, one table after another,
     each in its own transaction; yields (spec, result) or (spec, the error) per table.
@@ -452,8 +477,7 @@ def ingest_tables(wh: Warehouse, src: PostgresSource, specs: list[TableSpec] | t
     they finish; the read-ahead above is then the PostgreSQL warehouse's.
     """
     order = _parents_first(list(specs))
-    if not full_refresh:
-        src.prepare_counts()  # incremental tables count the source; the connection opens meanwhile
+    src.prepare_counts()  # incremental tables count the source; the connection opens meanwhile
     from quality.contract import contract_tables
 
     keys = {s.source: contract_tables().get(s.raw, {}).get("key", ()) for s in order}
@@ -466,7 +490,7 @@ def ingest_tables(wh: Warehouse, src: PostgresSource, specs: list[TableSpec] | t
         snap = _snapshot(wh)
     clock, snap.source_tables = described.result()
     early: dict[str, SnapshotCount] = {}
-    if not full_refresh:  # the largest tables' counts start now (EARLY_COUNT_ROWS)
+    if not resync:  # the largest tables' counts start now (EARLY_COUNT_ROWS)
         for s in order:
             st = snap.source_tables.get(s.source)
             if (isinstance(st, SourceTable) and snap.covers(s.raw) and s.raw in snap.states
@@ -480,7 +504,7 @@ def ingest_tables(wh: Warehouse, src: PostgresSource, specs: list[TableSpec] | t
     deferred: list[_Bookkeeping] = []
     ended = False
     try:
-        yield from _tables(wh, src, order, snap, early, deferred, full_refresh=full_refresh, progress=progress,
+        yield from _tables(wh, src, order, snap, early, deferred, resync=resync, progress=progress,
                            run_id=run_id, clock=clock)
         ended = True
     finally:
@@ -493,18 +517,18 @@ def ingest_tables(wh: Warehouse, src: PostgresSource, specs: list[TableSpec] | t
 
 
 def _tables(wh: Warehouse, src: PostgresSource, order: list[TableSpec], snap: "_Snapshot",
-            early: dict[str, SnapshotCount], deferred: "list[_Bookkeeping]", *, full_refresh: bool,
+            early: dict[str, SnapshotCount], deferred: "list[_Bookkeeping]", *, resync: "bool | Collection[str]",
             progress: Progress, run_id: str | None, clock) -> Iterator[tuple[TableSpec, TableResult | Exception]]:
     """``ingest_tables``' loads: in lanes (DuckDB), or one table after another reading ahead."""
     if LANES > 1 and wh.kind == "duckdb" and len(order) > 1:
-        yield from _in_lanes(wh, src, order, snap, full_refresh=full_refresh, progress=progress, run_id=run_id,
+        yield from _in_lanes(wh, src, order, snap, resync=resync, progress=progress, run_id=run_id,
                              clock=clock, early=early, defer=deferred)
         return
     failed: set[str] = set()
     ahead_plans: dict[str, _Plan | Exception] = {}
 
     def start(spec: TableSpec) -> _Plan | Exception:
-        return _start_table(wh, src, spec, snap, full_refresh=full_refresh, counted=early.pop(spec.raw, None))
+        return _start_table(wh, src, spec, snap, resync=_resyncs(resync, spec), counted=early.pop(spec.raw, None))
 
     try:
         for i, spec in enumerate(order):
@@ -533,7 +557,7 @@ def _tables(wh: Warehouse, src: PostgresSource, order: list[TableSpec], snap: "_
                         ahead_plans[nxt] = start(order[j])
 
             try:
-                res = ingest_table(wh, src, spec, full_refresh=full_refresh, progress=progress, run_id=run_id,
+                res = ingest_table(wh, src, spec, resync=_resyncs(resync, spec), progress=progress, run_id=run_id,
                                    plan=plan, ahead=ahead, source_clock=clock, defer=deferred)
             except Exception as err:
                 failed.add(spec.raw)
@@ -548,12 +572,12 @@ def _tables(wh: Warehouse, src: PostgresSource, order: list[TableSpec], snap: "_
             counted.release()
 
 
-def _start_table(wh: Warehouse, src: PostgresSource, spec: TableSpec, snap: "_Snapshot", *, full_refresh: bool,
+def _start_table(wh: Warehouse, src: PostgresSource, spec: TableSpec, snap: "_Snapshot", *, resync: bool,
                  counted: SnapshotCount | None) -> _Plan | TableResult | Exception:
     """``spec``'s plan with its extraction started, or the error (reported at the table's turn; its
     early count released)."""
     try:
-        return _start(_plan(wh, src, spec, full_refresh=full_refresh, snapshot=snap), wh, src, counted=counted)
+        return _start(_plan(wh, src, spec, resync=resync, snapshot=snap), wh, src, counted=counted)
     except SourceTableMissing:
         # reported, skipped, failing nothing; staging yields the table empty with the contract's columns
         if counted is not None:
@@ -574,7 +598,7 @@ LANES = 2
 
 
 def _in_lanes(wh: Warehouse, src: PostgresSource, order: list[TableSpec], snap: "_Snapshot", *,
-              full_refresh: bool, progress: Progress, run_id: str | None, clock,
+              resync: "bool | Collection[str]", progress: Progress, run_id: str | None, clock,
               early: dict[str, SnapshotCount] | None = None, defer: "list[_Bookkeeping] | None" = None
               ) -> Iterator[tuple[TableSpec, TableResult | Exception]]:
     """The run's tables in ``LANES`` threads, each with its own DuckDB connection
@@ -633,10 +657,10 @@ def _in_lanes(wh: Warehouse, src: PostgresSource, order: list[TableSpec], snap: 
                         counted.release()
                     result = _skipped(spec, broken[0])
                 else:
-                    result = _start_table(lw, src, spec, snap, full_refresh=full_refresh, counted=counted)
+                    result = _start_table(lw, src, spec, snap, resync=_resyncs(resync, spec), counted=counted)
                     if isinstance(result, _Plan):
                         try:
-                            result = ingest_table(lw, src, spec, full_refresh=full_refresh, run_id=run_id,
+                            result = ingest_table(lw, src, spec, resync=_resyncs(resync, spec), run_id=run_id,
                                                   plan=result, progress=lambda m: out.put(("progress", m)),
                                                   source_clock=clock, defer=defer)
                         except Exception as err:
@@ -699,7 +723,7 @@ def _parents_first(specs: list[TableSpec]) -> list[TableSpec]:
     return out
 
 
-def ingest_table(wh: Warehouse, src: PostgresSource, spec: TableSpec, *, full_refresh: bool = False,
+def ingest_table(wh: Warehouse, src: PostgresSource, spec: TableSpec, *, resync: bool = False,
                  progress: Progress = lambda _: None, run_id: str | None = None, plan: "_Plan | None" = None,
                  ahead: Callable[[], None] = lambda: None, source_clock: dt.datetime | None = None,
                  defer: "list[_Bookkeeping] | None" = None) -> TableResult:
@@ -709,11 +733,11 @@ def ingest_table(wh: Warehouse, src: PostgresSource, spec: TableSpec, *, full_re
     the table's transaction. ``defer``: where a run (``ingest_tables``) collects the bookkeeping of
     tables whose load changed nothing, written later in one transaction (``_write_bookkeeping``).
     """
-    res = _ingest(wh, src, spec, full_refresh=full_refresh, progress=progress, plan=plan, ahead=ahead, run_id=run_id,
+    res = _ingest(wh, src, spec, resync=resync, progress=progress, plan=plan, ahead=ahead, run_id=run_id,
                   source_clock=source_clock, defer=defer)
     if res.status == "blocked":
         # the table's transaction was rolled back; extract again and keep only the quarantined rows
-        res = _ingest(wh, src, spec, full_refresh=full_refresh, progress=progress, blocked=res, run_id=run_id,
+        res = _ingest(wh, src, spec, resync=resync, progress=progress, blocked=res, run_id=run_id,
                       source_clock=source_clock)
     if res.status == "blocked":
         top = ", ".join(f"{n} ({c:,})" for n, c in sorted(res.rule_failures.items(), key=lambda x: -x[1])[:3])
@@ -884,7 +908,7 @@ class _Plan:
             self.source_count.cancel()
 
 
-def _plan(wh: Warehouse, src: PostgresSource, spec: TableSpec, *, full_refresh: bool,
+def _plan(wh: Warehouse, src: PostgresSource, spec: TableSpec, *, resync: bool,
           only_quarantine: bool = False, snapshot: "_Snapshot | None" = None) -> _Plan:
     from quality.contract import contract_tables
 
@@ -910,8 +934,10 @@ def _plan(wh: Warehouse, src: PostgresSource, spec: TableSpec, *, full_refresh: 
         columns = {("raw", spec.raw): existing_columns}
         unresolved = ("quarantine", spec.raw) in tables and int(wh.scalar(
             f"SELECT count(*) FROM quarantine.{spec.raw} WHERE _resolved_batch_id IS NULL")) > 0
-    exists = bool(existing_columns) and not (full_refresh and not only_quarantine)
-    cursor = state[0][0] if state and exists and not full_refresh else None
+    # raw is never dropped here: a resync reads the whole source table (no cursor) and merges it, so rows
+    # raw holds and the source no longer has stay, flagged deleted (``reset_raw`` is the one way to drop)
+    exists = bool(existing_columns)
+    cursor = state[0][0] if state and exists and not resync else None
     where, params = "", ()
     if spec.kind != "full" and cursor is not None:
         where, params = f'"{spec.cursor}" >= $1', (cursor - lookback(),)
@@ -951,7 +977,7 @@ def _start(plan: _Plan, wh: Warehouse, src: PostgresSource, *, only_quarantine: 
     return plan
 
 
-def _ingest(wh: Warehouse, src: PostgresSource, spec: TableSpec, *, full_refresh: bool, progress: Progress,
+def _ingest(wh: Warehouse, src: PostgresSource, spec: TableSpec, *, resync: bool, progress: Progress,
             blocked: TableResult | None = None, plan: _Plan | None = None,
             ahead: Callable[[], None] = lambda: None, run_id: str | None = None,
             source_clock: dt.datetime | None = None, defer: "list[_Bookkeeping] | None" = None) -> TableResult:
@@ -974,7 +1000,7 @@ def _ingest(wh: Warehouse, src: PostgresSource, spec: TableSpec, *, full_refresh
     try:
         with bulk, wh.transaction():
             if plan is None:
-                plan = _start(_plan(wh, src, spec, full_refresh=full_refresh, only_quarantine=only_quarantine),
+                plan = _start(_plan(wh, src, spec, resync=resync, only_quarantine=only_quarantine),
                               wh, src, only_quarantine=only_quarantine)
             bulk.callback(plan.close)  # an extraction not read to its end is stopped
             st, state, tables, spec = plan.st, plan.state, plan.tables, plan.spec
@@ -989,8 +1015,6 @@ def _ingest(wh: Warehouse, src: PostgresSource, spec: TableSpec, *, full_refresh
             existing_columns, unresolved = plan.existing_columns, plan.unresolved
             where, params, source_count = plan.where, plan.params, plan.source_count
             exists = plan.exists
-            if existing_columns and not exists:  # --full-refresh
-                wh.execute(f"DROP TABLE raw.{spec.raw}")
             previous = json.loads(state[0][1]) if state and exists else None
             cursor = plan.cursor
             if only_quarantine:

@@ -733,7 +733,7 @@ while True:
 # every table rebuilt in two lanes at once: two open transactions when the kill comes
 LANES_KILL_SCRIPT = KILL_SCRIPT.replace("from ingest.raw_load import ingest_table", "from ingest.raw_load import ingest_tables") \
     .replace("""    for s in SPECS:
-        ingest_table(wh, src, s)""", """    for s, r in ingest_tables(wh, src, SPECS, full_refresh=True):
+        ingest_table(wh, src, s)""", """    for s, r in ingest_tables(wh, src, SPECS, resync=True):
         assert not isinstance(r, Exception), r""")
 
 
@@ -745,7 +745,7 @@ def test_kill_9_at_any_moment_leaves_nothing_duplicated_or_lost(tiny_source, wor
     import sys
 
     db = workdir / f"killed-{time.monotonic_ns()}.duckdb"
-    assert "ingest_tables(wh, src, SPECS, full_refresh=True)" in LANES_KILL_SCRIPT
+    assert "ingest_tables(wh, src, SPECS, resync=True)" in LANES_KILL_SCRIPT
     for script, delay in ((KILL_SCRIPT, 0.8), (KILL_SCRIPT, 1.7), (LANES_KILL_SCRIPT, 1.2), (LANES_KILL_SCRIPT, 2.3)):
         proc = subprocess.Popen([sys.executable, "-c", script, tiny_source[1], str(db)],
                                 stdout=subprocess.PIPE, cwd=str(workdir.parent), env={**os.environ, "PYTHONPATH": os.getcwd()})

@@ -15,7 +15,14 @@ from quality.contract import FRESHNESS_TABLES
 
 GATE_CHECK = "contract"
 
-FULL_REFRESH_TAG = "crm/full_refresh"
+FULL_REFRESH_TAG = "crm/full_refresh"   # dbt rebuilds every model from raw; raw itself is kept
+RESYNC_TAG = "crm/resync"               # "all", or the comma-separated raw tables re-read whole and merged
+
+
+def resync_of(tag: str | None) -> "bool | frozenset[str]":
+    if not tag:
+        return False
+    return True if tag == "all" else frozenset(t.strip() for t in tag.split(",") if t.strip())
 
 
 def _how(spec: TableSpec) -> str:
@@ -50,7 +57,7 @@ RAW_CHECKS = [c for s in SPECS for c in [dg.AssetCheckSpec(
                             "current one merges (ingest.raw_load.ingest_tables)")
 def raw_tables(context: dg.AssetExecutionContext):
     cfg = settings()
-    full = context.run.tags.get(FULL_REFRESH_TAG) == "true"
+    resync = resync_of(context.run.tags.get(RESYNC_TAG))
     selected = context.selected_asset_keys
     checks = context.selected_asset_check_keys
     specs = [s for s in SPECS if _key(s) in selected]
@@ -65,7 +72,7 @@ def raw_tables(context: dg.AssetExecutionContext):
 
     failures: list[str] = []
     try:
-        for spec, r in ingest_tables(wh, src, specs, full_refresh=full, progress=progress, run_id=context.run_id):
+        for spec, r in ingest_tables(wh, src, specs, resync=resync, progress=progress, run_id=context.run_id):
             key = _key(spec)
             if isinstance(r, IngestBlocked):
                 failures.append(str(r))

@@ -1,0 +1,67 @@
+"""One writer at a time: a refresh (or a raw reset) holds an exclusive lock on its warehouse for the
+whole run, so two runs on one warehouse never interleave their ingest, build and publish.
+
+The lock is ``flock`` on a file beside the warehouse (``<CRM_DUCKDB_PATH>.lock``; for the PostgreSQL
+target ``$CRM_HOME/warehouse-postgres.lock``). The kernel releases it when the process ends, however it
+ends (``kill -9`` included), so a killed run never leaves a stale lock. The file says who holds it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import fcntl
+import json
+import os
+from pathlib import Path
+from typing import Callable, Iterator
+
+from ingest.config import Settings
+from ingest.postgres_server import SourceError
+
+
+class WarehouseBusy(SourceError):
+    """Another run holds the warehouse's writer lock."""
+
+
+def lock_path(cfg: Settings) -> Path:
+    if cfg.warehouse == "duckdb":
+        return Path(f"{cfg.duckdb_path}.lock")
+    return cfg.home / "warehouse-postgres.lock"
+
+
+def _holder(fd: int) -> str:
+    try:
+        os.lseek(fd, 0, os.SEEK_SET)
+        h = json.loads(os.read(fd, 4096) or b"{}")
+        return f"{h['what']} (pid {h['pid']}, started {h['started']})"
+    except (ValueError, KeyError, OSError):
+        return "another run"
+
+
+@contextlib.contextmanager
+def writer_lock(cfg: Settings, what: str, *, wait: bool = False,
+                progress: Callable[[str], None] | None = None) -> Iterator[None]:
+    """Hold the warehouse's writer lock for the block. Busy: raise ``WarehouseBusy`` naming the holder,
+    or with ``wait`` say so and wait for it."""
+    path = lock_path(cfg)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = _holder(fd)
+            if not wait:
+                raise WarehouseBusy(f"the {cfg.warehouse} warehouse is being written by {holder}: run again when it "
+                                    f"ends, or add --wait to queue behind it (lock {path})") from None
+            if progress:
+                progress(f"waiting for {holder} to finish with the {cfg.warehouse} warehouse…")
+            fcntl.flock(fd, fcntl.LOCK_EX)
+        os.ftruncate(fd, 0)
+        os.lseek(fd, 0, os.SEEK_SET)
+        os.write(fd, json.dumps({"what": what, "pid": os.getpid(),
+                                 "started": f"{dt.datetime.now(dt.timezone.utc):%Y-%m-%d %H:%M:%S} UTC"}).encode())
+        yield
+    finally:
+        os.close(fd)  # releases the lock
