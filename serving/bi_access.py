@@ -10,9 +10,12 @@ target (dbt replaces the mart tables, which drops their grants and policies) and
   `CRM_BI_READER_PASSWORD` when that is set, otherwise it is a group role to grant to logins.
 - A tenant role (`bi grant --company-id C --role R`) gets SELECT on the tenant-scoped marts (those
   with a `company_id` column) and sees only company C's rows: row-level security on each of those
-  tables, keyed on the role running the query (`current_user`, which a login cannot change
-  without being a member of another role) through `marts.bi_tenant_company(role)`, a SECURITY
-  DEFINER lookup in `ops.bi_tenant_roles`. Roles not in that table (bi_reader) see every row.
+  tables, keyed on the role running the query (`current_user`) and on what it inherits: a row is
+  visible to a role that has bi_reader's privileges (bi_reader, roles granted it), or whose
+  privileges include a tenant role of the row's company (the tenant role, a login it was granted
+  to). Every other role sees no row. The lookups (`marts.bi_reads_all`, `marts.bi_visible_companies`)
+  are SECURITY DEFINER over `ops.bi_tenant_roles`, which nobody else reads, and answer only about a
+  role the caller's login is a member of.
   Marts without `company_id` (BuildDesk's own e-mail campaigns) are not granted to tenants.
 - Personal data: the marts carry no e-mail addresses, phone numbers, IP addresses or lead/contact
   names (dimensions keep an e-mail domain at most); the tables that hold them are not readable.
@@ -67,18 +70,29 @@ def apply_bi_access(conn: psycopg.Connection, bi_reader_password: str | None = N
                 conn.execute(sql.SQL("REVOKE ALL ON SCHEMA {} FROM PUBLIC").format(sql.Identifier(schema)))
                 conn.execute(sql.SQL("REVOKE ALL ON SCHEMA {} FROM {}").format(
                     sql.Identifier(schema), sql.Identifier(BI_READER)))
-        conn.execute("""
-            CREATE OR REPLACE FUNCTION marts.bi_tenant_company(role_name name) RETURNS uuid
+        conn.execute("DROP FUNCTION IF EXISTS marts.bi_tenant_company(name) CASCADE")
+        # What a role may see, asked by the policy with current_user (a SECURITY DEFINER function sees its
+        # owner as current_user). A caller learns nothing about roles it cannot become: the answer is
+        # empty unless its login (session_user) is a member of the role it asks about.
+        conn.execute(f"""
+            CREATE OR REPLACE FUNCTION marts.bi_reads_all(role_name name) RETURNS boolean
             LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog AS
-            $$ SELECT company_id FROM ops.bi_tenant_roles WHERE bi_tenant_roles.role_name = $1 $$""")
-        conn.execute("REVOKE ALL ON FUNCTION marts.bi_tenant_company(name) FROM PUBLIC")
+            $$ SELECT pg_has_role(session_user, $1, 'MEMBER') AND pg_has_role($1, '{BI_READER}', 'USAGE') $$""")
+        conn.execute("""
+            CREATE OR REPLACE FUNCTION marts.bi_visible_companies(role_name name) RETURNS uuid[]
+            LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog AS
+            $$ SELECT CASE WHEN pg_has_role(session_user, $1, 'MEMBER') THEN coalesce(
+                 (SELECT array_agg(t.company_id) FROM ops.bi_tenant_roles t JOIN pg_roles r ON r.rolname = t.role_name
+                  WHERE pg_has_role($1, r.oid, 'USAGE')), '{}') ELSE '{}' END $$""")
+        for fn in ("bi_reads_all(name)", "bi_visible_companies(name)"):
+            # any role may call them (a role granted SELECT some other way then sees no row, rather than
+            # an error): they answer only about roles the caller's login is a member of
+            conn.execute(f"GRANT EXECUTE ON FUNCTION marts.{fn} TO PUBLIC")
         tenants = [r[0] for r in conn.execute("SELECT role_name FROM ops.bi_tenant_roles ORDER BY 1").fetchall()
                    if _exists(conn, "SELECT 1 FROM pg_roles WHERE rolname = %s", r[0])]
         readers = [BI_READER, *tenants]
         for role in readers:
             conn.execute(sql.SQL("GRANT USAGE ON SCHEMA marts TO {}").format(sql.Identifier(role)))
-            conn.execute(sql.SQL("GRANT EXECUTE ON FUNCTION marts.bi_tenant_company(name) TO {}").format(
-                sql.Identifier(role)))
         tables = _mart_tables(conn)
         scoped = 0
         for table, tenant_scoped in tables:
@@ -92,9 +106,10 @@ def apply_bi_access(conn: psycopg.Connection, bi_reader_password: str | None = N
             scoped += 1
             conn.execute(sql.SQL("ALTER TABLE {} ENABLE ROW LEVEL SECURITY").format(ident))
             conn.execute(sql.SQL("DROP POLICY IF EXISTS tenant_rows ON {}").format(ident))
+            # each function once per query (scalar subqueries: init plans), not once per row
             conn.execute(sql.SQL(
-                "CREATE POLICY tenant_rows ON {} FOR SELECT USING ("
-                "marts.bi_tenant_company(current_user) IS NULL OR {} = marts.bi_tenant_company(current_user))"
+                "CREATE POLICY tenant_rows ON {} FOR SELECT USING ((SELECT marts.bi_reads_all(current_user)) "
+                "OR CAST({} AS text) = ANY (CAST((SELECT marts.bi_visible_companies(current_user)) AS text[])))"
             ).format(ident, sql.Identifier(TENANT_COLUMN)))
             for role in tenants:
                 conn.execute(sql.SQL("GRANT SELECT ON {} TO {}").format(ident, sql.Identifier(role)))

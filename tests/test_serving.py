@@ -112,3 +112,49 @@ def test_no_clear_text_personal_data_in_marts(served):
                 f'SELECT count(*) FROM marts."{table}" WHERE "{column}" ~ %s OR "{column}" ~ %s OR "{column}" ~ %s',
                 (r"[^@\s]+@[^@\s]+\.[a-z]", r"^\+?[0-9 ()-]{10,}$", r"^\d{1,3}(\.\d{1,3}){3}$")).fetchone()[0]
             assert hits == 0, f"marts.{table}.{column}"
+
+
+def test_tenant_isolation_survives_role_grants(served, monkeypatch):
+    """`GRANT tenant_role TO alice` (how teams share a role) gives alice that tenant's rows and no other's,
+    with SET ROLE or without; a role granted SELECT some other way sees no row; the lookups say nothing
+    about roles the caller's login cannot become."""
+    from crm_warehouse.cli import main
+
+    url = served.warehouse_url
+    with psycopg.connect(url) as owner:
+        companies = [str(r[0]) for r in owner.execute(
+            "SELECT company_id, count(*) FROM marts.fct_deals GROUP BY 1 ORDER BY 2 DESC").fetchall()]
+        mine, other = companies[0], companies[1]
+        counts = dict(owner.execute("SELECT company_id::text, count(*) FROM marts.fct_deals GROUP BY 1").fetchall())
+    monkeypatch.setenv("CRM_WAREHOUSE_URL", url)
+    monkeypatch.setenv("TENANT_PW", "pw-a")
+    assert main(["bi", "grant", "--company-id", mine, "--role", "share_a", "--password-env", "TENANT_PW"]) == 0
+    assert main(["bi", "grant", "--company-id", other, "--role", "share_b", "--password-env", "TENANT_PW"]) == 0
+    with psycopg.connect(url, autocommit=True) as owner:
+        for role in ("alice", "stray"):
+            owner.execute(f"DROP ROLE IF EXISTS {role}")
+            owner.execute(f"CREATE ROLE {role} LOGIN PASSWORD 'pw-x'")
+        owner.execute("GRANT share_a TO alice")
+        owner.execute("GRANT USAGE ON SCHEMA marts TO stray")
+        owner.execute("GRANT SELECT ON marts.fct_deals TO stray")  # privileges from elsewhere, no tenant
+    try:
+        with login(url, "alice", "pw-x") as conn:
+            assert conn.execute("SELECT count(*) FROM marts.fct_deals").fetchone()[0] == counts[mine]
+            assert conn.execute("SELECT count(*) FROM marts.fct_deals WHERE company_id = %s", (other,)).fetchone()[0] == 0
+            assert conn.execute("SELECT marts.bi_visible_companies('share_b')").fetchone()[0] == []
+            assert conn.execute("SELECT marts.bi_reads_all('bi_reader')").fetchone()[0] is False
+            conn.execute("SET ROLE share_a")
+            assert conn.execute("SELECT count(*) FROM marts.fct_deals").fetchone()[0] == counts[mine]
+            assert denied(conn, "SET ROLE share_b")
+        with login(url, "share_a", "pw-a") as conn:
+            assert [str(c) for c in conn.execute("SELECT marts.bi_visible_companies('share_a')").fetchone()[0]] == [mine]
+            assert conn.execute("SELECT marts.bi_visible_companies('share_b')").fetchone()[0] == []
+        with login(url, "stray", "pw-x") as conn:
+            assert conn.execute("SELECT count(*) FROM marts.fct_deals").fetchone()[0] == 0
+        with as_role(url, "bi_reader") as conn:  # bi_reader still reads every tenant
+            assert conn.execute("SELECT count(*) FROM marts.fct_deals").fetchone()[0] == sum(counts.values())
+    finally:
+        with psycopg.connect(url, autocommit=True) as owner:
+            for role in ("alice", "stray"):
+                owner.execute(f"DROP OWNED BY {role}")
+                owner.execute(f"DROP ROLE {role}")
