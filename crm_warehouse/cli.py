@@ -189,7 +189,11 @@ def cmd_webhooks_serve(cfg: Settings, args: argparse.Namespace) -> int:
 
     from ingest.webhooks.app import Credentials, create_app
 
+    if not 0 < args.port < 65536:
+        raise ValueError(f"--port {args.port}: give a TCP port between 1 and 65535")
     creds = Credentials.from_env()
+    for problem in creds.problems:
+        console.print(f"[bold yellow]warning:[/] {problem}", highlight=False, soft_wrap=True)
     logging.getLogger("crm_warehouse.webhooks").setLevel(logging.INFO)
     configured = ", ".join(k for k, v in creds.configured().items() if v) or "none (every request is refused)"
     console.print(f"webhook receiver on http://{args.host}:{args.port}/webhooks/<provider>; "

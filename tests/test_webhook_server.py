@@ -156,6 +156,49 @@ def test_bad_bodies_get_4xx_and_are_not_written(server):
     assert len(_landing_lines(server.landing)) == before
 
 
+def test_malformed_requests_fail_closed_with_a_logged_4xx(server, caplog):
+    """A timestamp too large for a float, JSON nested past any parser's depth (validly signed), NaN: each
+    a 4xx, logged with the status it was answered with, nothing written."""
+    import logging
+
+    before = len(_landing_lines(server.landing))
+    caplog.set_level(logging.INFO, logger="crm_warehouse.webhooks")
+    body = b'{"type": "email.sent"}'
+    huge_ts = _svix_headers(body) | {"svix-timestamp": "9" * 400}
+    assert server.post("/webhooks/resend", body, huge_ts)[0] == 401
+    deep = b"[" * 100_000 + b"]" * 100_000
+    assert server.post("/webhooks/resend", deep, _svix_headers(deep))[0] == 400
+    nan = b'{"type": "email.sent", "score": NaN}'
+    assert server.post("/webhooks/resend", nan, _svix_headers(nan))[0] == 400
+    assert server.post("/webhooks/postmark", b"[Infinity]", {"Authorization": _basic(),
+                                                               "Content-Type": "application/json"})[0] == 400
+    logged = [r.getMessage() for r in caplog.records if "/webhooks/" in r.getMessage()][-4:]
+    assert [m.split()[2] for m in logged] == ["401", "400", "400", "400"], logged
+    assert len(_landing_lines(server.landing)) == before
+
+
+@pytest.mark.parametrize("env", [
+    {"RESEND_WEBHOOK_SECRET": "whsec_!!!"}, {"RESEND_WEBHOOK_SECRET": "whsec_"},
+    {"POSTMARK_WEBHOOK_USER": "pm", "POSTMARK_WEBHOOK_PASSWORD": ""},
+    {"SENDGRID_WEBHOOK_PUBLIC_KEY": "bm90IGEga2V5"},
+])
+def test_unusable_credentials_refuse_everything_and_say_so(workdir, env):
+    creds = Credentials.from_env(env)
+    assert len(creds.problems) == 1 and not any(creds.configured().values())
+    assert all(v not in creds.problems[0] for v in env.values() if len(v) > 6)  # the value is never echoed
+    running = Running(create_app(workdir / "unusable-landing", creds))
+    try:
+        body = b'{"type": "email.sent"}'
+        empty_key_sig = base64.b64encode(hmac.new(b"", b"msg_1.%d." % int(time.time()) + body, hashlib.sha256).digest())
+        headers = {"svix-id": "msg_1", "svix-timestamp": str(int(time.time())), "svix-signature": f"v1,{empty_key_sig.decode()}",
+                   "Authorization": _basic("pm", ""), "Content-Type": "application/json"}
+        for provider in ("sendgrid", "postmark", "resend"):
+            assert running.post(f"/webhooks/{provider}", body, headers)[0] == 401, provider
+    finally:
+        running.stop()
+    assert not (workdir / "unusable-landing").exists()
+
+
 def test_unconfigured_provider_refuses_everything(workdir):
     running = Running(create_app(workdir / "unconfigured-landing", Credentials()))
     try:

@@ -40,24 +40,35 @@ class Credentials:
     svix_key: bytes | None = None
     postmark_user: str | None = None
     postmark_password: str | None = None
+    # credentials set but unusable: that provider's endpoint refuses everything, and the server says so
+    problems: list[str] = field(default_factory=list)
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> "Credentials":
         env = os.environ if env is None else env
         sg = env.get("SENDGRID_WEBHOOK_PUBLIC_KEY") or None
         rs = env.get("RESEND_WEBHOOK_SECRET") or None
+        problems = []
+        key = svix = None
         try:
             key = auth.load_sendgrid_key(sg) if sg else None
-        except ValueError as err:  # never echo the value
-            raise ValueError(f"SENDGRID_WEBHOOK_PUBLIC_KEY is not a usable public key ({type(err).__name__})") from None
+        except (ValueError, TypeError) as err:  # never echo the value
+            problems.append(f"SENDGRID_WEBHOOK_PUBLIC_KEY is not a usable public key ({type(err).__name__}): "
+                            "/webhooks/sendgrid refuses every request")
         try:
             svix = auth.svix_key(rs) if rs else None
-        except ValueError:
-            raise ValueError("RESEND_WEBHOOK_SECRET is not a whsec_<base64> secret") from None
-        return cls(key, svix, env.get("POSTMARK_WEBHOOK_USER") or None, env.get("POSTMARK_WEBHOOK_PASSWORD"))
+        except ValueError as err:
+            problems.append(f"RESEND_WEBHOOK_SECRET is not a whsec_<base64> secret ({err}): /webhooks/resend "
+                            "refuses every request")
+        user, password = env.get("POSTMARK_WEBHOOK_USER") or None, env.get("POSTMARK_WEBHOOK_PASSWORD") or None
+        if bool(user) != bool(password):
+            problems.append("POSTMARK_WEBHOOK_USER and POSTMARK_WEBHOOK_PASSWORD must both be set and non-empty: "
+                            "/webhooks/postmark refuses every request")
+            user = password = None
+        return cls(key, svix, user, password, problems)
 
     def configured(self) -> dict[str, bool]:
-        return {"sendgrid": self.sendgrid_key is not None, "postmark": bool(self.postmark_user),
+        return {"sendgrid": self.sendgrid_key is not None, "postmark": bool(self.postmark_user and self.postmark_password),
                 "resend": self.svix_key is not None}
 
 
@@ -85,6 +96,10 @@ class LandingWriter:
         return path
 
 
+def _no_constant(name: str):
+    raise ValueError(f"{name} is not JSON")
+
+
 def create_app(landing_dir: Path, credentials: Credentials, *, clock=time.time) -> Starlette:
     writer = LandingWriter(Path(landing_dir))
 
@@ -98,7 +113,7 @@ def create_app(landing_dir: Path, credentials: Credentials, *, clock=time.time) 
     async def receive(request: Request) -> JSONResponse:
         t0 = time.perf_counter()
         provider = request.path_params["provider"]
-        status, message, size = 200, "ok", 0
+        status, message, size = 500, "internal error", 0  # what the log says unless a branch sets it
         try:
             if provider not in ("sendgrid", "postmark", "resend"):
                 status, message = 404, "unknown provider"
@@ -124,13 +139,18 @@ def create_app(landing_dir: Path, credentials: Credentials, *, clock=time.time) 
                 return JSONResponse({"error": message}, status_code=status)
             try:
                 text = body.decode("utf-8")
-                json.loads(text)
-            except (UnicodeDecodeError, ValueError):
+                json.loads(text, parse_constant=_no_constant)
+            except (UnicodeDecodeError, ValueError, RecursionError):
+                # not JSON; NaN / Infinity (not JSON either); nesting deeper than a parser should follow
                 status, message = 400, "body is not JSON"
                 return JSONResponse({"error": message}, status_code=status)
             kept = {k: request.headers[k] for k in KEPT_HEADERS if k in request.headers}
             writer.append(provider, dt.datetime.fromtimestamp(clock(), tz=dt.timezone.utc), kept, text)
+            status, message = 200, "ok"
             return JSONResponse({"ok": True})
+        except Exception:
+            log.exception("webhook delivery to %s failed", request.url.path)
+            return JSONResponse({"error": "internal error"}, status_code=500)
         finally:
             log.info("%s %s %s %dB %.1fms %s", request.method, request.url.path, status, size,
                      1000 * (time.perf_counter() - t0), "" if status == 200 else message)

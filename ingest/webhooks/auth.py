@@ -75,10 +75,18 @@ def verify_sendgrid(public_key: ec.EllipticCurvePublicKey | None, headers: Mappi
 
 
 def svix_key(secret: str) -> bytes:
+    """The HMAC key of a ``whsec_<base64>`` secret; ValueError for one that decodes to no usable key
+    (invalid base64 is not skipped over: ``whsec_!!!`` would otherwise be an empty key)."""
     secret = secret.strip()
     if secret.startswith("whsec_"):
         secret = secret[len("whsec_"):]
-    return base64.b64decode(secret)
+    try:
+        key = base64.b64decode(secret, validate=True)
+    except binascii.Error:
+        raise ValueError("not base64") from None
+    if len(key) < 16:
+        raise ValueError("shorter than 16 bytes")
+    return key
 
 
 def verify_svix(key: bytes | None, headers: Mapping[str, str], body: bytes, now: float | None = None) -> Verdict:
@@ -89,10 +97,9 @@ def verify_svix(key: bytes | None, headers: Mapping[str, str], body: bytes, now:
     sigs = _header(headers, "svix-signature") or _header(headers, "webhook-signature")
     if not msg_id or not ts or not sigs:
         return Verdict(False, "missing Svix headers")
-    try:
-        ts_int = int(ts)
-    except ValueError:
+    if not ts.isdigit() or len(ts) > 12:  # unix seconds; a 400-digit number would overflow a float
         return Verdict(False, "bad Svix timestamp")
+    ts_int = int(ts)
     now = time.time() if now is None else now
     if abs(now - ts_int) > SVIX_TOLERANCE_S:
         return Verdict(False, "stale or future Svix timestamp")
@@ -105,7 +112,7 @@ def verify_svix(key: bytes | None, headers: Mapping[str, str], body: bytes, now:
 
 
 def verify_basic(user: str | None, password: str | None, headers: Mapping[str, str]) -> Verdict:
-    if not user or password is None:
+    if not user or not password:  # an empty password would let an empty password through
         return Verdict(False, "Postmark webhook credentials not configured")
     auth = _header(headers, "Authorization") or ""
     scheme, _, value = auth.partition(" ")
