@@ -11,6 +11,7 @@ import time
 from pathlib import Path
 from typing import Sequence
 
+import psycopg
 from rich.console import Console
 from rich.table import Table
 
@@ -122,9 +123,14 @@ def _parse_day(value: str | None) -> str | None:
     import datetime as dt
 
     try:
-        return dt.date.fromisoformat(value).isoformat()
+        day = dt.date.fromisoformat(value)
     except ValueError:
         raise ValueError(f"--as-of must be a day as YYYY-MM-DD, not {value!r}") from None
+    # the Dagster partitions the transform job knows: checked before any work starts
+    first, ahead = dt.date(2015, 1, 1), dt.date.today() + dt.timedelta(days=365)
+    if not first <= day <= ahead:
+        raise ValueError(f"--as-of {day}: give a day from {first} to {ahead}")
+    return day.isoformat()
 
 
 def cmd_demo(cfg: Settings, args: argparse.Namespace) -> int:
@@ -435,6 +441,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (SourceError, ValueError) as err:
         console.print(f"[bold red]error:[/] {redact(str(err))}", highlight=False, soft_wrap=True)
         return 2
+    except psycopg.Error as err:  # a database refused something: its first line, no traceback, no password
+        first = (str(err).strip().splitlines() or [type(err).__name__])[0]
+        console.print(f"[bold red]error:[/] {redact(first)}", highlight=False, soft_wrap=True)
+        return 1
+    except OSError as err:  # a read-only CRM_HOME or warehouse file, a full disk: one line, not a traceback
+        where = f" ({err.filename})" if getattr(err, "filename", None) else ""
+        console.print(f"[bold red]error:[/] {err.strerror or err}{where}: check the permissions and free space of "
+                      "CRM_HOME and the warehouse file", highlight=False, soft_wrap=True)
+        return 1
     except KeyboardInterrupt:
         console.print("interrupted")
         return 130

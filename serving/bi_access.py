@@ -118,8 +118,12 @@ def apply_bi_access(conn: psycopg.Connection, bi_reader_password: str | None = N
 
 def grant_tenant(conn: psycopg.Connection, company_id: str, role: str, password: str) -> dict[str, int]:
     """Create or update the login role ``role`` that reads the marts of one company only."""
-    if not _ROLE_NAME.match(role) or role == BI_READER:
-        raise ValueError(f"role name {role!r}: use lower-case letters, digits and _ (not {BI_READER})")
+    if not _ROLE_NAME.match(role) or role == BI_READER or role.startswith("pg_"):
+        raise ValueError(f"role name {role!r}: use lower-case letters, digits and _ (not {BI_READER}, not pg_…, "
+                         "which PostgreSQL reserves)")
+    owner = conn.execute("SELECT pg_get_userbyid(nspowner) FROM pg_namespace WHERE nspname = 'marts'").fetchone()
+    if role == conn.info.user or (owner and role == owner[0]):
+        raise ValueError(f"role {role} owns the warehouse (it bypasses row-level security): choose another name")
     if not password:
         raise ValueError("the password is empty: set the variable named by --password-env")
     known = conn.execute("SELECT 1 FROM raw.companies WHERE id = %s AND _deleted_at IS NULL", (company_id,)).fetchone()

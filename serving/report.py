@@ -468,6 +468,10 @@ def build_report(cfg: Settings, company_id: str | None = None, *, now: dt.dateti
         if not table_columns(r, "marts.pipeline_metrics"):
             raise ReportError("the warehouse has no marts yet: run `crm-warehouse refresh` (or `crm-warehouse demo`) "
                               "first")
+        if company_id and not r.query("SELECT count(*) AS n FROM marts.dim_leads WHERE CAST(company_id AS VARCHAR) = ?",
+                                      [company_id.lower()])["n"][0]:
+            raise ReportError(f"company {company_id} has no rows in the marts: check the id (marts.dim_leads lists "
+                              "every company) or refresh first")
         tiles, as_of = headline(r, company_id)
         sections = [pipeline_section(r, company_id), win_rate_section(r, company_id), funnel_section(r, company_id),
                     attainment_section(r, company_id, as_of), email_section(r, company_id),

@@ -158,3 +158,26 @@ def test_tenant_isolation_survives_role_grants(served, monkeypatch):
             for role in ("alice", "stray"):
                 owner.execute(f"DROP OWNED BY {role}")
                 owner.execute(f"DROP ROLE {role}")
+
+
+def test_bad_cli_inputs_end_in_one_line(served, monkeypatch, capsys):
+    """Reserved or owning role names, an unknown company, a day beyond the partitions: one line each, a
+    non-zero status, no traceback and no work."""
+    import uuid
+
+    from crm_warehouse.cli import main
+
+    monkeypatch.setenv("CRM_WAREHOUSE_URL", served.warehouse_url)
+    monkeypatch.setenv("CRM_HOME", str(served.home))
+    monkeypatch.setenv("TENANT_PW", "pw")
+    with psycopg.connect(served.warehouse_url) as owner:
+        company = str(owner.execute("SELECT company_id FROM marts.fct_deals LIMIT 1").fetchone()[0])
+        me = owner.execute("SELECT current_user").fetchone()[0]
+    for role, expect in (("pg_read_all_data", "PostgreSQL reserves"), (me, "owns the warehouse")):
+        assert main(["bi", "grant", "--company-id", company, "--role", role, "--password-env", "TENANT_PW"]) == 2
+        err = " ".join(capsys.readouterr().err.split())
+        assert expect in err and "Traceback" not in err, err
+    assert main(["report", "--target", "postgres", "--company-id", str(uuid.uuid4())]) == 1
+    assert "has no rows in the marts" in " ".join(capsys.readouterr().err.split())
+    assert main(["refresh", "--target", "postgres", "--as-of", "2099-01-01"]) == 2
+    assert "--as-of 2099-01-01: give a day from 2015-01-01" in " ".join(capsys.readouterr().err.split())
