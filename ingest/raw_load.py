@@ -1044,7 +1044,8 @@ def _ingest(wh: Warehouse, src: PostgresSource, spec: TableSpec, *, resync: bool
             raw_tables = {t for sch, t in tables if sch == "raw"}
             typed_all = flagged = None  # built from the first batch's schema (``_cast_select``)
             gate = compile_gate(wh.kind, spec.raw, names, run_at=run_at, existing=raw_tables,
-                                key_enforced=st.key_enforced, value_sets=dict(st.value_sets))
+                                key_enforced=st.key_enforced, value_sets=dict(st.value_sets),
+                                types={c.name: c.pg_type for c in st.columns})
             res.rules_checked = [r.name for r in gate.rules]
             res.gate_skipped = gate.skipped
             res.gate_enforced = gate.enforced

@@ -184,12 +184,17 @@ def _lit(value) -> str:
     return repr(value)
 
 
+def _is_text(pg_type: str | None) -> bool:
+    return bool(pg_type) and (pg_type == "text" or pg_type.startswith(("character varying", "character(")))
+
+
 def _col(c: str) -> str:
     return f's."{c}"'
 
 
 def compile_gate(kind: str, table: str, columns: list[str], *, run_at: dt.datetime, existing: set[str],
-                 key_enforced: bool = True, value_sets: dict[str, tuple[str, ...]] | None = None) -> Gate:
+                 key_enforced: bool = True, value_sets: dict[str, tuple[str, ...]] | None = None,
+                 types: dict[str, str] | None = None) -> Gate:
     """Compile ``raw.<table>``'s suite into row predicates over ``s``, for a batch with ``columns``.
 
     ``existing``: the raw tables present (a reference to a table not loaded yet is not evaluated).
@@ -199,6 +204,8 @@ def compile_gate(kind: str, table: str, columns: list[str], *, run_at: dt.dateti
     catalogue). An enumeration rule on such a column is an error rule over the source's own values;
     on any other column the contract's documented values are a warning rule (``Gate.warnings``).
     None (no catalogue at hand): every enumeration rule is an error rule.
+    ``types``: the batch's source types (column → PostgreSQL type): a range rule on a column the source
+    now holds as text fails the values that are no number, rather than the statement.
     """
     gate = Gate(table, [])
     cols = set(columns)
@@ -230,6 +237,15 @@ def compile_gate(kind: str, table: str, columns: list[str], *, run_at: dt.dateti
             lo, hi = kw.get("min_value"), kw.get("max_value")
             if isinstance(hi, dict):       # the run-time suite parameter
                 hi = run_at
+            textual = _is_text((types or {}).get(kw["column"]))
+            if textual and not isinstance(hi, dt.datetime):
+                # the source turned a numeric column into text: a value that is no number fails the rule
+                # (its reason says so) instead of failing the whole statement on a type mismatch
+                number = (f"TRY_CAST({c} AS DOUBLE)" if kind == "duckdb" else
+                          f"(CASE WHEN {c} ~ '^\\s*[-+]?[0-9]+(\\.[0-9]+)?\\s*$' THEN CAST({c} AS numeric) END)")
+                parts.append(f"({c} IS NOT NULL AND {number} IS NULL)")
+                c = number
+                meta = {**meta, "reason": f"{meta['reason']} (or is not a number: the source column is text now)"}
             if lo is not None:
                 parts.append(f"{c} < {_lit(lo)}")
             if hi is not None:

@@ -230,6 +230,10 @@ def test_live_source_advances_and_survives_drift(pg_server, workdir):
         conn.execute("ALTER TABLE deals ALTER COLUMN priority SET DEFAULT 'medium'")
         conn.execute("DROP TABLE lead_routing_rules")
         conn.execute("UPDATE deals SET priority = 'urgent' WHERE id IN (SELECT id FROM deals ORDER BY id LIMIT 3)")
+        # a numeric column turned into text, one value no longer a number
+        conn.execute("ALTER TABLE deals ALTER COLUMN estimated_value TYPE text")
+        odd = conn.execute("UPDATE deals SET estimated_value = 'about 50k' WHERE id = (SELECT id FROM deals "
+                           "ORDER BY id DESC LIMIT 1) RETURNING id::text").fetchone()[0]
     res = run_refresh(cfg)
     assert_ok(res)
     assert res.ingest["raw/lead_routing_rules"]["mode"] == "absent"
@@ -239,10 +243,15 @@ def test_live_source_advances_and_survives_drift(pg_server, workdir):
         for s in SPECS:
             if s.raw == "lead_routing_rules":
                 continue
-            assert live[s.raw] == conn.execute(f"SELECT count(*) FROM {s.source}").fetchone()[0], s.raw
+            assert live[s.raw] == conn.execute(f"SELECT count(*) FROM {s.source}").fetchone()[0], s.raw  # the odd
+            # deal keeps its earlier version in raw, so counts still agree
     assert all(_marts(cfg).values())
     wh = open_warehouse(cfg)
     try:
+        reasons = wh.rows("SELECT _reasons FROM quarantine.deals WHERE _key = ?", (odd,))
+        assert reasons and "not a number" in reasons[0][0]
+        assert wh.scalar("SELECT count(*) FROM raw.deals WHERE CAST(id AS VARCHAR) = ? AND estimated_value = "
+                         "'about 50k'", (odd,)) == 0
         assert wh.scalar("SELECT count(*) FROM raw.deals WHERE region = 'west'") > 0
         assert wh.scalar("SELECT count(*) FROM raw.deals WHERE priority = 'urgent' AND _deleted_at IS NULL") >= 3
         # the dropped column stays in raw (null from then on); staging still has it

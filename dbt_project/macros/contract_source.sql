@@ -13,15 +13,23 @@
     {%- else -%}
         {%- set existing = adapter.get_relation(database=rel.database, schema=rel.schema, identifier=rel.identifier) -%}
         {%- set have = [] -%}
+        {%- set textual = [] -%}
         {%- if existing is not none -%}
-            {%- for c in adapter.get_columns_in_relation(existing) -%}{%- do have.append(c.name | lower) -%}{%- endfor -%}
+            {%- for c in adapter.get_columns_in_relation(existing) -%}
+                {%- do have.append(c.name | lower) -%}
+                {%- if c.is_string() -%}{%- do textual.append(c.name | lower) -%}{%- endif -%}
+            {%- endfor -%}
         {%- endif -%}
         {%- set node = graph.sources['source.' ~ project_name ~ '.builddesk.' ~ table] -%}
         select
         {%- for col in node.columns.values() %}
             {% set found = [] -%}
             {%- for r in col.meta.get('renames', []) if r in have -%}{%- do found.append(r) -%}{%- endfor -%}
-            {%- if col.name in have -%}
+            {%- if col.name in have and col.name in textual and col.data_type | upper not in ('TEXT', 'INET', 'JSONB') -%}
+                {#- the source turned the column into text (drift): back to the contract's type; values
+                    that were no number never reached raw (the gate's range rule quarantines them) -#}
+                cast({{ adapter.quote(col.name) }} as {{ contract_type(col.data_type) }}) as {{ adapter.quote(col.name) }}
+            {%- elif col.name in have -%}
                 {{ adapter.quote(col.name) }}
             {%- elif found -%}
                 {{ adapter.quote(found[0]) }} as {{ adapter.quote(col.name) }}
