@@ -1,6 +1,11 @@
 """One writer at a time: a refresh (or a raw reset) holds an exclusive lock on its warehouse for the
 whole run, so two runs on one warehouse never interleave their ingest, build and publish.
 
+Runs launched by Dagster (the schedule, the UI) take it step by step: each of the ingest steps and
+the dbt step (copy, build, publish) holds it, waiting its turn, so no other run's ingest can land
+between a build's copy and its publish. Inside a refresh, which holds it already, the steps take it
+again re-entrantly.
+
 The lock is ``flock`` on a file beside the warehouse (``<CRM_DUCKDB_PATH>.lock``; for the PostgreSQL
 target ``$CRM_HOME/warehouse-postgres.lock``). The kernel releases it when the process ends, however it
 ends (``kill -9`` included), so a killed run never leaves a stale lock. The file says who holds it.
@@ -18,6 +23,9 @@ from typing import Callable, Iterator
 
 from ingest.config import Settings
 from ingest.postgres_server import SourceError
+
+
+_HELD: dict[str, int] = {}  # lock files this process holds, and how deep (a refresh's own Dagster steps)
 
 
 class WarehouseBusy(SourceError):
@@ -45,7 +53,16 @@ def writer_lock(cfg: Settings, what: str, *, wait: bool = False,
     """Hold the warehouse's writer lock for the block. Busy: raise ``WarehouseBusy`` naming the holder,
     or with ``wait`` say so and wait for it."""
     path = lock_path(cfg)
+    key = str(path.resolve()) if path.parent.exists() else str(path)
+    if key in _HELD:  # re-entrant: a refresh holds it, and its Dagster steps ask again in the same process
+        _HELD[key] += 1
+        try:
+            yield
+        finally:
+            _HELD[key] -= 1
+        return
     path.parent.mkdir(parents=True, exist_ok=True)
+    key = str(path.resolve())
     fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
     try:
         try:
@@ -62,6 +79,10 @@ def writer_lock(cfg: Settings, what: str, *, wait: bool = False,
         os.lseek(fd, 0, os.SEEK_SET)
         os.write(fd, json.dumps({"what": what, "pid": os.getpid(),
                                  "started": f"{dt.datetime.now(dt.timezone.utc):%Y-%m-%d %H:%M:%S} UTC"}).encode())
-        yield
+        _HELD[key] = 1
+        try:
+            yield
+        finally:
+            del _HELD[key]
     finally:
         os.close(fd)  # releases the lock

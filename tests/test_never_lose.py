@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import fcntl
+import json
 import os
 import subprocess
 import sys
@@ -36,7 +38,13 @@ def test_a_second_writer_stops_with_one_line_or_waits(tiny_source, pg_server, mo
     cfg, url = tiny_source
     tcfg = for_target(cfg, "duckdb", pg_server, f"locked_{time.monotonic_ns()}")
     _env(monkeypatch, tcfg, url)
-    with writer_lock(tcfg, "a refresh"):
+    # another run holds the lock: an open file description of its own, as another process has
+    path = lock_path(tcfg)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    holder = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    fcntl.flock(holder, fcntl.LOCK_EX)
+    os.write(holder, json.dumps({"what": "a refresh", "pid": os.getpid(), "started": "now"}).encode())
+    try:
         with pytest.raises(WarehouseBusy):
             with writer_lock(tcfg, "another refresh"):
                 pass
@@ -56,9 +64,12 @@ def test_a_second_writer_stops_with_one_line_or_waits(tiny_source, pg_server, mo
         finally:
             proc.terminate()
             proc.wait(30)
+    finally:
+        os.close(holder)
     assert lock_path(tcfg).exists()
-    with writer_lock(tcfg, "a refresh"):  # released by the process's end, whatever it was
-        pass
+    with writer_lock(tcfg, "a refresh"):  # released when its holder closed it
+        with writer_lock(tcfg, "a Dagster step of the same refresh"):  # re-entrant within one process
+            pass
 
 
 def test_resync_of_an_unknown_table_is_refused_before_any_work(tiny_source, pg_server, monkeypatch, capsys):

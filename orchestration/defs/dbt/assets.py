@@ -64,6 +64,14 @@ def failed_nodes(run_results: Mapping[str, Any]) -> list[tuple[str, str]]:
 @dbt_assets(manifest=ensure_manifest(), project=dbt_project, partitions_def=DAILY,
             dagster_dbt_translator=Translator(), name="dbt_models")
 def dbt_models(context: dg.AssetExecutionContext, dbt: DbtCliResource):
+    from crm_warehouse.lock import writer_lock
+
+    # copy, build and publish under the warehouse's writer lock: no other run writes in between
+    with writer_lock(settings(), f"Dagster run {context.run_id[:8]} (dbt build)", wait=True, progress=context.log.info):
+        yield from _build(context, dbt)
+
+
+def _build(context: dg.AssetExecutionContext, dbt: DbtCliResource):
     cfg = settings()
     # the as-of day travels as CRM_AS_OF (read by int_as_of), not --vars: changed --vars make dbt
     # re-parse the whole project (seconds), a changed env var only the files that read it

@@ -16,12 +16,15 @@ from ingest.warehouse import open_warehouse
                 "(deduplicated on provider + event_id); unparseable lines go to quarantine.email_events.",
 )
 def raw_email_events(context: dg.AssetExecutionContext) -> dg.MaterializeResult:
+    from crm_warehouse.lock import writer_lock
+
     cfg = settings()
-    wh = open_warehouse(cfg)
-    try:
-        r = ingest_email_events(wh, cfg.email_events_dir)
-    finally:
-        wh.close()
+    with writer_lock(cfg, f"Dagster run {context.run_id[:8]} (e-mail events)", wait=True, progress=context.log.info):
+        wh = open_warehouse(cfg)
+        try:
+            r = ingest_email_events(wh, cfg.email_events_dir)
+        finally:
+            wh.close()
     context.log.info(
         f"{r.lines_read:,} new landing lines from {r.files_read:,} files: {r.events_new:,} new events, "
         f"{r.duplicates:,} duplicates, {r.rejected:,} quarantined ({r.seconds:.1f} s)")

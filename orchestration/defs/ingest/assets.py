@@ -56,6 +56,13 @@ RAW_CHECKS = [c for s in SPECS for c in [dg.AssetCheckSpec(
                             "connection each); on PostgreSQL the next table's extraction is read ahead while the "
                             "current one merges (ingest.raw_load.ingest_tables)")
 def raw_tables(context: dg.AssetExecutionContext):
+    from crm_warehouse.lock import writer_lock
+
+    with writer_lock(settings(), f"Dagster run {context.run_id[:8]} (ingest)", wait=True, progress=context.log.info):
+        yield from _raw_tables(context)
+
+
+def _raw_tables(context: dg.AssetExecutionContext):
     cfg = settings()
     resync = resync_of(context.run.tags.get(RESYNC_TAG))
     selected = context.selected_asset_keys
