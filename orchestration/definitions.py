@@ -6,7 +6,7 @@ import dagster as dg
 from dagster_dbt import DbtCliResource
 
 from orchestration.defs.dbt.assets import dbt_models
-from orchestration.defs.dbt.project import dbt_executable, dbt_project
+from orchestration.defs.dbt.project import dbt_child_executable, dbt_project
 from orchestration.defs.email.assets import raw_email_events
 from orchestration.defs.ingest.assets import raw_tables
 from orchestration.defs.serving.assets import bi_access, dbt_docs
@@ -44,5 +44,5 @@ defs = dg.Definitions(
     asset_checks=mart_freshness_checks,
     schedules=[daily_refresh_schedule],
     sensors=[freshness_sensor],
-    resources={"dbt": DbtCliResource(project_dir=dbt_project, dbt_executable=dbt_executable())},
+    resources={"dbt": DbtCliResource(project_dir=dbt_project, dbt_executable=dbt_child_executable())},
 )

@@ -120,3 +120,41 @@ def test_raw_keeps_deleted_rows_until_a_reset_that_asks(tiny_source, pg_server, 
         wh.close()
     with psycopg.connect(pg_server, autocommit=True) as conn:
         conn.execute("DROP DATABASE never_lose_source WITH (FORCE)")
+
+
+def test_a_killed_refresh_takes_its_dbt_child_with_it(tiny_source, pg_server):
+    """`kill -9` of a refresh while dbt builds: the dbt process dies with it (it would otherwise hold the
+    warehouse's build copy for seconds), and the next refresh completes."""
+    import signal
+
+    import psutil
+
+    cfg, url = tiny_source
+    tcfg = for_target(cfg, "duckdb", pg_server, f"killed_dbt_{time.monotonic_ns()}")
+    env = {**os.environ, "CRM_HOME": str(tcfg.home), "CRM_SOURCE_URL": url, "CRM_WAREHOUSE": "duckdb",
+           "CRM_EMAIL_EVENTS_DIR": str(tcfg.email_events_dir), "CRM_DUCKDB_PATH": str(tcfg.duckdb_path)}
+    proc = subprocess.Popen([sys.executable, "-m", "crm_warehouse.cli", "refresh"], env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline, dbt = time.monotonic() + 240, None
+        while dbt is None and time.monotonic() < deadline and proc.poll() is None:
+            for child in psutil.Process(proc.pid).children(recursive=True):
+                try:
+                    if "build" in child.cmdline() and any("dbt" in part for part in child.cmdline()):
+                        dbt = child
+                except psutil.NoSuchProcess:
+                    pass
+            time.sleep(0.2)
+        assert dbt is not None, "the refresh never started dbt"
+        time.sleep(1.0)  # dbt is building now
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait(10)
+        gone, _ = psutil.wait_procs([dbt], timeout=5)
+        assert gone, "dbt outlived the refresh that started it"
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    from crm_warehouse.pipeline import run_refresh
+    from tests.conftest import assert_ok
+
+    assert_ok(run_refresh(tcfg))

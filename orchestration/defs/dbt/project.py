@@ -29,6 +29,18 @@ def dbt_executable() -> str:
     return str(here) if here.exists() else (shutil.which("dbt") or "dbt")
 
 
+def dbt_child_executable() -> str:
+    """What Dagster runs as dbt: on Linux a wrapper (``dbt_child``) that makes dbt die with the process
+    that started it (a refresh killed with SIGKILL leaves no dbt behind holding the warehouse file);
+    elsewhere dbt itself."""
+    real = dbt_executable()
+    wrapper = Path(__file__).with_name("dbt_child")
+    if not sys.platform.startswith("linux") or not os.access(wrapper, os.X_OK):
+        return real
+    os.environ.setdefault("CRM_DBT_EXECUTABLE", real)
+    return str(wrapper)
+
+
 def _newest_source_mtime() -> float:
     newest = 0.0
     for p in SOURCES:
