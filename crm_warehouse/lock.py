@@ -28,7 +28,7 @@ from ingest.postgres_server import SourceError
 _HELD: dict[str, int] = {}  # lock files this process holds, and how deep (a refresh's own Dagster steps)
 
 
-class WarehouseBusy(SourceError):
+class WarehouseLocked(SourceError):
     """Another run holds the warehouse's writer lock."""
 
 
@@ -50,7 +50,7 @@ def _holder(fd: int) -> str:
 @contextlib.contextmanager
 def writer_lock(cfg: Settings, what: str, *, wait: bool = False,
                 progress: Callable[[str], None] | None = None) -> Iterator[None]:
-    """Hold the warehouse's writer lock for the block. Busy: raise ``WarehouseBusy`` naming the holder,
+    """Hold the warehouse's writer lock for the block. Busy: raise ``WarehouseLocked`` naming the holder,
     or with ``wait`` say so and wait for it."""
     path = lock_path(cfg)
     key = str(path.resolve()) if path.parent.exists() else str(path)
@@ -70,7 +70,7 @@ def writer_lock(cfg: Settings, what: str, *, wait: bool = False,
         except BlockingIOError:
             holder = _holder(fd)
             if not wait:
-                raise WarehouseBusy(f"the {cfg.warehouse} warehouse is being written by {holder}: run again when it "
+                raise WarehouseLocked(f"the {cfg.warehouse} warehouse is being written by {holder}: run again when it "
                                     f"ends, or add --wait to queue behind it (lock {path})") from None
             if progress:
                 progress(f"waiting for {holder} to finish with the {cfg.warehouse} warehouse…")

@@ -129,7 +129,7 @@ def run_refresh(cfg: Settings, *, full_refresh: bool = False, resync: "bool | li
     ``full_refresh``: dbt rebuilds every model from raw (raw is kept: it remembers rows the source has
     deleted). ``resync``: True or raw table names re-read whole from the source and merged into raw.
     The run holds the warehouse's writer lock throughout (``crm_warehouse.lock``): another run on the
-    same warehouse raises ``WarehouseBusy``, or with ``wait`` waits for it."""
+    same warehouse raises ``WarehouseLocked``, or with ``wait`` waits for it."""
     from crm_warehouse.lock import writer_lock
 
     with writer_lock(cfg, "a refresh", wait=wait, progress=progress):

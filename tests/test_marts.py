@@ -378,6 +378,10 @@ def test_open_reader_blocks_refresh_cleanly_and_is_not_disturbed(built):
                               stdout=subprocess.PIPE, text=True)
     try:
         before = reader.stdout.readline()
+        # what runs after a publish reads the file without needing it to itself (a reader may be there)
+        from orchestration.defs.dbt.project import warehouse_columns_fingerprint
+
+        assert len(warehouse_columns_fingerprint(cfg)) == 64
         res = run_refresh(cfg)
         assert not res.ok
         assert any("is open in another process" in msg and "Nothing was changed" in msg for _, msg in res.failures), \

@@ -13,7 +13,7 @@ import psycopg
 import pytest
 
 from crm_warehouse.cli import main
-from crm_warehouse.lock import WarehouseBusy, lock_path, writer_lock
+from crm_warehouse.lock import WarehouseLocked, lock_path, writer_lock
 from ingest.postgres_source import PostgresSource
 from ingest.raw_load import ingest_table
 from ingest.tables import spec
@@ -45,7 +45,7 @@ def test_a_second_writer_stops_with_one_line_or_waits(tiny_source, pg_server, mo
     fcntl.flock(holder, fcntl.LOCK_EX)
     os.write(holder, json.dumps({"what": "a refresh", "pid": os.getpid(), "started": "now"}).encode())
     try:
-        with pytest.raises(WarehouseBusy):
+        with pytest.raises(WarehouseLocked):
             with writer_lock(tcfg, "another refresh"):
                 pass
         assert main(["refresh"]) == 2

@@ -112,7 +112,18 @@ def _build(context: dg.AssetExecutionContext, dbt: DbtCliResource):
         run_results = invocation.get_artifact("run_results.json")
         failures = failed_nodes(run_results)
         ok = not failures and invocation.is_successful()
+        rows = dbt_results(run_results, invocation.get_artifact("manifest.json"), run_id=context.run_id,
+                           as_of=context.partition_key, schema_suffix=wap.PG_SUFFIX if pg is not None else "")
+        recorded = False
         if build and ok:
+            # the check history goes into the audited copy before it is published: after the publish
+            # nothing needs the file to itself (analysts may open it read-only at once)
+            wh = open_warehouse(build_cfg)
+            try:
+                record(wh, rows)
+            finally:
+                wh.close()
+            recorded = True
             wap.publish(build, cfg.duckdb_path)
             context.log.info(f"published the audited build to {cfg.duckdb_path}")
         if pg is not None and ok:
@@ -124,13 +135,12 @@ def _build(context: dg.AssetExecutionContext, dbt: DbtCliResource):
         if pg is not None:
             wap.pg_discard(pg)  # nothing left when published; the unpublished build dropped otherwise
             pg.close()
-    rows = dbt_results(run_results, invocation.get_artifact("manifest.json"), run_id=context.run_id,
-                       as_of=context.partition_key, schema_suffix=wap.PG_SUFFIX if pg is not None else "")
-    wh = open_warehouse(cfg)
-    try:
-        record(wh, rows)  # the history of check results (ops.check_results), published or not
-    finally:
-        wh.close()
+    if not recorded:
+        wh = open_warehouse(cfg)
+        try:
+            record(wh, rows)  # the history of check results (ops.check_results), published or not
+        finally:
+            wh.close()
     if ok:
         yield from events
         return

@@ -110,12 +110,21 @@ def warehouse_columns_fingerprint(settings: Settings) -> str:
 
     from ingest.warehouse import open_warehouse
 
+    sql = ("SELECT table_schema, table_name, column_name, data_type, ordinal_position "
+           "FROM information_schema.columns WHERE table_schema NOT IN "
+           "('quarantine', 'ops', 'information_schema', 'pg_catalog', 'pg_toast') ORDER BY 1, 2, 5")
+    if settings.warehouse == "duckdb":  # read-only: analysts may have the just-published file open
+        import duckdb
+
+        con = duckdb.connect(str(settings.duckdb_path), read_only=True)
+        try:
+            rows = con.execute(sql).fetchall()
+        finally:
+            con.close()
+        return hashlib.sha256(repr(rows).encode()).hexdigest()
     wh = open_warehouse(settings)
     try:
-        rows = wh.rows("SELECT table_schema, table_name, column_name, data_type, ordinal_position "
-                       "FROM information_schema.columns WHERE table_schema NOT IN "
-                       "('quarantine', 'ops', 'information_schema', 'pg_catalog', 'pg_toast') "
-                       "ORDER BY 1, 2, 5")
+        rows = wh.rows(sql)
     finally:
         wh.close()
     return hashlib.sha256(repr(rows).encode()).hexdigest()
