@@ -283,6 +283,40 @@ def _raw_reset(cfg: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
+def _print_server(info) -> None:
+    if not info.running:
+        out.print("the warehouse server is not running: `crm-warehouse warehouse up`")
+        return
+    out.print(f"host {info.host}  port {info.port}  database {info.database}  sslmode disable (local)", highlight=False)
+    out.print(f"login roles: {', '.join(info.roles) or 'none'}; superuser postgres's password: {info.password_from}; "
+              "bi_reader's: CRM_BI_READER_PASSWORD; tenant roles': the variable given to `bi grant --password-env`",
+              highlight=False, soft_wrap=True)
+
+
+def cmd_warehouse_up(cfg: Settings, args: argparse.Namespace) -> int:
+    from serving import warehouse_server
+
+    with console.status("starting the warehouse server…"):
+        info = warehouse_server.up(cfg, host=args.host, port=args.port)
+    _print_server(info)
+    return 0
+
+
+def cmd_warehouse_down(cfg: Settings, args: argparse.Namespace) -> int:
+    from serving import warehouse_server
+
+    out.print(warehouse_server.down(cfg))
+    return 0
+
+
+def cmd_warehouse_status(cfg: Settings, args: argparse.Namespace) -> int:
+    from serving import warehouse_server
+
+    info = warehouse_server.status(cfg)
+    _print_server(info)
+    return 0 if info.running else 1
+
+
 def cmd_bi_grant(cfg: Settings, args: argparse.Namespace) -> int:
     """A login role that reads the marts of one company only (PostgreSQL warehouse)."""
     import uuid
@@ -407,6 +441,15 @@ def build_parser() -> argparse.ArgumentParser:
     reset.add_argument("--target", choices=["duckdb", "postgres"], default=None)
     reset.add_argument("--yes", action="store_true", help="do not ask for confirmation")
     reset.set_defaults(func=cmd_raw_reset)
+
+    whs = sub.add_parser("warehouse", help="the embedded PostgreSQL warehouse as a server BI tools can reach")
+    whsub = whs.add_subparsers(dest="warehouse_command", required=True)
+    wup = whsub.add_parser("up", help="run it on TCP with password authentication for every role")
+    wup.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1; 0.0.0.0: every one)")
+    wup.add_argument("--port", type=int, default=5433, help="TCP port (default 5433)")
+    wup.set_defaults(func=cmd_warehouse_up)
+    whsub.add_parser("down", help="stop it (data kept)").set_defaults(func=cmd_warehouse_down)
+    whsub.add_parser("status", help="host, port, database and login roles").set_defaults(func=cmd_warehouse_status)
 
     bi = sub.add_parser("bi", help="access for BI tools to the PostgreSQL warehouse")
     bisub = bi.add_subparsers(dest="bi_command", required=True)

@@ -36,7 +36,12 @@ def start_embedded(pgdata: Path, *, stop_at_exit: bool = False) -> str:
         raise SourceError(
             f"the embedded PostgreSQL in {pgdata} did not start ({err}); see {pgdata / 'log'}"
         ) from None
-    return server.get_uri()
+    uri = server.get_uri()
+    try:  # a server `warehouse up` restarted on another port has its socket under that port's name
+        port = int((pgdata / "postmaster.pid").read_text().splitlines()[3])
+    except (OSError, IndexError, ValueError):
+        port = 5432
+    return uri if port == 5432 or "port=" in uri else f"{uri}&port={port}"
 
 
 def stop_embedded(pgdata: Path) -> bool:

@@ -181,3 +181,45 @@ def test_bad_cli_inputs_end_in_one_line(served, monkeypatch, capsys):
     assert "has no rows in the marts" in " ".join(capsys.readouterr().err.split())
     assert main(["refresh", "--target", "postgres", "--as-of", "2099-01-01"]) == 2
     assert "--as-of 2099-01-01: give a day from 2015-01-01" in " ".join(capsys.readouterr().err.split())
+
+
+def test_warehouse_server_for_bi_tools_over_tcp(tiny_source, monkeypatch, capsys):
+    """`warehouse up`: the embedded PostgreSQL warehouse on TCP with password authentication for every
+    role; a refresh into it; bi_reader with the right password reads the marts, with a wrong one is
+    refused, like the superuser without its password; a tenant role sees its rows only."""
+    import socket
+
+    from crm_warehouse.cli import main
+    from ingest.config import settings as read_settings
+
+    cfg, url = tiny_source
+    home = cfg.home.parent / f"wh_server_{time.monotonic_ns()}"
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    for k, v in {"CRM_HOME": home, "CRM_SOURCE_URL": url, "CRM_EMAIL_EVENTS_DIR": cfg.email_events_dir,
+                 "CRM_WAREHOUSE": "postgres", "CRM_BI_READER_PASSWORD": "bi-secret", "TENANT_PW": "t-secret"}.items():
+        monkeypatch.setenv(k, str(v))
+    monkeypatch.delenv("CRM_WAREHOUSE_URL", raising=False)
+    try:
+        assert main(["warehouse", "up", "--port", str(port)]) == 0
+        shown = capsys.readouterr().out
+        assert f"port {port}" in shown and "database warehouse" in shown and "bi-secret" not in shown
+        res = run_refresh(read_settings())
+        assert res.ok, res.failures
+        tcp = f"postgresql://{{}}@127.0.0.1:{port}/warehouse"
+        with psycopg.connect(tcp.format("bi_reader:bi-secret")) as conn:
+            deals = conn.execute("SELECT count(*) FROM marts.fct_deals").fetchone()[0]
+            company = str(conn.execute("SELECT company_id FROM marts.fct_deals LIMIT 1").fetchone()[0])
+            assert deals > 0
+        for who in ("bi_reader:wrong", "postgres:", "postgres:wrong"):
+            with pytest.raises(psycopg.OperationalError):
+                psycopg.connect(tcp.format(who), connect_timeout=5).close()
+        assert main(["bi", "grant", "--company-id", company, "--role", "tcp_tenant", "--password-env", "TENANT_PW"]) == 0
+        with psycopg.connect(tcp.format("tcp_tenant:t-secret")) as conn:
+            assert {str(r[0]) for r in conn.execute("SELECT DISTINCT company_id FROM marts.fct_deals")} == {company}
+        assert main(["warehouse", "status"]) == 0
+        assert "tcp_tenant" in capsys.readouterr().out
+    finally:
+        main(["warehouse", "down"])
+    assert main(["warehouse", "status"]) == 1
