@@ -2,8 +2,8 @@
 
 `up` (re)starts the server under ``$CRM_HOME/warehouse-pg`` listening on TCP (``--host``, default
 127.0.0.1; ``--port``, default 5433) with ``scram-sha-256`` password authentication for every role on
-TCP, the superuser included; the project itself keeps using the Unix socket, whose directory only the
-server's owner can enter (``unix_socket_permissions = 0700``). The superuser's password comes from
+TCP, the superuser included; the project itself keeps using the Unix socket, which only the server's
+owner may use (``unix_socket_permissions = 0700``). The superuser's password comes from
 ``CRM_WAREHOUSE_PASSWORD``, else one is generated once and kept in ``$CRM_HOME/warehouse-pg.password``
 (mode 0600); ``bi_reader`` logs in once ``CRM_BI_READER_PASSWORD`` is set. Passwords are never printed.
 """
