@@ -23,7 +23,7 @@ from ingest.config import Settings
 from ingest.postgres_server import SourceError, WAREHOUSE_DB, embedded_database_url, stop_embedded
 
 DEFAULT_PORT = 5433
-HBA = """# written by crm-warehouse warehouse up: the socket (its directory is the server owner's only) for the
+HBA = """# written by crm-warehouse warehouse up: the socket (mode 0700: the server owner's only) for the
 # project itself; every TCP connection authenticates with a password (scram-sha-256)
 local   all   all                  trust
 host    all   all   0.0.0.0/0      scram-sha-256
