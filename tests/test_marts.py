@@ -477,3 +477,22 @@ def test_dbt_docs_keep_the_catalog_while_the_warehouse_columns_are_unchanged(bui
     assert regenerated
     nodes = json.loads((out / "catalog.json").read_text())["nodes"]
     assert "nickname" in nodes["model.builddesk_crm.dim_reps"]["columns"]
+
+
+def test_every_mart_and_column_description_is_in_the_database(built):
+    """dbt's persist_docs: BI tools and `\\d+` / duckdb_columns() show each mart's and column's description."""
+    con = duckdb.connect(str(built["duckdb"][0].duckdb_path), read_only=True)
+    try:
+        cols = con.execute("SELECT count(*), count(comment) FROM duckdb_columns() WHERE schema_name = 'marts'").fetchone()
+        tables = con.execute("SELECT count(*), count(comment) FROM duckdb_tables() WHERE schema_name = 'marts'").fetchone()
+        outcome = con.execute("SELECT comment FROM duckdb_columns() WHERE schema_name = 'marts' AND table_name = "
+                              "'win_loss' AND column_name = 'outcome'").fetchone()[0]
+    finally:
+        con.close()
+    assert cols[0] > 200 and cols == (cols[0], cols[0]) and tables == (tables[0], tables[0]) and outcome
+    with psycopg.connect(built["postgres"][0].warehouse_url) as conn:
+        pg_cols = conn.execute(
+            "SELECT count(*), count(col_description(a.attrelid, a.attnum)) FROM pg_attribute a JOIN pg_class t ON "
+            "t.oid = a.attrelid JOIN pg_namespace n ON n.oid = t.relnamespace WHERE n.nspname = 'marts' AND "
+            "t.relkind = 'r' AND a.attnum > 0 AND NOT a.attisdropped").fetchone()
+    assert pg_cols == cols
