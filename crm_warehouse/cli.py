@@ -253,21 +253,19 @@ def cmd_raw_reset(cfg: Settings, args: argparse.Namespace) -> int:
 
 
 def _raw_reset(cfg: Settings, args: argparse.Namespace) -> int:
-    from ingest.raw_load import _counts, reset_raw
+    from ingest.raw_load import raw_holdings, reset_raw
     from ingest.warehouse import open_warehouse
 
     wh = open_warehouse(cfg)
     try:
-        have = [t for (t,) in wh.rows("SELECT table_name FROM information_schema.tables WHERE table_schema = 'raw'")]
-        tables = sorted(set(have) & set(args.tables)) if args.tables else sorted(have)
-        if args.tables and (missing := sorted(set(args.tables) - set(have))):
+        counts = raw_holdings(wh, args.tables or None)
+        if args.tables and (missing := sorted(set(args.tables) - set(counts))):
             raise ValueError(f"raw has no table {', '.join(missing)}")
-        if not tables:
+        if not counts:
             out.print("raw holds no table: nothing to reset")
             return 0
-        counts = {t: _counts(wh, t) for t in tables}
         forgotten = sum(d for _, d in counts.values())
-        out.print(f"raw reset drops {len(tables)} raw table(s) ({sum(n for n, _ in counts.values()):,} live rows) with "
+        out.print(f"raw reset drops {len(counts)} raw table(s) ({sum(n for n, _ in counts.values()):,} live rows) with "
                   f"their ingest state and quarantine. {forgotten:,} rows the source has deleted are only here and "
                   "will be forgotten for good; the next refresh reads the rest again.", highlight=False)
         if not args.yes:
@@ -276,10 +274,10 @@ def _raw_reset(cfg: Settings, args: argparse.Namespace) -> int:
             if input("type 'reset' to go on: ").strip() != "reset":
                 out.print("nothing dropped")
                 return 1
-        reset_raw(wh, tables)
+        reset_raw(wh, list(counts))
     finally:
         wh.close()
-    out.print(f"dropped raw.{', raw.'.join(tables)}")
+    out.print(f"dropped raw.{', raw.'.join(counts)}")
     return 0
 
 
@@ -287,7 +285,12 @@ def _print_server(info) -> None:
     if not info.running:
         out.print("the warehouse server is not running: `crm-warehouse warehouse up`")
         return
-    out.print(f"host {info.host}  port {info.port}  database {info.database}  sslmode disable (local)", highlight=False)
+    if info.host is None:
+        out.print("the warehouse server runs for the project only (Unix socket): `crm-warehouse warehouse up` "
+                  "opens it to BI tools on TCP")
+        return
+    out.print(f"host {info.host}  port {info.port}  database {info.database}  (no SSL: the embedded build has none; "
+              "keep it on localhost or behind a TLS tunnel)", highlight=False)
     out.print(f"login roles: {', '.join(info.roles) or 'none'}; superuser postgres's password: {info.password_from}; "
               "bi_reader's: CRM_BI_READER_PASSWORD; tenant roles': the variable given to `bi grant --password-env`",
               highlight=False, soft_wrap=True)

@@ -24,7 +24,6 @@ from typing import Callable, Iterator
 from ingest.config import Settings
 from ingest.postgres_server import SourceError
 
-
 _HELD: dict[str, int] = {}  # lock files this process holds, and how deep (a refresh's own Dagster steps)
 
 
@@ -53,7 +52,8 @@ def writer_lock(cfg: Settings, what: str, *, wait: bool = False,
     """Hold the warehouse's writer lock for the block. Busy: raise ``WarehouseLocked`` naming the holder,
     or with ``wait`` say so and wait for it."""
     path = lock_path(cfg)
-    key = str(path.resolve()) if path.parent.exists() else str(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    key = str(path.resolve())
     if key in _HELD:  # re-entrant: a refresh holds it, and its Dagster steps ask again in the same process
         _HELD[key] += 1
         try:
@@ -61,8 +61,6 @@ def writer_lock(cfg: Settings, what: str, *, wait: bool = False,
         finally:
             _HELD[key] -= 1
         return
-    path.parent.mkdir(parents=True, exist_ok=True)
-    key = str(path.resolve())
     fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
     try:
         try:

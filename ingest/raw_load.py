@@ -415,23 +415,24 @@ def _resyncs(resync: "bool | Collection[str]", spec: TableSpec) -> bool:
     return resync if isinstance(resync, bool) else (spec.raw in resync or spec.source in resync)
 
 
-def reset_raw(wh: Warehouse, tables: "Collection[str] | None" = None) -> dict[str, tuple[int, int]]:
-    """Drop raw tables (all, or ``tables``) with their ingest state and quarantine: the only operation that
-    forgets rows. Returns table → (live rows, rows flagged deleted) dropped; the deleted ones cannot be
-    read again from the source. ``crm-warehouse raw reset`` asks before calling it."""
+def raw_holdings(wh: Warehouse, tables: "Collection[str] | None" = None) -> dict[str, tuple[int, int]]:
+    """Raw table (all, or those of ``tables`` raw has) → (live rows, rows flagged deleted)."""
+    have = {t for sch, t in _catalog_all(wh)[0] if sch == "raw"}
+    return {t: _counts(wh, t) for t in sorted(have if tables is None else have & set(tables))}
+
+
+def reset_raw(wh: Warehouse, tables: "Collection[str]") -> None:
+    """Drop raw tables with their ingest state and quarantine: the only operation that forgets rows (the
+    deleted ones cannot be read again from the source). ``crm-warehouse raw reset`` asks before calling it."""
     ensure_ops(wh)
     catalogue = _catalog_all(wh)[0]
-    tables_now = {t for sch, t in catalogue if sch == "raw"}
-    chosen = sorted(tables_now if tables is None else tables_now & set(tables))
-    out = {}
     with wh.transaction():
-        for t in chosen:
-            out[t] = _counts(wh, t)
-            wh.execute(f"DROP TABLE raw.{t}")
+        for t in tables:
+            if ("raw", t) in catalogue:
+                wh.execute(f"DROP TABLE raw.{t}")
             wh.execute("DELETE FROM ops.ingest_state WHERE table_name = ?", (t,))
             if ("quarantine", t) in catalogue:
                 wh.execute(f"DROP TABLE quarantine.{t}")
-    return out
 
 
 def table_deps(table: str) -> tuple[str, ...]:
@@ -848,7 +849,8 @@ def gate_check_rows(wh: Warehouse, res: TableResult, run_id: str | None) -> list
         rows.append(row("contract_columns", "contract_columns", False,
                         f"the source has no column {', '.join(res.missing_columns)} (nor a known rename): staging "
                         "yields them null", len(res.missing_columns), json.dumps(res.missing_columns)))
-    rows += [row(name, "ingest_gate", True, "held by the source's PRIMARY KEY constraint") for name in res.gate_enforced]
+    rows += [row(name, "ingest_gate", True, "held by the source's own constraint (its primary key, a CHECK or an "
+                 "enum type)") for name in res.gate_enforced]
     rows += [row(name, "ingest_gate", True, f"not evaluated: {why}") for name, why in res.gate_skipped]
     return rows
 

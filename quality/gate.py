@@ -41,24 +41,39 @@ class GateError(ValueError):
     """CRM_QUARANTINE_THRESHOLD cannot be read."""
 
 
-def threshold(table: str, spec: str | None = None) -> float:
-    """The share of failing rows above which ``table``'s batch blocks."""
-    spec = os.environ.get("CRM_QUARANTINE_THRESHOLD", "") if spec is None else spec
-    value = DEFAULT_THRESHOLD
+def _per_table(variable: str, table: str, default, parse, spec: str | None):
+    """``variable``'s value for ``table``: ``default,table=value,…`` (the last bare value is the default)."""
+    spec = os.environ.get(variable, "") if spec is None else spec
+    value = default
     for part in filter(None, (p.strip() for p in spec.split(","))):
         name, _, number = part.rpartition("=")
-        try:
-            share = float(number)
-        except ValueError:
-            raise GateError(f"CRM_QUARANTINE_THRESHOLD: {part!r} is not a share between 0 and 1 "
-                            "(write e.g. 0.05,deals=0.01)") from None
-        if not 0 <= share <= 1:
-            raise GateError(f"CRM_QUARANTINE_THRESHOLD: {share} is not between 0 and 1")
+        parsed = parse(variable, part, number)
         if not name or name.strip() == table:
-            value = share
+            value = parsed
             if name:
                 return value
     return value
+
+
+def _share(variable: str, part: str, number: str) -> float:
+    try:
+        share = float(number)
+    except ValueError:
+        raise GateError(f"{variable}: {part!r} is not a share between 0 and 1 (write e.g. 0.05,deals=0.01)") from None
+    if not 0 <= share <= 1:
+        raise GateError(f"{variable}: {share} is not between 0 and 1")
+    return share
+
+
+def _count(variable: str, part: str, number: str) -> int:
+    if not number.strip().isdigit():
+        raise GateError(f"{variable}: {part!r} is not a whole number of rows (write e.g. 10,deals=1)")
+    return int(number)
+
+
+def threshold(table: str, spec: str | None = None) -> float:
+    """The share of failing rows above which ``table``'s batch blocks."""
+    return _per_table("CRM_QUARANTINE_THRESHOLD", table, DEFAULT_THRESHOLD, _share, spec)
 
 
 DEFAULT_MIN_ROWS = 10
@@ -68,17 +83,7 @@ def min_rows(table: str, spec: str | None = None) -> int:
     """How many failing rows ``table``'s batch must also reach to block (CRM_QUARANTINE_MIN_ROWS, default
     10; per table like the threshold: ``10,pipeline_stages=3``): one bad row among 16 pipeline stages is
     over 5 % but quarantined without stopping every table that reads it."""
-    spec = os.environ.get("CRM_QUARANTINE_MIN_ROWS", "") if spec is None else spec
-    value = DEFAULT_MIN_ROWS
-    for part in filter(None, (p.strip() for p in spec.split(","))):
-        name, _, number = part.rpartition("=")
-        if not number.strip().isdigit():
-            raise GateError(f"CRM_QUARANTINE_MIN_ROWS: {part!r} is not a whole number of rows (write e.g. 10,deals=1)")
-        if not name or name.strip() == table:
-            value = int(number)
-            if name:
-                return value
-    return value
+    return _per_table("CRM_QUARANTINE_MIN_ROWS", table, DEFAULT_MIN_ROWS, _count, spec)
 
 
 def run_time(source_clock: dt.datetime | None) -> dt.datetime:
@@ -201,8 +206,8 @@ def compile_gate(kind: str, table: str, columns: list[str], *, run_at: dt.dateti
     ``key_enforced``: the source's PRIMARY KEY guarantees uniqueness within the extraction (one
     query, one snapshot), so the uniqueness rule is only evaluated where the source lost it.
     ``value_sets``: the values the source enforces per column (enum types, CHECK lists; from its
-    catalogue). An enumeration rule on such a column is an error rule over the source's own values;
-    on any other column the contract's documented values are a warning rule (``Gate.warnings``).
+    catalogue). An enumeration rule on such a column is held by the source (``Gate.enforced``, like the
+    key); on any other column the contract's documented values are a warning rule (``Gate.warnings``).
     None (no catalogue at hand): every enumeration rule is an error rule.
     ``types``: the batch's source types (column → PostgreSQL type): a range rule on a column the source
     now holds as text fails the values that are no number, rather than the statement.
@@ -226,12 +231,13 @@ def compile_gate(kind: str, table: str, columns: list[str], *, run_at: dt.dateti
             fails = f"count(*) OVER (PARTITION BY {part}) > 1"
         elif t == "expect_column_values_to_be_in_set":
             c = kw["column"]
-            if value_sets is not None and c not in value_sets:
-                fails = f"{_col(c)} NOT IN ({', '.join(_lit(v) for v in kw['value_set'])})"
+            fails = f"{_col(c)} NOT IN ({', '.join(_lit(v) for v in kw['value_set'])})"
+            if value_sets is not None and c in value_sets:
+                gate.enforced.append(meta["name"])  # an enum type or a CHECK holds it: no value can break it
+                continue
+            if value_sets is not None:
                 gate.warnings.append(Rule(meta["name"], meta["rule"], meta["reason"], fails, e, column=c))
                 continue
-            values = value_sets[c] if value_sets is not None else kw["value_set"]
-            fails = f"{_col(c)} NOT IN ({', '.join(_lit(v) for v in values)})"
         elif t == "expect_column_values_to_be_between":
             c, parts = _col(kw["column"]), []
             lo, hi = kw.get("min_value"), kw.get("max_value")

@@ -10,7 +10,6 @@ owner may use (``unix_socket_permissions = 0700``). The superuser's password com
 
 from __future__ import annotations
 
-import json
 import os
 import secrets
 from dataclasses import dataclass
@@ -43,10 +42,6 @@ class ServerInfo:
 
 def _password_file(cfg: Settings) -> Path:
     return cfg.home / "warehouse-pg.password"
-
-
-def _config_file(cfg: Settings) -> Path:
-    return cfg.home / "warehouse-pg.json"
 
 
 def superuser_password(cfg: Settings) -> tuple[str, str]:
@@ -98,7 +93,6 @@ def up(cfg: Settings, host: str = "127.0.0.1", port: int = DEFAULT_PORT) -> Serv
     os.chown(hba, owner.st_uid, owner.st_gid)
     stop_embedded(pgdata)
     _pg_ctl(pgdata, ["-w", "-l", str(pgdata / "log"), "-o", f"-h {host} -p {port} -k {socket_dir}", "start"])
-    _config_file(cfg).write_text(json.dumps({"host": host, "port": port}))
     return status(cfg)
 
 
@@ -108,22 +102,28 @@ def down(cfg: Settings) -> str:
     return f"no warehouse server running in {cfg.warehouse_pgdata}"
 
 
+def _password_source(cfg: Settings) -> str:
+    """Where the superuser's password comes from, without creating one."""
+    if os.environ.get("CRM_WAREHOUSE_PASSWORD"):
+        return "the environment variable CRM_WAREHOUSE_PASSWORD"
+    if _password_file(cfg).exists():
+        return f"the file {_password_file(cfg)} (set CRM_WAREHOUSE_PASSWORD to choose it)"
+    return "none yet (`crm-warehouse warehouse up` sets one)"
+
+
 def status(cfg: Settings) -> ServerInfo:
-    pgdata = cfg.warehouse_pgdata
-    pid = pgdata / "postmaster.pid"
-    conf = json.loads(_config_file(cfg).read_text()) if _config_file(cfg).exists() else {}
-    running = pid.exists()
-    roles: list[str] = []
-    if running:
-        lines = pid.read_text().splitlines()
-        socket_dir, port = lines[4], int(lines[3])
-        try:
-            with psycopg.connect(f"postgresql://postgres@/{WAREHOUSE_DB}?host={socket_dir}&port={port}",
-                                 connect_timeout=5) as conn:
-                roles = [r[0] for r in conn.execute(
-                    "SELECT rolname FROM pg_roles WHERE rolcanlogin AND rolname NOT LIKE 'pg\\_%' ORDER BY 1")]
-        except psycopg.OperationalError:
-            running = False
-    _, where = superuser_password(cfg) if running else (None, "not set yet")
-    return ServerInfo(running, conf.get("host") if running else None, conf.get("port") if running else None,
-                      WAREHOUSE_DB, roles, where)
+    """What the running server says of itself (``postmaster.pid``: port, socket, listen address)."""
+    pid = cfg.warehouse_pgdata / "postmaster.pid"
+    if not pid.exists():
+        return ServerInfo(False, None, None, WAREHOUSE_DB, [], _password_source(cfg))
+    lines = pid.read_text().splitlines()
+    port, socket_dir, listen = int(lines[3]), lines[4], (lines[5] if len(lines) > 5 else "")
+    try:
+        with psycopg.connect(f"postgresql://postgres@/{WAREHOUSE_DB}?host={socket_dir}&port={port}",
+                             connect_timeout=5) as conn:
+            roles = [r[0] for r in conn.execute(
+                "SELECT rolname FROM pg_roles WHERE rolcanlogin AND rolname NOT LIKE 'pg\\_%' ORDER BY 1")]
+    except psycopg.OperationalError:
+        return ServerInfo(False, None, None, WAREHOUSE_DB, [], _password_source(cfg))
+    # no listen address: running for the project alone (Unix socket), not reachable by BI tools yet
+    return ServerInfo(True, listen or None, port if listen else None, WAREHOUSE_DB, roles, _password_source(cfg))

@@ -34,6 +34,8 @@ from pathlib import Path
 
 import polars as pl
 
+from simulator.vec import copy_frame
+
 LIVE_DIR = Path(__file__).resolve().parent / "live_schema"
 SITE_ID = "517e0000-0000-4000-8000-000000000001"  # the deployment's one Supabase site
 OPAQUE_PARENTS = """
@@ -173,9 +175,7 @@ class LiveRows:
                                .otherwise(pl.col("role")))
         elif name == "leads":
             if f.height:
-                tenants = f.select(lead_id=pl.col("id"), company_id=pl.col("company_id"))
-                from simulator.vec import copy_frame
-                copy_frame(conn, "simulator.lead_tenants", tenants)
+                copy_frame(conn, "simulator.lead_tenants", f.select(lead_id=pl.col("id"), company_id=pl.col("company_id")))
             status = next((c for c in ("status", "lead_status") if c in f.columns), None)
             if status:  # both columns hold the status as the lead is created (new leads: their defaults)
                 f = f.with_columns(status=pl.col(status), lead_status=pl.col(status))
