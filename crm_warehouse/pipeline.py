@@ -121,9 +121,8 @@ def _step_failures(result) -> list[tuple[str, str]]:
 
 
 def run_refresh(cfg: Settings, *, full_refresh: bool = False, resync: "bool | list[str]" = False,
-                as_of: str | None = None, ingest: bool = True,
-                transform: bool = True, progress: Callable[[str], None] | None = None,
-                wait: bool = False) -> RefreshResult:
+                as_of: str | None = None, ingest: bool = True, transform: bool = True,
+                progress: Callable[[str], None] | None = None, wait: bool = False) -> RefreshResult:
     """Ingest, then dbt build for ``as_of``; dbt's log goes to $CRM_HOME/logs/refresh-<time>.log.
 
     ``full_refresh``: dbt rebuilds every model from raw (raw is kept: it remembers rows the source has
@@ -132,29 +131,21 @@ def run_refresh(cfg: Settings, *, full_refresh: bool = False, resync: "bool | li
     same warehouse raises ``WarehouseLocked``, or with ``wait`` waits for it."""
     from crm_warehouse.lock import writer_lock
 
-    with writer_lock(cfg, "a refresh", wait=wait, progress=progress):
-        return _locked_refresh(cfg, full_refresh=full_refresh, resync=resync, as_of=as_of, ingest=ingest,
-                               transform=transform, progress=progress)
-
-
-def _locked_refresh(cfg: Settings, *, full_refresh: bool, resync: "bool | list[str]", as_of: str | None,
-                    ingest: bool, transform: bool, progress: Callable[[str], None] | None) -> RefreshResult:
     log_path = cfg.home / "logs" / f"refresh-{dt.datetime.now(dt.timezone.utc):%Y%m%dT%H%M%S}.log"
-    tee = _LogTee(log_path, progress)
-    try:
-        with contextlib.redirect_stdout(tee), exported_settings(cfg):
-            res = _run_refresh(cfg, full_refresh=full_refresh, resync=resync, as_of=as_of, ingest=ingest,
-                               transform=transform,
-                               progress=progress)
-    finally:
-        tee.close()
+    with writer_lock(cfg, "a refresh", wait=wait, progress=progress):
+        tee = _LogTee(log_path, progress)
+        try:
+            with contextlib.redirect_stdout(tee), exported_settings(cfg):
+                res = _run_refresh(cfg, full_refresh=full_refresh, resync=resync, as_of=as_of, ingest=ingest,
+                                   transform=transform, progress=progress)
+        finally:
+            tee.close()
     res.log_path = log_path
     return res
 
 
 def _run_refresh(cfg: Settings, *, full_refresh: bool, resync: "bool | list[str]", as_of: str | None, ingest: bool,
-                 transform: bool,
-                 progress: Callable[[str], None] | None) -> RefreshResult:
+                 transform: bool, progress: Callable[[str], None] | None) -> RefreshResult:
     instance = dagster_instance(cfg)
     try:
         return _refresh(cfg, instance, full_refresh=full_refresh, resync=resync, as_of=as_of, ingest=ingest,
