@@ -395,6 +395,46 @@ def test_open_reader_blocks_refresh_cleanly_and_is_not_disturbed(built):
     assert_ok(run_refresh(cfg))
 
 
+def test_a_reader_opened_the_moment_of_publish_does_not_fail_the_refresh(built, tmp_path, monkeypatch):
+    """A read-only session opened right after the publish (a BI tool polling the file): what runs after
+    the publish never needs the file to itself, so the refresh succeeds; the docs' catalogue, which
+    `dbt docs generate` reads with the file open read-write, was regenerated from the build before it."""
+    import dataclasses
+    import shutil
+    import subprocess
+    import sys
+
+    from quality import wap
+
+    src, _ = built["duckdb"]
+    cfg = dataclasses.replace(src, home=tmp_path / "home", duckdb_path=tmp_path / "home" / "warehouse.duckdb")
+    cfg.home.mkdir()
+    shutil.copyfile(src.duckdb_path, cfg.duckdb_path)  # no docs yet in this home: the catalogue must be made
+    readers = []
+    published = wap.publish
+
+    def publish_then_open(build, target):
+        published(build, target)
+        reader = subprocess.Popen([sys.executable, "-c", READER, str(target)], stdin=subprocess.PIPE,
+                                  stdout=subprocess.PIPE, text=True)
+        readers.append((reader, reader.stdout.readline()))  # it has the file open now
+
+    monkeypatch.setattr(wap, "publish", publish_then_open)
+    try:
+        res = run_refresh(cfg)
+        assert_ok(res)
+        assert "serving/dbt_docs" in res.built and len(readers) == 1
+        catalog = json.loads((cfg.home / "docs" / "catalog.json").read_text())
+        in_catalog = {n["metadata"]["name"] for n in catalog["nodes"].values() if n["metadata"]["schema"] == "marts"}
+        assert set(MARTS) <= in_catalog, set(MARTS) - in_catalog
+        assert "won_value / deals_won" in (cfg.home / "docs" / "index.html").read_text()
+        assert readers[0][0].poll() is None  # still reading when the refresh ended
+    finally:
+        for reader, _ in readers:
+            reader.stdin.close()
+            reader.wait(30)
+
+
 def test_installed_packages_import_outside_the_checkout(tmp_path):
     """The console script runs from anywhere: every package the definitions import is installed."""
     import subprocess

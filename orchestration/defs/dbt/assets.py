@@ -12,7 +12,7 @@ from dagster_dbt import DagsterDbtTranslator, DbtCliResource, dbt_assets
 
 from ingest.config import redact, settings, temporary_env
 from ingest.warehouse import open_warehouse
-from orchestration.defs.dbt.project import dbt_env, dbt_project, ensure_manifest
+from orchestration.defs.dbt.project import dbt_env, dbt_project, ensure_manifest, refresh_catalog
 from orchestration.defs.ingest.assets import FULL_REFRESH_TAG
 from quality import wap
 from quality.check_results import dbt_results, record
@@ -124,6 +124,10 @@ def _build(context: dg.AssetExecutionContext, dbt: DbtCliResource):
             finally:
                 wh.close()
             recorded = True
+            # the docs' catalogue too: `dbt docs generate` opens the file read-write, which the
+            # published file (analysts may open it the moment it is published) may not allow
+            if refresh_catalog(build_cfg, target_path, cfg.home / "docs"):
+                context.log.info("dbt docs catalogue regenerated from the audited build (the columns changed)")
             wap.publish(build, cfg.duckdb_path)
             context.log.info(f"published the audited build to {cfg.duckdb_path}")
         if pg is not None and ok:

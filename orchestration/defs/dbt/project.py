@@ -138,36 +138,48 @@ def _docs_page_template() -> Path:
     return Path(next(iter(spec.submodule_search_locations))) / "task" / "docs" / "index.html"
 
 
-def generate_docs(settings: Settings, target_path: Path, out_dir: Path) -> tuple[Path, bool]:
-    """dbt docs for the last build: one self-contained HTML page (models, columns, tests, lineage
-    from the sources) plus the JSON behind it, in ``out_dir``. Returns (the page, whether the
-    catalogue was regenerated).
+def refresh_catalog(settings: Settings, target_path: Path, out_dir: Path) -> bool:
+    """dbt docs' catalogue (every relation's columns and types, read from the warehouse by `dbt docs
+    generate`: a dbt process, ~6 s on the medium tier) into ``out_dir``, regenerated only when the
+    warehouse's columns changed since it was last written (a fingerprint of its information_schema).
+    Returns whether it was regenerated.
 
-    The manifest is always the last build's. The catalogue (every relation's columns and types,
-    read from the warehouse by `dbt docs generate`: a dbt process, ~6 s on the medium tier) is
-    regenerated only when the warehouse's columns changed since the docs were last written (a
-    fingerprint of its information_schema); otherwise the page is rebuilt the way `--static` does it,
-    from dbt's page template, the new manifest and the catalogue kept from before."""
+    On DuckDB the dbt step calls it on its audited build copy before publishing it: `dbt docs generate`
+    opens the file read-write, which the published file, open to analysts, may not allow."""
     fingerprint = warehouse_columns_fingerprint(settings)
     marker = out_dir / "catalog.fingerprint"
-    if (marker.exists() and marker.read_text() == fingerprint and (out_dir / "catalog.json").exists()
-            and (target_path / "manifest.json").exists()):
-        manifest = (target_path / "manifest.json").read_text()
-        catalog = (out_dir / "catalog.json").read_text()
-        page = _docs_page_template().read_text()
-        page = page.replace('"MANIFEST.JSON INLINE DATA"', manifest).replace('"CATALOG.JSON INLINE DATA"', catalog)
-        shutil.copyfile(target_path / "manifest.json", out_dir / "manifest.json")
-        (out_dir / "index.html").write_text(page)
-        return out_dir / "index.html", False
+    if marker.exists() and marker.read_text() == fingerprint and (out_dir / "catalog.json").exists():
+        return False
     env = {**os.environ, **dbt_env(settings)}
-    proc = subprocess.run([dbt_executable(), "docs", "generate", "--static", "--no-compile", "--quiet",
+    proc = subprocess.run([dbt_executable(), "docs", "generate", "--no-compile", "--quiet",
                            "--project-dir", str(ROOT), "--profiles-dir", str(PROFILES_DIR),
                            "--target-path", str(target_path)], cwd=ROOT, env=env, capture_output=True, text=True)
     if proc.returncode != 0:
         raise RuntimeError(f"dbt docs generate failed:\n{redact(proc.stdout[-3000:])}{redact(proc.stderr[-1000:])}")
     out_dir.mkdir(parents=True, exist_ok=True)
-    for name in ("manifest.json", "catalog.json"):
-        shutil.copyfile(target_path / name, out_dir / name)
-    shutil.copyfile(target_path / "static_index.html", out_dir / "index.html")
+    shutil.copyfile(target_path / "catalog.json", out_dir / "catalog.json")
     marker.write_text(fingerprint)
-    return out_dir / "index.html", True
+    return True
+
+
+def write_docs_page(target_path: Path, out_dir: Path) -> Path:
+    """The docs page the way `dbt docs generate --static` builds it: dbt's page template with the last
+    build's manifest and the catalogue inlined; one self-contained HTML file."""
+    manifest = (target_path / "manifest.json").read_text()
+    catalog = (out_dir / "catalog.json").read_text()
+    page = _docs_page_template().read_text()
+    page = page.replace('"MANIFEST.JSON INLINE DATA"', manifest).replace('"CATALOG.JSON INLINE DATA"', catalog)
+    shutil.copyfile(target_path / "manifest.json", out_dir / "manifest.json")
+    (out_dir / "index.html").write_text(page)
+    return out_dir / "index.html"
+
+
+def generate_docs(settings: Settings, target_path: Path, out_dir: Path, *, catalog: bool = True) -> tuple[Path, bool]:
+    """dbt docs for the last build: one self-contained HTML page (models, columns, tests, lineage
+    from the sources) plus the JSON behind it, in ``out_dir``. Returns (the page, whether the
+    catalogue was regenerated). ``catalog=False``: the catalogue is the one already there (on DuckDB
+    the dbt step refreshed it from its build before publishing); nothing opens the warehouse."""
+    regenerated = False
+    if catalog or not (out_dir / "catalog.json").exists():
+        regenerated = refresh_catalog(settings, target_path, out_dir)
+    return write_docs_page(target_path, out_dir), regenerated
