@@ -18,19 +18,22 @@ from rich.table import Table
 from ingest.config import Settings, redact, settings
 from ingest.postgres_server import SourceError
 
-console = Console(stderr=True)
-out = Console()
+# sent to a file (cron), rich would cut tables at 80 columns: a log gets wide lines instead
+console = Console(stderr=True, width=None if sys.stderr.isatty() else 200)
+out = Console(width=None if sys.stdout.isatty() else 200)
 
 
-_ROUTINE = re.compile(r"^\d+ of \d+ (START|OK|PASS)\b")
+_ROUTINE = re.compile(r"^(\d+ of \d+ (START|OK|PASS)\b|raw/)")
 
 
-def _progress(status):
+def _progress(status, verbose: bool = False):
+    """Progress to the status line on a terminal; to a log (cron, a file), one timestamped line per
+    stage and problem, or with ``verbose`` per step (each table, each e-mail chunk, each dbt node)."""
     def report(message: str) -> None:
-        if console.is_terminal:
+        if console.is_terminal and not verbose:
             status.update(message)
-        elif not _ROUTINE.match(message):  # a log, not a terminal: stages and problems only
-            console.print(f"[dim]{time.strftime('%H:%M:%S')}[/] {message}", highlight=False)
+        elif verbose or not _ROUTINE.match(message):
+            console.print(f"[dim]{time.strftime('%H:%M:%S')}[/] {message}", highlight=False, soft_wrap=True)
     return report
 
 
@@ -219,7 +222,7 @@ def cmd_refresh(cfg: Settings, args: argparse.Namespace) -> int:
     resync = _resync_tables(args.resync)
     t0 = time.perf_counter()
     with console.status(f"refresh into the {cfg.warehouse} warehouse: ingest, then dbt build…") as status:
-        res = run_refresh(cfg, full_refresh=args.full_refresh, resync=resync, as_of=as_of, progress=_progress(status),
+        res = run_refresh(cfg, full_refresh=args.full_refresh, resync=resync, as_of=as_of, progress=_progress(status, args.verbose),
                           wait=args.wait)
     out.print(_ingest_table(res.ingest, f"ingest into the {cfg.warehouse} warehouse"))
     _print_outcome(res, time.perf_counter() - t0)
@@ -431,6 +434,8 @@ def build_parser() -> argparse.ArgumentParser:
                               "day in the data")
     refresh.add_argument("--wait", action="store_true",
                          help="if another run is writing this warehouse, wait for it instead of stopping")
+    refresh.add_argument("-v", "--verbose", action="store_true",
+                         help="one timestamped line per step (each table loaded, each e-mail chunk, each dbt node)")
     refresh.add_argument("--allow-mass-delete", action="store_true",
                          help="accept a run that flags more than half of a table's rows deleted (by default such a "
                               "table fails: a wrong database or a truncated table must not empty the warehouse)")
@@ -478,8 +483,14 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+def _quiet_dagster(record: logging.LogRecord) -> bool:
+    return record.levelno >= logging.WARNING or not record.name.startswith("dagster")
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    for handler in logging.getLogger().handlers:  # Dagster's step-by-step INFO lines stay in its run log
+        handler.addFilter(_quiet_dagster)
     args = build_parser().parse_args(argv)
     try:
         cfg = settings()

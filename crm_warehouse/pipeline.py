@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Callable
 
 from ingest.config import Settings, redact, temporary_env
+from ingest.progress import reporting
 
 # What ends the modelled history when no --as-of is given: the latest business time in raw
 # (the same rule as the dbt model int_as_of), so a simulated CRM is modelled up to its own today.
@@ -135,7 +136,7 @@ def run_refresh(cfg: Settings, *, full_refresh: bool = False, resync: "bool | li
     with writer_lock(cfg, "a refresh", wait=wait, progress=progress):
         tee = _LogTee(log_path, progress)
         try:
-            with contextlib.redirect_stdout(tee), exported_settings(cfg):
+            with contextlib.redirect_stdout(tee), exported_settings(cfg), reporting(progress):
                 res = _run_refresh(cfg, full_refresh=full_refresh, resync=resync, as_of=as_of, ingest=ingest,
                                    transform=transform, progress=progress)
         finally:

@@ -1,8 +1,10 @@
 """The one Dagster Definitions object; each domain's assets live under defs/<domain>/."""
 
 import datetime as dt
+import warnings
 
 import dagster as dg
+from dagster_shared.utils.warnings import SupersessionWarning
 from dagster_dbt import DbtCliResource
 
 from orchestration.defs.dbt.assets import dbt_models
@@ -14,10 +16,14 @@ from orchestration.defs.serving.assets import bi_access, dbt_docs
 # Freshness of the marts (Dagster's own last-update checks, evaluated by a sensor): a mart not
 # rebuilt for 26 hours means the daily refresh has stopped. Raw tables carry their own data-time
 # freshness check (the newest row against the source's clock; orchestration/defs/ingest).
-mart_freshness_checks = dg.build_last_update_freshness_checks(
-    assets=[k for k in dbt_models.keys if k.path[0] == "marts"], lower_bound_delta=dt.timedelta(hours=26))
-freshness_sensor = dg.build_sensor_for_freshness_checks(freshness_checks=mart_freshness_checks,
-                                                        name="mart_freshness_sensor")
+# (Dagster 1.13 marks these builders superseded by FreshnessPolicy, which needs its daemon to evaluate
+# anything; the checks and their sensor work as they are, so the notice is not printed on every run.)
+with warnings.catch_warnings():
+    warnings.simplefilter("ignore", SupersessionWarning)
+    mart_freshness_checks = dg.build_last_update_freshness_checks(
+        assets=[k for k in dbt_models.keys if k.path[0] == "marts"], lower_bound_delta=dt.timedelta(hours=26))
+    freshness_sensor = dg.build_sensor_for_freshness_checks(freshness_checks=mart_freshness_checks,
+                                                            name="mart_freshness_sensor")
 _not_freshness = dg.AssetSelection.checks(*mart_freshness_checks)
 
 # Every job runs in one process, one step at a time: a DuckDB warehouse file has a single writer.

@@ -3,10 +3,11 @@
 Plain Python, no Dagster. The refresh's transform step:
 
 1. **write**: the published file (any write-ahead log left beside it folded in) is copied to
-   ``<file>.build``; dbt builds every model, snapshot and test into the copy;
+   ``<file>.build-<pid>-<time>``, this run's own path; dbt builds every model, snapshot and test into the copy;
 2. **audit**: dbt's tests run there (a failing test, or a model whose SQL fails, fails the build);
-3. **publish**: only when the whole build passed, the copy is renamed over the
-   published file (``os.replace``: atomic on one filesystem). Otherwise the copy is deleted and
+3. **publish**: only when the whole build passed, and the published file is still the one the copy
+   was made from (same inode, size and mtime), the copy is renamed over it (``os.replace``: atomic on
+   one filesystem). Otherwise the copy is deleted and
    the published file is left as it was, byte for byte.
 
 Readers are never blocked by the build and never see half of it: while dbt writes the copy, the
@@ -19,13 +20,25 @@ from __future__ import annotations
 
 import os
 import shutil
+import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import duckdb
 
 
+class PublishRefused(RuntimeError):
+    """The published file is no longer the one the build was copied from: publishing would lose what changed."""
+
+
+def _identity(path: Path) -> tuple[int, int, int, int]:
+    st = os.stat(path)
+    return st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns
+
+
 def build_path(published: Path) -> Path:
-    return published.with_name(published.name + ".build")
+    """This run's own copy: two builds never share a path (a killed run's copy is removed by the next)."""
+    return published.with_name(f"{published.name}.build-{os.getpid()}-{time.time_ns()}")
 
 
 def _fold_wal(path: Path) -> None:
@@ -44,19 +57,36 @@ def discard(build: Path) -> None:
         p.unlink(missing_ok=True)
 
 
-def start(published: Path) -> Path:
-    """A copy of the published warehouse for dbt to build into (a stale one from a killed run is replaced)."""
-    build = build_path(published)
-    discard(build)
+def _stale_builds(published: Path) -> list[Path]:
+    return [p for p in published.parent.glob(f"{published.name}.build*") if not p.name.endswith(".wal")]
+
+
+@dataclass(frozen=True)
+class Build:
+    path: Path       # the copy dbt builds into
+    origin: tuple    # the published file it was copied from (device, inode, size, mtime)
+
+
+def start(published: Path) -> Build:
+    """A copy of the published warehouse for dbt to build into. The caller holds the writer lock
+    (crm_warehouse.lock): any other copy beside the file is a killed run's, and is removed."""
+    for stale in _stale_builds(published):
+        discard(stale)
     _fold_wal(published)  # the copy must hold everything the ingest wrote
+    origin = _identity(published)
+    build = build_path(published)
     shutil.copyfile(published, build)  # read-only sessions may have the published file open meanwhile
-    return build
+    return Build(build, origin)
 
 
-def publish(build: Path, published: Path) -> None:
-    """Replace the published file with the audited copy, atomically."""
-    _fold_wal(build)
-    os.replace(build, published)
+def publish(build: Build, published: Path) -> None:
+    """Replace the published file with the audited copy, atomically, if the published file is still the
+    one the copy was made from (otherwise ``PublishRefused``: something wrote it meanwhile)."""
+    if _identity(published) != build.origin:
+        raise PublishRefused(f"{published} changed while this run built its copy (another writer?): the build "
+                             "was not published; the next refresh builds from the current file")
+    _fold_wal(build.path)
+    os.replace(build.path, published)
 
 
 # ---- PostgreSQL: the build goes to shadow schemas, published by renaming them in one transaction ----

@@ -274,6 +274,70 @@ def test_crash_before_commit_leaves_state_and_next_run_completes(workdir, tiny_s
     wh.close()
 
 
+def test_a_backlog_larger_than_the_chunk_loads_in_chunks_with_bounded_memory(workdir, tiny_source, monkeypatch):
+    """The landing zone is read in chunks: a backlog of many chunks loads exactly what one read would,
+    a run killed after some chunks keeps them and the next goes on from their offsets, and the memory
+    held while reading is the chunk's, not the backlog's."""
+    import tracemalloc
+
+    import ingest.email_events.load as load
+    from ingest.email_events.landing import landing_files, new_line_chunks
+
+    landing = _copy_landing(tiny_source[0].email_events_dir, workdir / f"landing-{time.monotonic_ns()}")
+    backlog = sum(f.stat().st_size for f in landing_files(landing))
+    chunk = 256 * 1024
+    assert backlog > 8 * chunk
+    everything, _ = read_new_lines(landing, {})
+    chunks = list(new_line_chunks(landing, {}, chunk))
+    assert len(chunks) >= backlog // chunk
+    assert pl.concat([c for c, _ in chunks]).equals(everything)
+    longest = max(len(t.encode()) for t in everything["line"]) + 1
+    for lines, _ in chunks:  # no chunk holds more than its size (plus the line that crossed it)
+        assert sum(len(t.encode()) + 1 for t in lines["line"]) < chunk + longest
+
+    def peak(root: Path, max_bytes: int) -> int:
+        tracemalloc.start()
+        try:
+            for _lines, _marks in new_line_chunks(root, {}, max_bytes):
+                pass
+            return tracemalloc.get_traced_memory()[1]
+        finally:
+            tracemalloc.stop()
+
+    doubled = _copy_landing(landing, workdir / f"landing-doubled-{time.monotonic_ns()}")
+    for f in landing_files(doubled):  # the same files, each twice as long (the file list is the same size)
+        f.write_bytes(f.read_bytes() * 2)
+    small, large = peak(landing, chunk), peak(doubled, chunk)
+    assert large < small * 1.25, f"twice the backlog: {large:,} bytes held against {small:,}"
+    assert peak(doubled, 2 * backlog) > 3 * large  # what one read of everything holds
+
+    whole = DuckDBWarehouse(workdir / f"whole-{time.monotonic_ns()}.duckdb")
+    ingest_email_events(whole, landing)
+    wh = DuckDBWarehouse(workdir / f"chunked-{time.monotonic_ns()}.duckdb")
+    original, calls = load.parse_lines, []
+
+    def killed_at_the_fourth_chunk(lines):
+        calls.append(lines.height)
+        if len(calls) == 4:
+            raise KeyboardInterrupt("kill -9 in the fourth chunk")
+        return original(lines)
+
+    monkeypatch.setattr(load, "parse_lines", killed_at_the_fourth_chunk)
+    with pytest.raises(KeyboardInterrupt):
+        ingest_email_events(wh, landing, chunk_bytes=chunk)
+    assert wh.scalar("SELECT count(*) FROM raw.email_events") > 0  # three chunks committed
+    assert wh.scalar("SELECT sum(lines) FROM ops.email_landing_files") == sum(calls[:3])
+    monkeypatch.setattr(load, "parse_lines", original)
+    seen = []
+    r = ingest_email_events(wh, landing, chunk_bytes=chunk, progress=seen.append)
+    assert r.lines_read == everything.height - sum(calls[:3]) and len(seen) >= 2
+    q = "SELECT provider, event_id, event_type, occurred_at FROM raw.email_events ORDER BY 1, 2"
+    assert wh.query(q).equals(whole.query(q))
+    assert wh.scalar("SELECT count(*) FROM ops.ingest_batches WHERE asset = 'raw/email_events'") == 2
+    wh.close()
+    whole.close()
+
+
 def test_dagster_asset_materializes_into_the_warehouse(tiny_source, workdir, monkeypatch):
     import dagster as dg
 

@@ -242,6 +242,37 @@ def test_failing_blocking_test_names_it_and_leaves_marts_unchanged(pg_server, wo
     assert set(failed["asset"]) == {"marts/fct_deals"} and built_bad == 0
 
 
+def test_each_build_has_its_own_copy_and_publishes_only_over_the_file_it_was_made_from(tmp_path):
+    """quality/wap.py on a real DuckDB file: a killed run's copy is removed by the next start, two
+    builds never share a path, and a build whose published file changed meanwhile is refused."""
+    from quality import wap
+
+    published = tmp_path / "warehouse.duckdb"
+    con = duckdb.connect(str(published))
+    con.execute("CREATE TABLE t AS SELECT 1 AS v")
+    con.close()
+    killed = wap.start(published)  # never published nor discarded: what kill -9 leaves
+    first = wap.start(published)
+    assert first.path != killed.path and not killed.path.exists() and first.path.exists()
+    con = duckdb.connect(str(first.path))
+    con.execute("INSERT INTO t VALUES (2)")
+    con.close()
+    wap.publish(first, published)
+    assert duckdb.connect(str(published), read_only=True).execute("SELECT sum(v) FROM t").fetchone() == (3,)
+    # a build made from that file; then something else replaces the published file before it publishes
+    late = wap.start(published)
+    other = wap.start(published)  # another run (without the lock) would have removed `late`'s copy
+    assert not late.path.exists()
+    con = duckdb.connect(str(other.path))
+    con.execute("INSERT INTO t VALUES (4)")
+    con.close()
+    wap.publish(other, published)
+    with pytest.raises(wap.PublishRefused, match="changed while this run built its copy"):
+        wap.publish(late, published)
+    assert duckdb.connect(str(published), read_only=True).execute("SELECT sum(v) FROM t").fetchone() == (7,)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["warehouse.duckdb"]
+
+
 def test_postgres_build_is_published_only_when_every_test_passed(pg_server, workdir, monkeypatch, capsys):
     """PostgreSQL write–audit–publish: dbt builds into shadow schemas, renamed in only after a passing
     build. A failing mart test leaves every mart as it was and no shadow schema behind; a later good

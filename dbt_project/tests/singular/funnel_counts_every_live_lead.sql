@@ -1,4 +1,4 @@
-{{ config(meta={'dagster': {'asset_key': ['marts', 'funnel_conversion']}}) }}
+{{ config(meta={'dagster': {'ref': {'name': 'funnel_conversion'}}}) }}
 
 -- Invariant: the funnel's cohorts add up to the live leads created by the end of the as-of day, per company. Returns the companies that disagree.
 with

@@ -1,4 +1,4 @@
-{{ config(meta={'dagster': {'asset_key': ['marts', 'lead_scores']}}, severity='warn') }}
+{{ config(meta={'dagster': {'ref': {'name': 'lead_scores'}}}, severity='warn') }}
 
 -- Invariant: for a live lead, the operational trigger's own arithmetic over the lead's live
 -- activities (only the activity spellings the trigger knows) reproduces leads.lead_score as the

@@ -1,4 +1,4 @@
-{{ config(meta={'dagster': {'asset_key': ['marts', 'pipeline_metrics']}}) }}
+{{ config(meta={'dagster': {'ref': {'name': 'pipeline_metrics'}}}) }}
 
 -- Invariant: won value per company, pipeline and month in pipeline_metrics equals the won deals of fct_deals
 -- closed that month (actual_value, else estimated_value). Returns the months that disagree.

@@ -1,4 +1,4 @@
-{{ config(meta={'dagster': {'asset_key': ['marts', 'fct_deal_daily_snapshot']}}) }}
+{{ config(meta={'dagster': {'ref': {'name': 'fct_deal_daily_snapshot'}}}) }}
 
 -- Invariant: on its close day (within the modelled history), a closed deal's daily snapshot row shows the
 -- deal's outcome, and no snapshot row follows its close day. Returns the deals that disagree.

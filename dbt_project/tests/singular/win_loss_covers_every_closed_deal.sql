@@ -1,4 +1,4 @@
-{{ config(meta={'dagster': {'asset_key': ['marts', 'win_loss']}}) }}
+{{ config(meta={'dagster': {'ref': {'name': 'win_loss'}}}) }}
 
 -- Invariant: win_loss has exactly the live won and lost deals of fct_deals. Returns the deals in one and not the other.
 select fct_deals.deal_id, win_loss.deal_id as win_loss_deal_id

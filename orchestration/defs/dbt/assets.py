@@ -11,6 +11,7 @@ import dagster as dg
 from dagster_dbt import DagsterDbtTranslator, DbtCliResource, dbt_assets
 
 from ingest.config import redact, settings, temporary_env
+from ingest.progress import report
 from ingest.warehouse import open_warehouse
 from orchestration.defs.dbt.project import dbt_env, dbt_project, ensure_manifest, refresh_catalog
 from orchestration.defs.ingest.assets import FULL_REFRESH_TAG
@@ -61,8 +62,9 @@ def failed_nodes(run_results: Mapping[str, Any]) -> list[tuple[str, str]]:
     return out
 
 
+# one as-of day per run (CRM_AS_OF is the run's partition key): a backfill of many days is many runs
 @dbt_assets(manifest=ensure_manifest(), project=dbt_project, partitions_def=DAILY,
-            dagster_dbt_translator=Translator(), name="dbt_models")
+            dagster_dbt_translator=Translator(), name="dbt_models", backfill_policy=dg.BackfillPolicy.multi_run(1))
 def dbt_models(context: dg.AssetExecutionContext, dbt: DbtCliResource):
     from crm_warehouse.lock import writer_lock
 
@@ -89,7 +91,7 @@ def _build(context: dg.AssetExecutionContext, dbt: DbtCliResource):
     # write–audit–publish (PostgreSQL): dbt builds into shadow schemas <schema>__build (incremental
     # models and snapshots copied in first), swapped in by renaming the schemas in one transaction
     build = wap.start(cfg.duckdb_path) if cfg.warehouse == "duckdb" else None
-    build_cfg = dataclasses.replace(cfg, duckdb_path=build) if build else cfg
+    build_cfg = dataclasses.replace(cfg, duckdb_path=build.path) if build else cfg
     pg = None
     env = {**dbt_env(build_cfg), "CRM_AS_OF": context.partition_key}
     if cfg.warehouse == "postgres":
@@ -118,6 +120,7 @@ def _build(context: dg.AssetExecutionContext, dbt: DbtCliResource):
         if build and ok:
             # the check history goes into the audited copy before it is published: after the publish
             # nothing needs the file to itself (analysts may open it read-only at once)
+            report("publish: recording the check results in the audited build")
             wh = open_warehouse(build_cfg)
             try:
                 record(wh, rows)
@@ -128,14 +131,18 @@ def _build(context: dg.AssetExecutionContext, dbt: DbtCliResource):
             # published file (analysts may open it the moment it is published) may not allow
             if refresh_catalog(build_cfg, target_path, cfg.home / "docs"):
                 context.log.info("dbt docs catalogue regenerated from the audited build (the columns changed)")
+            report("publish: the audited build replaces the published warehouse file")
             wap.publish(build, cfg.duckdb_path)
             context.log.info(f"published the audited build to {cfg.duckdb_path}")
+            report("publish: done")
         if pg is not None and ok:
+            report("publish: the audited build's shadow schemas are renamed in")
             wap.pg_publish(pg)
             context.log.info("published the audited build: shadow schemas renamed in")
+            report("publish: done")
     finally:
         if build:
-            wap.discard(build)  # a failed or interrupted build: the published file was not touched
+            wap.discard(build.path)  # a failed or interrupted build: the published file was not touched
         if pg is not None:
             wap.pg_discard(pg)  # nothing left when published; the unpublished build dropped otherwise
             pg.close()

@@ -5,6 +5,7 @@ import dagster as dg
 
 from ingest.config import settings
 from ingest.email_events.load import ingest_email_events
+from ingest.progress import report
 from ingest.warehouse import open_warehouse
 
 
@@ -22,7 +23,11 @@ def raw_email_events(context: dg.AssetExecutionContext) -> dg.MaterializeResult:
     with writer_lock(cfg, f"Dagster run {context.run_id[:8]} (e-mail events)", wait=True, progress=context.log.info):
         wh = open_warehouse(cfg)
         try:
-            r = ingest_email_events(wh, cfg.email_events_dir)
+            def progress(message: str) -> None:
+                context.log.info(message)
+                report(message)
+
+            r = ingest_email_events(wh, cfg.email_events_dir, progress=progress)
         finally:
             wh.close()
     context.log.info(

@@ -8,6 +8,7 @@ import dagster as dg
 from ingest.config import settings
 from ingest.postgres_server import source_url
 from ingest.postgres_source import PostgresSource
+from ingest.progress import report as progress_report
 from ingest.raw_load import IngestBlocked, freshness, ingest_tables, table_deps
 from ingest.tables import SPECS, TableSpec
 from ingest.warehouse import open_warehouse
@@ -111,8 +112,10 @@ def _raw_tables(context: dg.AssetExecutionContext):
                     for _ in [1] if spec.raw in FRESHNESS_TABLES]
                     if dg.AssetCheckKey(key, c.check_name) in checks])
                 continue
-            context.log.info(f"raw.{spec.raw}: {r.rows_extracted:,} read, {r.rows_written:,} written, "
-                             f"{r.rows_deleted:,} newly deleted, {r.rows_live:,} live ({r.mode}, {r.seconds:.1f} s)")
+            done = (f"{r.rows_extracted:,} read, {r.rows_written:,} written, {r.rows_deleted:,} newly deleted, "
+                    f"{r.rows_live:,} live ({r.mode}, {r.seconds:.1f} s)")
+            context.log.info(f"raw.{spec.raw}: {done}")
+            progress_report(f"raw/{spec.raw}: {done}")
             yield dg.MaterializeResult(asset_key=key, metadata={
                 "mode": r.mode, "rows_extracted": r.rows_extracted, "rows_written": r.rows_written,
                 "rows_deleted": r.rows_deleted, "row_count": r.rows_live,

@@ -1,8 +1,10 @@
 """Serving: who may read the warehouse, re-applied after every dbt build (PostgreSQL target)."""
 
 import os
+import warnings
 
 import dagster as dg
+from dagster_shared.utils.warnings import BetaWarning
 
 from ingest.config import settings
 from ingest.postgres_server import WAREHOUSE_DB, connect, embedded_database_url
@@ -12,8 +14,13 @@ from serving.bi_access import apply_bi_access
 
 MART_KEYS = [k for k in dbt_models.keys if k.path[0] == "marts"]
 
+# one as-of day per run, like the dbt step they follow (a job mixing policies warns on every run); the
+# parameter is "beta" in Dagster 1.13, and says so on every import unless told not to
+warnings.filterwarnings("ignore", message="Parameter `backfill_policy`", category=BetaWarning)
+
 
 @dg.asset(key=["serving", "bi_access"], deps=MART_KEYS, partitions_def=DAILY, group_name="serving",
+          backfill_policy=dg.BackfillPolicy.multi_run(1),
           description="bi_reader and tenant roles: grants on marts, row-level security per tenant (postgres target)")
 def bi_access(context: dg.AssetExecutionContext) -> dg.MaterializeResult:
     cfg = settings()
@@ -27,6 +34,7 @@ def bi_access(context: dg.AssetExecutionContext) -> dg.MaterializeResult:
 
 
 @dg.asset(key=["serving", "dbt_docs"], deps=MART_KEYS, partitions_def=DAILY, group_name="serving",
+          backfill_policy=dg.BackfillPolicy.multi_run(1),
           description="dbt docs (every model and column described, lineage from the source tables) under $CRM_HOME/docs")
 def dbt_docs(context: dg.AssetExecutionContext) -> dg.MaterializeResult:
     cfg = settings()

@@ -1,0 +1,29 @@
+"""Progress of a refresh as the person running it sees it.
+
+The Dagster steps run in the CLI's process (``execute_in_process``); what they report here reaches
+the terminal's status line (or, when the output is a log, one timestamped line each) through the
+callback the refresh installs with ``reporting``. Outside a refresh (the Dagster UI, the schedule) a
+report goes nowhere but the step's own Dagster log.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from typing import Callable, Iterator
+
+_sink: Callable[[str], None] | None = None
+
+
+def report(message: str) -> None:
+    if _sink is not None:
+        _sink(message)
+
+
+@contextlib.contextmanager
+def reporting(callback: Callable[[str], None] | None) -> Iterator[None]:
+    global _sink
+    previous, _sink = _sink, callback
+    try:
+        yield
+    finally:
+        _sink = previous
