@@ -158,3 +158,170 @@ def test_a_killed_refresh_takes_its_dbt_child_with_it(tiny_source, pg_server):
     from tests.conftest import assert_ok
 
     assert_ok(run_refresh(tcfg))
+
+
+# Where a refresh is killed: (stage, a line of the run's own `refresh -v` progress, which occurrence of it).
+# Each run starts from what the previous killed one left; the last one runs to the end.
+KILL_POINTS = [
+    ("e-mail ingest", r"raw/email_events: .* loaded", 1),   # the first chunk committed
+    ("e-mail ingest", r"raw/email_events: .* loaded", 3),   # three more chunks into the next run
+    ("table ingest", r"raw/(?!email_events)\w+: .* read", 1),
+    ("table ingest", r"raw/(?!email_events)\w+: .* read", 12),
+    ("dbt build", r"\d+ of \d+ START", 1),
+    ("dbt build", r"\d+ of \d+ (OK|PASS)", 120),
+    ("publish", r"publish: recording the check results", 1),
+    ("publish", r"publish: the audited build replaces", 1),
+]
+
+
+def test_killed_at_every_stage_the_next_refresh_recovers_completely(tiny_source, pg_server, built, workdir):
+    """`kill -9` of `crm-warehouse refresh` during the e-mail ingest, the table ingest, the dbt build
+    and the publish, two points each, picked from the run's own progress lines: the next refresh
+    completes, raw equals the source (nothing lost, nothing twice) and every mart equals a clean build
+    of the same source; no build copy is left behind."""
+    import re
+    import signal
+
+    from tests.test_marts import all_marts
+    from tests.test_raw_ingest import assert_raw_equals_source
+
+    cfg, url = tiny_source
+    tcfg = for_target(cfg, "duckdb", pg_server, f"killed_{time.monotonic_ns()}")
+    env = {**os.environ, "CRM_HOME": str(tcfg.home), "CRM_SOURCE_URL": url, "CRM_WAREHOUSE": "duckdb",
+           "CRM_EMAIL_EVENTS_DIR": str(tcfg.email_events_dir), "CRM_DUCKDB_PATH": str(tcfg.duckdb_path),
+           "CRM_EMAIL_CHUNK_MB": "0.25"}  # the tiny landing zone (~2.8 MB) in a dozen chunks
+    for stage, pattern, nth in KILL_POINTS:
+        proc = subprocess.Popen([sys.executable, "-m", "crm_warehouse.cli", "refresh", "-v"], env=env,
+                                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+        seen, lines = 0, []
+        try:
+            for line in proc.stderr:
+                lines.append(line)
+                if re.search(pattern, line):
+                    seen += 1
+                    if seen == nth:
+                        os.kill(proc.pid, signal.SIGKILL)
+                        break
+        finally:
+            if proc.poll() is None and seen < nth:
+                proc.kill()
+            proc.wait(30)
+        assert seen == nth, f"{stage}: the run ended before {pattern!r} #{nth}:\n{''.join(lines[-20:])}"
+        assert proc.returncode == -signal.SIGKILL, (stage, proc.returncode)
+    done = subprocess.run([sys.executable, "-m", "crm_warehouse.cli", "refresh"], env=env,
+                          capture_output=True, text=True)
+    assert done.returncode == 0 and "ok in" in done.stdout, done.stderr[-3000:]
+    wh = open_warehouse(tcfg)
+    try:
+        assert_raw_equals_source(wh, url)
+        events = wh.rows("SELECT count(*), count(DISTINCT (provider, event_id)) FROM raw.email_events")[0]
+    finally:
+        wh.close()
+    clean = open_warehouse(built["duckdb"][0])
+    try:
+        assert events == clean.rows("SELECT count(*), count(DISTINCT (provider, event_id)) FROM raw.email_events")[0]
+    finally:
+        clean.close()
+    assert all_marts(tcfg) == all_marts(built["duckdb"][0])
+    assert not list(tcfg.duckdb_path.parent.glob(f"{tcfg.duckdb_path.name}.build*"))
+
+
+class _Run:
+    """`crm-warehouse refresh` in a process group of its own, its stderr collected line by line."""
+
+    def __init__(self, env: dict, *args: str):
+        import threading
+
+        self.proc = subprocess.Popen([sys.executable, "-m", "crm_warehouse.cli", "refresh", *args], env=env,
+                                     stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
+        self.lines: list[str] = []
+        self.out = ""
+        self._reader = threading.Thread(target=self._read, daemon=True)
+        self._reader.start()
+
+    def _read(self) -> None:
+        for line in self.proc.stderr:
+            self.lines.append(line)
+
+    def saw(self, pattern: str) -> bool:
+        import re
+
+        return any(re.search(pattern, line) for line in list(self.lines))
+
+    def until(self, pattern: str, timeout: float = 240) -> None:
+        deadline = time.monotonic() + timeout
+        while not self.saw(pattern):
+            assert self.proc.poll() is None and time.monotonic() < deadline, \
+                f"never printed {pattern!r}:\n{''.join(self.lines[-20:])}"
+            time.sleep(0.05)
+
+    def finish(self, timeout: float = 600) -> int:
+        self.out = self.proc.stdout.read()
+        self.proc.wait(timeout)
+        self._reader.join(10)
+        return self.proc.returncode
+
+    def signal_group(self, sig) -> None:
+        os.killpg(self.proc.pid, sig)
+
+
+def test_two_refreshes_started_together_and_one_paused_mid_dbt(tiny_source, pg_server, workdir):
+    """Two refreshes started at the same moment on one warehouse: one runs, the other says it waits.
+    The running one is paused (SIGSTOP, with its dbt) in the middle of its dbt build while the source
+    moves on a day; a third, without --wait, exits 2 naming it. Resumed, it publishes its own audited
+    build; then the waiting one ingests the new day and publishes: raw equals the moved source."""
+    import shutil
+    import signal
+
+    from simulator import advance
+    from tests.test_raw_ingest import assert_raw_equals_source
+
+    cfg, _ = tiny_source
+    url = _clone(pg_server, "concurrent_source")
+    landing = workdir / f"concurrent-landing-{time.monotonic_ns()}"
+    shutil.copytree(cfg.email_events_dir, landing)
+    tcfg = for_target(cfg, "duckdb", pg_server, f"concurrent_{time.monotonic_ns()}")
+    env = {**os.environ, "CRM_HOME": str(tcfg.home), "CRM_SOURCE_URL": url, "CRM_WAREHOUSE": "duckdb",
+           "CRM_EMAIL_EVENTS_DIR": str(landing), "CRM_DUCKDB_PATH": str(tcfg.duckdb_path)}
+    runs = [_Run(env, "-v", "--wait"), _Run(env, "-v", "--wait")]
+    try:
+        deadline = time.monotonic() + 120
+        while not any(r.saw("waiting for a refresh") for r in runs):
+            assert time.monotonic() < deadline and all(r.proc.poll() is None for r in runs), \
+                [r.lines[-5:] for r in runs]
+            time.sleep(0.05)
+        waiting = next(r for r in runs if r.saw("waiting for a refresh"))
+        first = next(r for r in runs if r is not waiting)
+        assert waiting.saw(f"pid {first.proc.pid}")
+        first.until(r"\d+ of \d+ (OK|PASS)")  # its dbt is building its copy
+        first.signal_group(signal.SIGSTOP)
+        try:
+            moved = advance.advance(url, landing, days=1)
+            assert sum(moved.values()) > 0
+            third = _Run(env)
+            assert third.finish(120) == 2
+            said = " ".join("".join(third.lines).split())
+            assert f"being written by a refresh (pid {first.proc.pid}" in said and "--wait" in said
+            assert not waiting.saw(r"ingest: every source table")  # still waiting, nothing done
+        finally:
+            first.signal_group(signal.SIGCONT)
+        assert first.finish() == 0, "".join(first.lines[-30:])
+        assert waiting.finish() == 0, "".join(waiting.lines[-30:])
+        assert "ok in" in first.out and "ok in" in waiting.out
+    finally:
+        for r in runs:
+            if r.proc.poll() is None:
+                r.signal_group(signal.SIGKILL)
+                r.proc.wait(30)
+    # the waiting run read the moved source after the first had published: nothing of either was lost
+    wh = open_warehouse(tcfg)
+    try:
+        assert_raw_equals_source(wh, url)
+        leads_in_marts = wh.scalar("SELECT count(*) FROM marts.dim_leads WHERE NOT is_deleted")
+        leads_in_raw = wh.scalar("SELECT count(*) FROM raw.leads WHERE _deleted_at IS NULL")
+    finally:
+        wh.close()
+    assert leads_in_marts == leads_in_raw, (leads_in_marts, leads_in_raw)
+    assert not list(tcfg.duckdb_path.parent.glob(f"{tcfg.duckdb_path.name}.build*"))
+    with psycopg.connect(pg_server, autocommit=True) as conn:
+        conn.execute("DROP DATABASE concurrent_source WITH (FORCE)")
