@@ -11,6 +11,7 @@ import time
 from pathlib import Path
 from typing import Sequence
 
+import duckdb
 import psycopg
 from rich.console import Console
 from rich.table import Table
@@ -491,6 +492,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     for handler in logging.getLogger().handlers:  # Dagster's step-by-step INFO lines stay in its run log
         handler.addFilter(_quiet_dagster)
+    logging.raiseExceptions = False  # a log handler failing (Dagster's event storage on a full disk) prints no traceback
     args = build_parser().parse_args(argv)
     try:
         cfg = settings()
@@ -498,7 +500,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (SourceError, ValueError) as err:
         console.print(f"[bold red]error:[/] {redact(str(err))}", highlight=False, soft_wrap=True)
         return 2
-    except psycopg.Error as err:  # a database refused something: its first line, no traceback, no password
+    except (psycopg.Error, duckdb.Error) as err:  # a database refused something: its first line, no traceback
         first = (str(err).strip().splitlines() or [type(err).__name__])[0]
         console.print(f"[bold red]error:[/] {redact(first)}", highlight=False, soft_wrap=True)
         return 1
@@ -510,6 +512,34 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         console.print("interrupted")
         return 130
+    except Exception as err:  # Dagster's run storage (SQLite under CRM_HOME) failing: a full disk, most often
+        if not _storage_error(err):
+            raise
+        console.print(f"[bold red]error:[/] Dagster's run storage under {settings().home / 'dagster'} failed "
+                      f"({_first_line(err)}): check the free space and permissions of CRM_HOME", highlight=False,
+                      soft_wrap=True)
+        # at once: the open DuckDB sessions' destructors would write again at exit and abort the process
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(1)
+
+
+def _storage_error(err: BaseException) -> bool:
+    import sqlite3
+
+    while err is not None:
+        if isinstance(err, sqlite3.Error) or type(err).__module__.startswith("sqlalchemy"):
+            return True
+        err = err.__cause__ or err.__context__
+    return False
+
+
+def _first_line(err: BaseException) -> str:
+    import sqlite3
+
+    while err.__cause__ is not None and not isinstance(err, sqlite3.Error):
+        err = err.__cause__
+    return redact((str(err).strip().splitlines() or [type(err).__name__])[0])
 
 
 if __name__ == "__main__":

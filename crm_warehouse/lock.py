@@ -9,6 +9,11 @@ again re-entrantly.
 The lock is ``flock`` on a file beside the warehouse (``<CRM_DUCKDB_PATH>.lock``; for the PostgreSQL
 target ``$CRM_HOME/warehouse-postgres.lock``). The kernel releases it when the process ends, however it
 ends (``kill -9`` included), so a killed run never leaves a stale lock. The file says who holds it.
+
+``source advance`` does not take it: it writes the simulated CRM and the landing zone, never the
+warehouse, and a refresh is built to read a source that moves under it (each table's extraction is
+one snapshot, and the landing zone is read up to complete lines) as BuildDesk's live CRM does all
+day (tested: the source advanced a day while a refresh was paused mid-dbt).
 """
 
 from __future__ import annotations

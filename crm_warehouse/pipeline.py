@@ -134,6 +134,12 @@ def run_refresh(cfg: Settings, *, full_refresh: bool = False, resync: "bool | li
 
     log_path = cfg.home / "logs" / f"refresh-{dt.datetime.now(dt.timezone.utc):%Y%m%dT%H%M%S}.log"
     with writer_lock(cfg, "a refresh", wait=wait, progress=progress):
+        if cfg.warehouse == "duckdb" and cfg.duckdb_path.exists():
+            open(cfg.duckdb_path, "r+b").close()  # a read-only warehouse file: PermissionError before any work
+        if ingest:  # an unreachable source: one line (SourceError) before any work, not a failed run
+            from ingest.postgres_server import connect, source_url
+
+            connect(source_url(cfg)).close()
         tee = _LogTee(log_path, progress)
         try:
             with contextlib.redirect_stdout(tee), exported_settings(cfg), reporting(progress):
@@ -167,7 +173,9 @@ def _refresh(cfg: Settings, instance, *, full_refresh: bool, resync: "bool | lis
     tags = {FULL_REFRESH_TAG: "true" if full_refresh else "false"}
     if resync:  # the tables re-read whole from the source and merged into raw (never dropped)
         tags[RESYNC_TAG] = "all" if resync is True else ",".join(resync)
-    run_config = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
+    # Dagster's console logger prints each failure with its stack trace; the refresh's summary names
+    # every failed step and dbt node in one line each, and the traces stay in the run's Dagster log
+    run_config = {"loggers": {"console": {"config": {"log_level": "CRITICAL"}}}}
 
     if ingest:
         t0 = time.perf_counter()

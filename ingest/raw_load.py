@@ -1015,7 +1015,7 @@ def _ingest(wh: Warehouse, src: PostgresSource, spec: TableSpec, *, resync: bool
                 # rules and the cascades must see the raw tables as they are now
                 tables = _catalog_all(wh, spec.raw)[0]
             existing_columns, unresolved = plan.existing_columns, plan.unresolved
-            where, params, source_count = plan.where, plan.params, plan.source_count
+            source_count = plan.source_count
             exists = plan.exists
             previous = json.loads(state[0][1]) if state and exists else None
             cursor = plan.cursor

@@ -325,3 +325,73 @@ def test_two_refreshes_started_together_and_one_paused_mid_dbt(tiny_source, pg_s
     assert not list(tcfg.duckdb_path.parent.glob(f"{tcfg.duckdb_path.name}.build*"))
     with psycopg.connect(pg_server, autocommit=True) as conn:
         conn.execute("DROP DATABASE concurrent_source WITH (FORCE)")
+
+
+def _without_root_overrides() -> None:
+    """In the child before exec: root's power to write what its mode forbids is dropped, so a read-only
+    directory is read-only to it too (the suite may run as root; an ordinary user needs nothing)."""
+    import ctypes
+
+    if os.geteuid() != 0:
+        return
+    libc = ctypes.CDLL(None, use_errno=True)
+    for cap in (1, 2):  # CAP_DAC_OVERRIDE, CAP_DAC_READ_SEARCH, out of the bounding set: gone after exec
+        if libc.prctl(24, cap, 0, 0, 0) != 0:  # PR_CAPBSET_DROP
+            raise OSError(ctypes.get_errno(), "prctl(PR_CAPBSET_DROP)")
+
+
+def test_a_read_only_home_or_warehouse_file_is_one_line_before_any_work(tiny_source, pg_server, built, workdir):
+    """A CRM_HOME the user cannot write, or a warehouse file that is read-only: `refresh` says so in
+    one line and exits 1, without a traceback and without reading the source."""
+    import shutil
+    import stat
+
+    cfg, url = tiny_source
+    home = workdir / f"ro-home-{time.monotonic_ns()}"
+    home.mkdir()
+    base = {**os.environ, "CRM_SOURCE_URL": url, "CRM_WAREHOUSE": "duckdb",
+            "CRM_EMAIL_EVENTS_DIR": str(cfg.email_events_dir)}
+    try:
+        home.chmod(0o555)
+        proc = subprocess.run([sys.executable, "-m", "crm_warehouse.cli", "refresh"], preexec_fn=_without_root_overrides,
+                              env={**base, "CRM_HOME": str(home)}, capture_output=True, text=True, timeout=120)
+    finally:
+        home.chmod(0o755)
+    assert proc.returncode == 1, proc.stderr[-2000:]
+    assert "Traceback" not in proc.stderr and "Permission denied" in proc.stderr and str(home) in proc.stderr
+    assert len(proc.stderr.strip().splitlines()) == 1, proc.stderr
+    # the warehouse file itself read-only (its directory writable): one line naming it, nothing changed
+    db = home / "warehouse.duckdb"
+    shutil.copyfile(built["duckdb"][0].duckdb_path, db)
+    db.chmod(stat.S_IRUSR | stat.S_IRGRP | stat.S_IROTH)
+    before = db.read_bytes()
+    proc = subprocess.run([sys.executable, "-m", "crm_warehouse.cli", "refresh"], preexec_fn=_without_root_overrides,
+                          env={**base, "CRM_HOME": str(home), "CRM_DUCKDB_PATH": str(db)},
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 1, proc.stderr[-2000:]
+    assert "Traceback" not in proc.stderr and "Permission denied" in proc.stderr and str(db) in proc.stderr, \
+        proc.stderr[-2000:]
+    assert db.read_bytes() == before
+
+
+def test_a_full_disk_under_crm_home_ends_in_one_line(tiny_source, workdir):
+    """Writes failing under CRM_HOME (the process's file-size limit stands in for a full disk: every write
+    past 200 kB fails): `refresh` ends with one error line naming CRM_HOME and exits 1, no traceback."""
+    import resource
+    import signal
+
+    cfg, url = tiny_source
+    home = workdir / f"full-home-{time.monotonic_ns()}"
+
+    def full_disk() -> None:
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # a failed write (EFBIG), not a killed process
+        resource.setrlimit(resource.RLIMIT_FSIZE, (200_000, 200_000))
+
+    proc = subprocess.run([sys.executable, "-m", "crm_warehouse.cli", "refresh"], preexec_fn=full_disk,
+                          env={**os.environ, "CRM_HOME": str(home), "CRM_SOURCE_URL": url, "CRM_WAREHOUSE": "duckdb",
+                               "CRM_EMAIL_EVENTS_DIR": str(cfg.email_events_dir), "CRM_DUCKDB_PATH": str(home / "w.duckdb")},
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 1, proc.stderr[-3000:]
+    assert "Traceback" not in proc.stderr and "Stack Trace" not in proc.stderr, proc.stderr[-3000:]
+    last = proc.stderr.strip().splitlines()[-1]
+    assert last.startswith("error:") and "free space" in last and str(home) in last, proc.stderr[-3000:]

@@ -6,8 +6,10 @@ import datetime as dt
 import decimal
 import ipaddress
 import json
+import os
 import time
 import uuid
+from pathlib import Path
 
 import psycopg
 import pyarrow as pa
@@ -646,9 +648,12 @@ def test_bad_sources_fail_clearly(pg_server, workdir, tiny_source, monkeypatch, 
     monkeypatch.setenv("CRM_HOME", str(workdir / f"bad-home-{time.monotonic_ns()}"))
     monkeypatch.setenv("CRM_SOURCE_URL", "postgresql://bob:hunter2@127.0.0.1:1/builddesk")
     monkeypatch.setenv("CRM_EMAIL_EVENTS_DIR", str(workdir / "no-landing"))
-    assert main(["refresh"]) != 0
+    home = Path(os.environ["CRM_HOME"])
+    assert main(["refresh"]) == 2  # said before any work: no Dagster run, no warehouse, no stack trace
     captured = capsys.readouterr()
     assert "cannot connect" in captured.err and "hunter2" not in captured.err + captured.out
+    assert len(captured.err.strip().splitlines()) == 1 and not captured.out, captured.err
+    assert not (home / "warehouse.duckdb").exists()
 
 
 def test_assets_run_alone_with_metadata(tiny_source, workdir, monkeypatch):
