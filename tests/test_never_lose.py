@@ -27,6 +27,19 @@ def _env(monkeypatch, cfg, url: str) -> None:
         monkeypatch.setenv(k, str(v))
 
 
+def _assert_no_build_left(tcfg) -> None:
+    """No DuckDB build copy beside the file, no PostgreSQL shadow schema: killed runs' builds were cleared."""
+    if tcfg.warehouse == "duckdb":
+        assert not list(tcfg.duckdb_path.parent.glob(f"{tcfg.duckdb_path.name}.build*"))
+        return
+    wh = open_warehouse(tcfg)
+    try:
+        assert wh.rows("SELECT nspname FROM pg_namespace WHERE right(nspname, 7) = '__build' "
+                       "OR right(nspname, 5) = '__old'") == []
+    finally:
+        wh.close()
+
+
 def _clone(pg_server: str, name: str) -> str:
     with psycopg.connect(pg_server, autocommit=True) as conn:
         conn.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
@@ -174,7 +187,13 @@ KILL_POINTS = [
 ]
 
 
-def test_killed_at_every_stage_the_next_refresh_recovers_completely(tiny_source, pg_server, built, workdir):
+# PostgreSQL: one point per stage (its publish is a transaction renaming the shadow schemas)
+PG_KILL_POINTS = [KILL_POINTS[0], KILL_POINTS[3], KILL_POINTS[5],
+                  ("publish", r"publish: the audited build's shadow schemas are renamed in", 1)]
+
+
+@pytest.mark.parametrize("target", ["duckdb", "postgres"])
+def test_killed_at_every_stage_the_next_refresh_recovers_completely(tiny_source, pg_server, built, workdir, target):
     """`kill -9` of `crm-warehouse refresh` during the e-mail ingest, the table ingest, the dbt build
     and the publish, two points each, picked from the run's own progress lines: the next refresh
     completes, raw equals the source (nothing lost, nothing twice) and every mart equals a clean build
@@ -186,11 +205,12 @@ def test_killed_at_every_stage_the_next_refresh_recovers_completely(tiny_source,
     from tests.test_raw_ingest import assert_raw_equals_source
 
     cfg, url = tiny_source
-    tcfg = for_target(cfg, "duckdb", pg_server, f"killed_{time.monotonic_ns()}")
-    env = {**os.environ, "CRM_HOME": str(tcfg.home), "CRM_SOURCE_URL": url, "CRM_WAREHOUSE": "duckdb",
-           "CRM_EMAIL_EVENTS_DIR": str(tcfg.email_events_dir), "CRM_DUCKDB_PATH": str(tcfg.duckdb_path),
+    tcfg = for_target(cfg, target, pg_server, f"killed_{target}_{time.monotonic_ns()}")
+    env = {**os.environ, "CRM_HOME": str(tcfg.home / f"killed-{target}"), "CRM_SOURCE_URL": url,
+           "CRM_WAREHOUSE": target, "CRM_EMAIL_EVENTS_DIR": str(tcfg.email_events_dir),
+           "CRM_DUCKDB_PATH": str(tcfg.duckdb_path), "CRM_WAREHOUSE_URL": tcfg.warehouse_url or "",
            "CRM_EMAIL_CHUNK_MB": "0.25"}  # the tiny landing zone (~2.8 MB) in a dozen chunks
-    for stage, pattern, nth in KILL_POINTS:
+    for stage, pattern, nth in KILL_POINTS if target == "duckdb" else PG_KILL_POINTS:
         proc = subprocess.Popen([sys.executable, "-m", "crm_warehouse.cli", "refresh", "-v"], env=env,
                                 stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
         seen, lines = 0, []
@@ -217,13 +237,13 @@ def test_killed_at_every_stage_the_next_refresh_recovers_completely(tiny_source,
         events = wh.rows("SELECT count(*), count(DISTINCT (provider, event_id)) FROM raw.email_events")[0]
     finally:
         wh.close()
-    clean = open_warehouse(built["duckdb"][0])
+    clean = open_warehouse(built[target][0])
     try:
         assert events == clean.rows("SELECT count(*), count(DISTINCT (provider, event_id)) FROM raw.email_events")[0]
     finally:
         clean.close()
-    assert all_marts(tcfg) == all_marts(built["duckdb"][0])
-    assert not list(tcfg.duckdb_path.parent.glob(f"{tcfg.duckdb_path.name}.build*"))
+    assert all_marts(tcfg) == all_marts(built[target][0])
+    _assert_no_build_left(tcfg)
 
 
 class _Run:
@@ -265,7 +285,8 @@ class _Run:
         os.killpg(self.proc.pid, sig)
 
 
-def test_two_refreshes_started_together_and_one_paused_mid_dbt(tiny_source, pg_server, workdir):
+@pytest.mark.parametrize("target", ["duckdb", "postgres"])
+def test_two_refreshes_started_together_and_one_paused_mid_dbt(tiny_source, pg_server, workdir, target):
     """Two refreshes started at the same moment on one warehouse: one runs, the other says it waits.
     The running one is paused (SIGSTOP, with its dbt) in the middle of its dbt build while the source
     moves on a day; a third, without --wait, exits 2 naming it. Resumed, it publishes its own audited
@@ -277,12 +298,13 @@ def test_two_refreshes_started_together_and_one_paused_mid_dbt(tiny_source, pg_s
     from tests.test_raw_ingest import assert_raw_equals_source
 
     cfg, _ = tiny_source
-    url = _clone(pg_server, "concurrent_source")
+    url = _clone(pg_server, f"concurrent_source_{target}")
     landing = workdir / f"concurrent-landing-{time.monotonic_ns()}"
     shutil.copytree(cfg.email_events_dir, landing)
-    tcfg = for_target(cfg, "duckdb", pg_server, f"concurrent_{time.monotonic_ns()}")
-    env = {**os.environ, "CRM_HOME": str(tcfg.home), "CRM_SOURCE_URL": url, "CRM_WAREHOUSE": "duckdb",
-           "CRM_EMAIL_EVENTS_DIR": str(landing), "CRM_DUCKDB_PATH": str(tcfg.duckdb_path)}
+    tcfg = for_target(cfg, target, pg_server, f"concurrent_{target}_{time.monotonic_ns()}")
+    env = {**os.environ, "CRM_HOME": str(workdir / f"concurrent-home-{time.monotonic_ns()}"), "CRM_SOURCE_URL": url,
+           "CRM_WAREHOUSE": target, "CRM_EMAIL_EVENTS_DIR": str(landing), "CRM_DUCKDB_PATH": str(tcfg.duckdb_path),
+           "CRM_WAREHOUSE_URL": tcfg.warehouse_url or ""}
     runs = [_Run(env, "-v", "--wait"), _Run(env, "-v", "--wait")]
     try:
         deadline = time.monotonic() + 120
@@ -322,9 +344,9 @@ def test_two_refreshes_started_together_and_one_paused_mid_dbt(tiny_source, pg_s
     finally:
         wh.close()
     assert leads_in_marts == leads_in_raw, (leads_in_marts, leads_in_raw)
-    assert not list(tcfg.duckdb_path.parent.glob(f"{tcfg.duckdb_path.name}.build*"))
+    _assert_no_build_left(tcfg)
     with psycopg.connect(pg_server, autocommit=True) as conn:
-        conn.execute("DROP DATABASE concurrent_source WITH (FORCE)")
+        conn.execute(f"DROP DATABASE concurrent_source_{target} WITH (FORCE)")
 
 
 def _without_root_overrides() -> None:
