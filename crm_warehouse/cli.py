@@ -227,7 +227,22 @@ def cmd_refresh(cfg: Settings, args: argparse.Namespace) -> int:
                           wait=args.wait)
     out.print(_ingest_table(res.ingest, f"ingest into the {cfg.warehouse} warehouse"))
     _print_outcome(res, time.perf_counter() - t0)
+    if cfg.warehouse == "postgres":
+        _print_connection(cfg)
     return 0 if res.ok else 1
+
+
+def _print_connection(cfg: Settings) -> None:
+    """Where a BI tool finds the PostgreSQL warehouse just refreshed."""
+    bi = ("bi_reader logs in with CRM_BI_READER_PASSWORD" if os.environ.get("CRM_BI_READER_PASSWORD") else
+          "bi_reader cannot log in until a refresh runs with CRM_BI_READER_PASSWORD set")
+    if cfg.warehouse_url:
+        out.print(f"warehouse: {redact(cfg.warehouse_url)} (marts in schema marts; {bi})", highlight=False, soft_wrap=True)
+        return
+    from serving import warehouse_server
+
+    out.print(f"warehouse: the embedded PostgreSQL under {cfg.warehouse_pgdata} ({bi})", highlight=False, soft_wrap=True)
+    _print_server(warehouse_server.status(cfg))
 
 
 def _resync_tables(names: list[str] | None) -> "bool | list[str]":

@@ -117,7 +117,9 @@ def _step_failures(result) -> list[tuple[str, str]]:
             msg = (user.description if user and user.description else None) or \
                   (err.cause.message if err and err.cause else (err.message if err else "failed"))
             msg = msg.strip()
-            out.append((event.step_key, redact(msg if user else (msg.splitlines()[-1] if msg else "failed"))))
+            # the exception's own first line ("psycopg.errors.DeadlockDetected: deadlock detected"), not
+            # its last (a server's HINT) nor the trace, which stays in the run's Dagster log
+            out.append((event.step_key, redact(msg if user else (msg.splitlines()[0] if msg else "failed"))))
     return out
 
 

@@ -102,6 +102,8 @@ def instance_config(home: Path) -> str:
             "  config:\n"
             f"    base_dir: {str(home / 'history' / 'runs')!r}\n"
             "telemetry:\n"
+            "  enabled: false\n"
+            "nux:\n"  # the UI's "join the community" pop-up, on every page until dismissed per browser
             "  enabled: false\n")
 
 

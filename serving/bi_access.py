@@ -24,8 +24,11 @@ target (dbt replaces the mart tables, which drops their grants and policies) and
 from __future__ import annotations
 
 import re
+import time
+from typing import Callable
 
 import psycopg
+import psycopg.errors
 from psycopg import sql
 
 BI_READER = "bi_reader"
@@ -114,6 +117,31 @@ def apply_bi_access(conn: psycopg.Connection, bi_reader_password: str | None = N
             for role in tenants:
                 conn.execute(sql.SQL("GRANT SELECT ON {} TO {}").format(ident, sql.Identifier(role)))
     return {"mart_tables": len(tables), "tenant_scoped": scoped, "tenant_roles": len(tenants)}
+
+
+LOCK_TIMEOUT = "5s"
+ATTEMPTS = 6
+
+
+def apply_with_retries(connect: Callable[[], psycopg.Connection], bi_reader_password: str | None = None, *,
+                       log: Callable[[str], None] = lambda _: None, attempts: int = ATTEMPTS,
+                       lock_timeout: str = LOCK_TIMEOUT) -> dict[str, int]:
+    """``apply_bi_access`` in one transaction that waits at most ``lock_timeout`` for each lock and is
+    retried (``attempts`` times, backing off) when a lock was not granted or a deadlock chose it: an
+    autovacuum of a fresh mart, or a BI query holding a table, delays the grants, never fails them.
+    Until the transaction commits, the marts are as dbt left them: readable by their owner only."""
+    for attempt in range(1, attempts + 1):
+        with connect() as conn:
+            conn.execute(sql.SQL("SET lock_timeout = {}").format(sql.Literal(lock_timeout)))
+            try:
+                return apply_bi_access(conn, bi_reader_password)
+            except (psycopg.errors.LockNotAvailable, psycopg.errors.DeadlockDetected) as err:
+                if attempt == attempts:
+                    raise
+                first = str(err).strip().splitlines()[0]
+                log(f"bi access: {first}; trying again ({attempt} of {attempts - 1})")
+        time.sleep(min(0.5 * 2 ** (attempt - 1), 8.0))
+    raise AssertionError("unreachable")
 
 
 def grant_tenant(conn: psycopg.Connection, company_id: str, role: str, password: str) -> dict[str, int]:

@@ -807,7 +807,7 @@ def test_ui_serves_the_definitions(workdir):
         deadline, body = time.monotonic() + 90, None
         while time.monotonic() < deadline and body is None:
             try:
-                query = _json.dumps({"query": "{ assetNodes { assetKey { path } } }"}).encode()
+                query = _json.dumps({"query": "{ assetNodes { assetKey { path } } shouldShowNux }"}).encode()
                 req = urllib.request.Request(f"http://127.0.0.1:{port}/graphql", data=query,
                                              headers={"Content-Type": "application/json"})
                 body = _json.loads(urllib.request.urlopen(req, timeout=5).read())
@@ -816,6 +816,7 @@ def test_ui_serves_the_definitions(workdir):
         assert body is not None, "the UI did not answer within 90 s"
         keys = {"/".join(n["assetKey"]["path"]) for n in body["data"]["assetNodes"]}
         assert {"raw/leads", "raw/lead_activities", "raw/email_events"} <= keys
+        assert body["data"]["shouldShowNux"] is False  # no "join the community" pop-up (dagster.yaml nux)
     finally:
         os.kill(proc.pid, signal.SIGTERM)  # the CLI stops its webserver and waits for it
         proc.wait(30)

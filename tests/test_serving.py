@@ -63,6 +63,36 @@ def test_bi_reader_reads_marts_and_nothing_else(served):
         assert denied(conn, "CREATE SCHEMA mine")
 
 
+def test_grants_wait_for_a_lock_and_retry_instead_of_failing(served):
+    """A BI session holding a mart (what autovacuum or a long query does to the serving step): the grants
+    wait at most the lock timeout, retry with back-off, and succeed once the lock is released; a lock
+    held past every attempt fails with the server's own first line."""
+    import threading
+
+    from serving.bi_access import apply_with_retries
+
+    url = served.warehouse_url
+    holder = psycopg.connect(url)
+    holder.execute("LOCK TABLE marts.fct_deals IN ACCESS SHARE MODE")  # a reader's lock, held open
+    released = threading.Timer(2.5, holder.rollback)
+    released.start()
+    said: list[str] = []
+    try:
+        covered = apply_with_retries(lambda: psycopg.connect(url), log=said.append, lock_timeout="500ms", attempts=6)
+    finally:
+        released.join()
+    assert covered["mart_tables"] >= 15 and said and "lock timeout" in said[0], said
+    holder.execute("LOCK TABLE marts.fct_deals IN ACCESS SHARE MODE")
+    try:
+        with pytest.raises(psycopg.errors.LockNotAvailable):
+            apply_with_retries(lambda: psycopg.connect(url), lock_timeout="200ms", attempts=2)
+    finally:
+        holder.rollback()
+        holder.close()
+    with as_role(url, "bi_reader") as conn:  # what the failed attempts left: access as the last success made it
+        assert conn.execute("SELECT count(*) FROM marts.fct_deals").fetchone()[0] > 0
+
+
 def test_tenant_role_sees_only_its_company(served, monkeypatch, capsys):
     from crm_warehouse.cli import main
 
@@ -190,7 +220,6 @@ def test_warehouse_server_for_bi_tools_over_tcp(tiny_source, monkeypatch, capsys
     import socket
 
     from crm_warehouse.cli import main
-    from ingest.config import settings as read_settings
 
     cfg, url = tiny_source
     home = cfg.home.parent / f"wh_server_{time.monotonic_ns()}"
@@ -205,8 +234,10 @@ def test_warehouse_server_for_bi_tools_over_tcp(tiny_source, monkeypatch, capsys
         assert main(["warehouse", "up", "--port", str(port)]) == 0
         shown = capsys.readouterr().out
         assert f"port {port}" in shown and "database warehouse" in shown and "bi-secret" not in shown
-        res = run_refresh(read_settings())
-        assert res.ok, res.failures
+        assert main(["refresh"]) == 0  # its end says where a BI tool connects
+        shown = " ".join(capsys.readouterr().out.split())
+        assert f"host 127.0.0.1 port {port} database warehouse" in shown, shown[-1500:]
+        assert "bi_reader logs in with CRM_BI_READER_PASSWORD" in shown and "bi-secret" not in shown
         tcp = f"postgresql://{{}}@127.0.0.1:{port}/warehouse"
         with psycopg.connect(tcp.format("bi_reader:bi-secret")) as conn:
             deals = conn.execute("SELECT count(*) FROM marts.fct_deals").fetchone()[0]

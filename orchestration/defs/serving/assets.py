@@ -10,7 +10,7 @@ from ingest.config import settings
 from ingest.postgres_server import WAREHOUSE_DB, connect, embedded_database_url
 from orchestration.defs.dbt.assets import DAILY, dbt_models
 from orchestration.defs.dbt.project import generate_docs
-from serving.bi_access import apply_bi_access
+from serving.bi_access import apply_with_retries
 
 MART_KEYS = [k for k in dbt_models.keys if k.path[0] == "marts"]
 
@@ -27,8 +27,8 @@ def bi_access(context: dg.AssetExecutionContext) -> dg.MaterializeResult:
     if cfg.warehouse != "postgres":
         return dg.MaterializeResult(metadata={"applied": False, "why": "the DuckDB warehouse is a file: no roles"})
     url = cfg.warehouse_url or embedded_database_url(cfg.warehouse_pgdata, WAREHOUSE_DB)
-    with connect(url) as conn:
-        covered = apply_bi_access(conn, os.environ.get("CRM_BI_READER_PASSWORD") or None)
+    covered = apply_with_retries(lambda: connect(url), os.environ.get("CRM_BI_READER_PASSWORD") or None,
+                                 log=context.log.warning)
     context.log.info(f"bi_reader and {covered['tenant_roles']} tenant role(s) on {covered['mart_tables']} mart tables")
     return dg.MaterializeResult(metadata={"applied": True, **covered})
 
