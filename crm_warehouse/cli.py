@@ -380,6 +380,42 @@ def cmd_report(cfg: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_sql(cfg: Settings, args: argparse.Namespace) -> int:
+    """SQL on the warehouse, read-only: the query given, a script on stdin, or a prompt on a terminal."""
+    from crm_warehouse.pipeline import with_target
+    from crm_warehouse.sql_shell import Session, print_result, statements
+
+    cfg = with_target(cfg, args.target)
+    session = Session(cfg)
+    try:
+        if args.query is not None or not sys.stdin.isatty():
+            for statement in statements(args.query if args.query is not None else sys.stdin.read()):
+                cols, rows = session.run(statement)
+                if cols:
+                    print_result(out, cols, rows, fmt=args.format, max_rows=args.max_rows)
+            return 0
+        console.print(f"read-only SQL on the {cfg.warehouse} warehouse; end a statement with ';', Ctrl-D to leave")
+        buf = ""
+        while True:
+            try:
+                line = input("sql> " if not buf else "...> ")
+            except EOFError:
+                return 0
+            buf += line + "\n"
+            if not line.rstrip().endswith(";"):
+                continue
+            for statement in statements(buf):
+                try:
+                    cols, rows = session.run(statement)
+                    if cols:
+                        print_result(out, cols, rows, fmt=args.format, max_rows=args.max_rows)
+                except (duckdb.Error, psycopg.Error) as err:
+                    console.print(f"[bold red]error:[/] {(str(err).strip().splitlines() or [''])[0]}", highlight=False)
+            buf = ""
+    finally:
+        session.close()
+
+
 def cmd_ui(cfg: Settings, args: argparse.Namespace) -> int:
     """The Dagster UI on the project's definitions, with the run history refresh keeps."""
     import subprocess
@@ -487,6 +523,16 @@ def build_parser() -> argparse.ArgumentParser:
     rep.add_argument("--target", choices=["duckdb", "postgres"], default=None)
     rep.add_argument("--company-id", default=None, metavar="UUID", help="one tenant's report (company-<id>.html)")
     rep.set_defaults(func=cmd_report)
+
+    sql_ = sub.add_parser("sql", help="SQL on the warehouse, read-only (no database client to install)",
+                          description="Run SQL on the warehouse in a read-only session: the QUERY given, a script "
+                                      "piped on stdin (statements end with ';'), or a prompt on a terminal.")
+    sql_.add_argument("query", nargs="?", metavar="QUERY", help="the SQL to run (several statements: separate with ';')")
+    sql_.add_argument("--target", choices=["duckdb", "postgres"], default=None)
+    sql_.add_argument("--format", choices=["table", "csv"], default="table",
+                      help="a table (at most --max-rows rows) or CSV (every row) on stdout")
+    sql_.add_argument("--max-rows", type=int, default=50, metavar="N", help="rows a table shows (default 50)")
+    sql_.set_defaults(func=cmd_sql)
 
     ui = sub.add_parser("ui", help="the Dagster UI on the same definitions (assets, jobs, run history)")
     ui.add_argument("--host", default="127.0.0.1")

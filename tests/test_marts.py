@@ -370,6 +370,43 @@ def readme_queries() -> list[str]:
     return [q.strip() for q in re.split(r"\n-- \d+\..*\n", "\n" + block) if q.strip()]
 
 
+@pytest.mark.parametrize("target", ["duckdb", "postgres"])
+def test_sql_command_answers_and_never_writes(built, target, monkeypatch, capsys):
+    """`crm-warehouse sql`: a query's rows (CSV, every row; a table, capped), a script of several statements
+    on stdin, and a write refused (the session is read-only) with one line, exit 1."""
+    import io
+    import sys
+
+    from crm_warehouse.cli import main
+
+    cfg, _ = built[target]
+    for k, v in {"CRM_HOME": cfg.home, "CRM_WAREHOUSE": target, "CRM_DUCKDB_PATH": cfg.duckdb_path,
+                 "CRM_WAREHOUSE_URL": cfg.warehouse_url or ""}.items():
+        monkeypatch.setenv(k, str(v))
+    wh = open_warehouse(cfg)
+    try:
+        deals = wh.scalar("SELECT count(*) FROM marts.fct_deals")
+    finally:
+        wh.close()
+    capsys.readouterr()
+    assert main(["sql", "--format", "csv", "select deal_id from marts.fct_deals"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0] == "deal_id" and len(lines) == deals + 1
+    assert main(["sql", "--max-rows", "5", "select deal_id from marts.fct_deals"]) == 0
+    assert f"5 row(s), {deals - 5:,} more not shown" in " ".join(capsys.readouterr().out.split())
+    monkeypatch.setattr(sys, "stdin", io.StringIO("select 1 as a;\n-- a comment\nselect 'x;y' as b;\n"))
+    assert main(["sql", "--format", "csv"]) == 0
+    assert capsys.readouterr().out.splitlines() == ["a", "1", "b", "x;y"]
+    assert main(["sql", "delete from marts.fct_deals"]) == 1
+    err = capsys.readouterr().err
+    assert len(err.strip().splitlines()) == 1 and "read" in err.lower(), err
+    wh = open_warehouse(cfg)
+    try:
+        assert wh.scalar("SELECT count(*) FROM marts.fct_deals") == deals
+    finally:
+        wh.close()
+
+
 def test_readme_analyst_queries_run_and_answer(built):
     """The README's ten first questions run on the warehouse a refresh built and return rows."""
     queries = readme_queries()
