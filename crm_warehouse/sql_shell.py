@@ -47,22 +47,30 @@ class Session:
 
 
 def statements(text: str) -> list[str]:
-    """A script split at semicolons that end a line or the text (not those inside quotes)."""
-    out, buf, quote = [], [], None
+    """A script split at its semicolons, except those inside quotes or ``--`` comments; statements
+    that are only comments are dropped."""
+    out, buf, quote, comment = [], [], None, False
+    prev = ""
     for ch in text:
-        if quote:
+        if comment:
+            comment = ch != "\n"
+        elif quote:
             quote = None if ch == quote else quote
         elif ch in "'\"":
             quote = ch
+        elif ch == "-" and prev == "-":
+            comment = True
         elif ch == ";":
-            if "".join(buf).strip():
-                out.append("".join(buf).strip())
-            buf = []
+            out.append("".join(buf))
+            buf, prev = [], ""
             continue
         buf.append(ch)
-    if "".join(buf).strip():
-        out.append("".join(buf).strip())
-    return [s for s in out if any(not line.strip().startswith("--") and line.strip() for line in s.splitlines())]
+        prev = ch
+    out.append("".join(buf))
+
+    def code(statement: str) -> bool:
+        return any(line.strip() and not line.strip().startswith("--") for line in statement.splitlines())
+    return [x.strip() for x in out if code(x)]
 
 
 def print_result(console, cols: list[str], rows: Iterator[tuple], *, fmt: str, max_rows: int,

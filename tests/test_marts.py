@@ -407,6 +407,29 @@ def test_sql_command_answers_and_never_writes(built, target, monkeypatch, capsys
         wh.close()
 
 
+def test_every_sql_block_of_the_readme_runs_on_a_built_warehouse(built):
+    """Every ```sql block in the README, statement by statement, runs on the DuckDB warehouse a refresh
+    built (a user pasting it into `crm-warehouse sql` meets no error)."""
+    import re
+    from pathlib import Path
+
+    from crm_warehouse.sql_shell import statements
+
+    text = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    blocks = re.findall(r"```sql\n(.*?)```", text, flags=re.S)
+    assert len(blocks) >= 2
+    wh = open_warehouse(built["duckdb"][0])
+    try:
+        ran = 0
+        for block in blocks:
+            for q in statements(block):
+                wh.query(q)
+                ran += 1
+    finally:
+        wh.close()
+    assert ran >= 12
+
+
 def test_readme_analyst_queries_run_and_answer(built):
     """The README's ten first questions run on the warehouse a refresh built and return rows."""
     queries = readme_queries()
