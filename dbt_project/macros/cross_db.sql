@@ -64,15 +64,15 @@
     from generate_series(cast({{ start_date }} as date), cast({{ end_date }} as date), interval '1 day') as t(d)
 {%- endmacro %}
 
-{#- The text elements of a JSON array column as one comma-separated string. -#}
-{% macro json_array_text(col) -%}
-    {{ return(adapter.dispatch('json_array_text')(col)) }}
+{#- A JSON array of strings as a list (DuckDB VARCHAR[], PostgreSQL text[]); null stays null. -#}
+{% macro json_array_list(col) -%}
+    {{ return(adapter.dispatch('json_array_list')(col)) }}
 {%- endmacro %}
-{% macro default__json_array_text(col) -%}
-    nullif(array_to_string(cast(json_extract_string({{ col }}, '$[*]') as varchar[]), ', '), '')
+{% macro default__json_array_list(col) -%}
+    cast(json_extract_string({{ col }}, '$[*]') as varchar[])
 {%- endmacro %}
-{% macro postgres__json_array_text(col) -%}
-    nullif(array_to_string(array(select jsonb_array_elements_text({{ col }})), ', '), '')
+{% macro postgres__json_array_list(col) -%}
+    case when {{ col }} is not null then array(select jsonb_array_elements_text({{ col }})) end
 {%- endmacro %}
 
 {#- Median of an expression (an aggregate). -#}

@@ -49,6 +49,18 @@ stages as (
 
 ),
 
+reps as (
+
+    select rep_id, rep_name from {{ ref('dim_reps') }}
+
+),
+
+companies as (
+
+    select company_id, name as company_name from {{ ref('stg_builddesk__companies') }}
+
+),
+
 visits as (
 
     select * from {{ ref('int_deal_stage_visits') }}
@@ -90,10 +102,12 @@ final as (
     select
         deals.deal_id,
         deals.company_id,
+        companies.company_name,
         deals.pipeline_template_id as template_id,
         deals.lead_id,
         coalesce(deals.primary_contact_id, deals.contact_id) as contact_id,
         deals.sales_rep_id as rep_id,
+        reps.rep_name,
         deals.account_manager_id,
         deals.name as deal_name,
         deals.deal_type,
@@ -134,7 +148,7 @@ final as (
         case when not deals.is_closed_after_as_of then deals.won_reason end as won_reason,
         case when not deals.is_closed_after_as_of then deals.lost_reason end as lost_reason,
         case when not deals.is_closed_after_as_of then deals.lost_to_competitor end as lost_to_competitor,
-        {{ json_array_text('deals.competitors') }} as competitors,
+        {{ json_array_list('deals.competitors') }} as competitors,
         deals.updated_at,
         deals.is_deleted,
         deals.deleted_at
@@ -143,6 +157,8 @@ final as (
     left join stages on stages.stage_id = deals.stage_as_of
     left join last_open_visit on last_open_visit.deal_id = deals.deal_id and last_open_visit.recency = 1
     left join visit_stats on visit_stats.deal_id = deals.deal_id
+    left join reps on reps.rep_id = deals.sales_rep_id
+    left join companies on companies.company_id = deals.company_id
 
 )
 

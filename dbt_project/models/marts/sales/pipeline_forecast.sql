@@ -1,6 +1,7 @@
 {#-
-  One row per company x expected close month of its live open deals (active or on hold; an
-  expected close date in the past is moved to the as-of month: still expected, just late).
+  One row per company x expected close month x forecast bucket of its live open deals (active or
+  on hold). Deals whose expected close date has passed (or that have none) are counted in the
+  as-of month under their own bucket ('overdue', 'undated'), apart from those due that month.
   Two weightings: the current stage's probability, and the stage-to-won rate learned from closed
   deals of the same template (share of closed deals that visited the stage and ended won; the
   stage probability where no closed deal visited it).
@@ -44,6 +45,11 @@ open_deals as (
     select
         deals.*,
         {{ period_start('month', "case when deals.expected_close_date < as_of.as_of_date or deals.expected_close_date is null then as_of.as_of_date else deals.expected_close_date end") }} as close_month,
+        case
+            when deals.expected_close_date is null then 'undated'
+            when deals.expected_close_date < as_of.as_of_date then 'overdue'
+            else 'scheduled'
+        end as forecast_bucket,
         coalesce(
             1.0 * stage_win_rates.won_deals_visiting / nullif(stage_win_rates.closed_deals_visiting, 0),
             deals.current_stage_probability / 100.0
@@ -59,14 +65,16 @@ final as (
 
     select
         company_id,
+        company_name,
         close_month,
+        forecast_bucket,
         count(*) as open_deals,
         cast(sum(estimated_value) as decimal(15, 2)) as open_value,
         sum({{ weighted_value('estimated_value', 'coalesce(current_stage_probability, 0)') }}) as stage_weighted_value,
         cast(sum(estimated_value * learned_win_rate) as decimal(15, 2)) as history_weighted_value,
         sum(case when status = 'on_hold' then 1 else 0 end) as on_hold_deals
     from open_deals
-    group by company_id, close_month
+    group by company_id, company_name, close_month, forecast_bucket
 
 )
 

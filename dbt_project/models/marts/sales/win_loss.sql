@@ -14,6 +14,7 @@ final as (
     select
         deal_id,
         company_id,
+        company_name,
         status as outcome,
         won_reason,
         lost_reason,
@@ -26,6 +27,7 @@ final as (
         deal_type,
         source,
         rep_id,
+        rep_name,
         template_id,
         actual_close_date as close_date,
         close_quarter
