@@ -232,9 +232,11 @@ def _where(company_id: str | None, prefix: str = "WHERE") -> tuple[str, list[Any
 def pipeline_section(r: _Reader, company_id: str | None) -> str:
     w, p = _where(company_id, "AND")
     df = r.query("SELECT metric_date, sum(total_pipeline_value) AS pipeline, sum(weighted_pipeline_value) AS weighted, "
-                 "sum(deals_active) AS active FROM marts.pipeline_metrics WHERE period_type = 'weekly'" + w +
-                 " GROUP BY metric_date ORDER BY metric_date", p)
-    labels = [str(d) for d in df["metric_date"]]
+                 "sum(deals_active) AS active, bool_or(is_partial_period) AS partial FROM marts.pipeline_metrics "
+                 "WHERE period_type = 'weekly'" + w + " GROUP BY metric_date ORDER BY metric_date", p)
+    # the running week is marked: its figures are as of the as-of day, not the week's end
+    labels = [f"{d} (to date)" if partial else str(d) for d, partial in zip(df["metric_date"], df["partial"])]
+    df = df.drop("partial").with_columns(metric_date=pl.Series(labels))
     series = [Series("open pipeline value", BLUE, [_num(v) for v in df["pipeline"]]),
               Series("weighted by stage probability", ORANGE, [_num(v) for v in df["weighted"]])]
     body = line_chart(labels, series, money)

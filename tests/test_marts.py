@@ -426,6 +426,11 @@ def test_marts_read_without_joins_names_lists_and_overdue_deals(built, target):
         early = wh.scalar("SELECT count(*) FROM marts.pipeline_forecast WHERE forecast_bucket = 'scheduled' "
                           "AND close_month < CAST(? AS DATE) - 31", (res.as_of,))
         forecast_named = wh.scalar("SELECT count(*) FROM marts.pipeline_forecast WHERE company_name IS NULL")
+        partial = wh.rows("SELECT period_type, count(*) FROM marts.pipeline_metrics WHERE is_partial_period "
+                          "AND NOT (metric_date <= CAST(? AS DATE) AND CAST(? AS DATE) < period_end) GROUP BY 1",
+                          (res.as_of, res.as_of))
+        running = dict(wh.rows("SELECT period_type, count(DISTINCT metric_date) FROM marts.pipeline_metrics "
+                               "WHERE is_partial_period GROUP BY 1"))
     finally:
         wh.close()
     total, with_company, with_rep, with_rep_name = named
@@ -434,6 +439,9 @@ def test_marts_read_without_joins_names_lists_and_overdue_deals(built, target):
     assert any(len(x) > 1 for x in lists)  # a deal with several competitors reads as several items
     assert int(buckets.get("overdue", 0)) == overdue > 0 and int(buckets.get("undated", 0)) == undated
     assert early == 0 and forecast_named == 0
+    # the running period of each kind, and only it, is marked partial (the as-of day 2026-06-30 ends June and
+    # Q2, so only the running week is partial there)
+    assert partial == [] and running == {"weekly": 1}, (partial, running)
 
 
 def test_every_sql_block_of_the_readme_runs_on_a_built_warehouse(built):

@@ -166,6 +166,8 @@ def test_report_renders_every_chart_in_headless_chromium(built, tiny_source, chr
     assert chart_lead_count(dom) == leads
     assert dom.kpis["open deals"] == f"{open_deals:,}"
     assert len(dom.titles["pipeline_value"]) == 2 * int(dom.attrs["pipeline_value"]["data-points"])
+    # the running week (as of Tuesday 2026-06-30) is marked as such, and it alone
+    assert text.count("2026-06-29 (to date)") >= 1 and text.count("(to date)") == text.count("2026-06-29 (to date)")
     # the latest quality run: every check passed, as many as the run recorded
     q = dom.attrs["quality"]
     assert q["data-status"] == "passed" and q["data-failed"] == "0"

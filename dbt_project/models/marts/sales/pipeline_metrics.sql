@@ -270,6 +270,7 @@ final as (
         grid.metric_date,
         grid.period_end,
         grid.measured_on,
+        grid.measured_on < grid.period_end as is_partial_period,
         coalesce(created.deals_created, 0) as deals_created,
         coalesce(closed.deals_won, 0) as deals_won,
         coalesce(closed.deals_lost, 0) as deals_lost,
