@@ -444,6 +444,22 @@ def test_marts_read_without_joins_names_lists_and_overdue_deals(built, target):
     assert partial == [] and running == {"weekly": 1}, (partial, running)
 
 
+def test_a_mart_column_that_is_all_null_says_why_in_its_description(built):
+    """No column an analyst finds empty without being told why: a column null in every row of a mart that has
+    rows (on the live-schema tiny warehouse) has a description saying when it is null."""
+    con = duckdb.connect(str(built["duckdb"][0].duckdb_path), read_only=True)
+    try:
+        unexplained = []
+        for table, column, comment in con.execute("SELECT table_name, column_name, comment FROM duckdb_columns() "
+                                                  "WHERE schema_name = 'marts' ORDER BY 1, 2").fetchall():
+            rows, filled = con.execute(f'SELECT count(*), count("{column}") FROM marts."{table}"').fetchone()
+            if rows and not filled and "null" not in (comment or "").lower():
+                unexplained.append(f"{table}.{column}: {comment!r}")
+    finally:
+        con.close()
+    assert not unexplained, unexplained
+
+
 def test_every_sql_block_of_the_readme_runs_on_a_built_warehouse(built):
     """Every ```sql block in the README, statement by statement, runs on the DuckDB warehouse a refresh
     built (a user pasting it into `crm-warehouse sql` meets no error)."""
