@@ -445,16 +445,33 @@ def cmd_ui(cfg: Settings, args: argparse.Namespace) -> int:
         return 0
 
 
+ENVIRONMENT = """environment (secrets are read from here only, never printed):
+  CRM_HOME                   where everything lives (default ./.crm)
+  CRM_SOURCE_URL             the CRM's PostgreSQL (default: the embedded source under CRM_HOME)
+  CRM_EMAIL_EVENTS_DIR       the webhook landing zone (default CRM_HOME/email_events)
+  CRM_WAREHOUSE              duckdb (default) or postgres
+  CRM_DUCKDB_PATH            the DuckDB warehouse file (default CRM_HOME/warehouse.duckdb)
+  CRM_WAREHOUSE_URL          the PostgreSQL warehouse (default: the embedded one under CRM_HOME)
+  CRM_WAREHOUSE_PASSWORD     the embedded warehouse server's superuser password
+  CRM_BI_READER_PASSWORD     bi_reader's password (set by a postgres refresh)
+  SENDGRID_WEBHOOK_PUBLIC_KEY, POSTMARK_WEBHOOK_USER, POSTMARK_WEBHOOK_PASSWORD, RESEND_WEBHOOK_SECRET
+                             the providers' webhook credentials
+  CRM_INGEST_LOOKBACK_HOURS (24), CRM_QUARANTINE_THRESHOLD (0.05), CRM_QUARANTINE_MIN_ROWS (10),
+  CRM_FRESHNESS_HOURS (48), CRM_ALLOW_MASS_DELETE, CRM_EMAIL_CHUNK_MB (64)
+                             ingest settings (README, "Configuration")"""
+
+
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="crm-warehouse", description="BuildDesk CRM analytics warehouse")
+    p = argparse.ArgumentParser(prog="crm-warehouse", description="BuildDesk CRM analytics warehouse",
+                                epilog=ENVIRONMENT, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = p.add_subparsers(dest="command", required=True)
 
     src = sub.add_parser("source", help="the simulated operational BuildDesk database")
     ssub = src.add_subparsers(dest="source_command", required=True)
     up = ssub.add_parser("up", help="start and fill the operational source")
     up.add_argument("--scale", default="small", help="tiny, small, medium or large (default small)")
-    up.add_argument("--seed", type=int, default=42)
-    up.add_argument("--history-days", type=int, default=365)
+    up.add_argument("--seed", type=int, default=42, help="random seed: the same seed builds the same CRM (default 42)")
+    up.add_argument("--history-days", type=int, default=365, help="days of simulated history before today (default 365)")
     up.add_argument("--end-date", default=None, help="last simulated day, YYYY-MM-DD (default today, UTC)")
     up.add_argument("--schema", default="live", choices=["live", "analysis"],
                     help="live: BuildDesk's production schema (default); analysis: the schema of the seed analysis")
@@ -462,7 +479,7 @@ def build_parser() -> argparse.ArgumentParser:
                     help="with --schema analysis: which of the two `leads` definitions to create")
     up.set_defaults(func=cmd_source_up)
     adv = ssub.add_parser("advance", help="simulate more days of business")
-    adv.add_argument("--days", type=int, default=1)
+    adv.add_argument("--days", type=int, default=1, help="simulated days of business to add (default 1)")
     adv.set_defaults(func=cmd_source_advance)
     down = ssub.add_parser("down", help="stop the embedded source server (data kept)")
     down.set_defaults(func=cmd_source_down)
@@ -470,12 +487,12 @@ def build_parser() -> argparse.ArgumentParser:
     wh = sub.add_parser("webhooks", help="the provider webhook receiver")
     whsub = wh.add_subparsers(dest="webhooks_command", required=True)
     serve = whsub.add_parser("serve", help="receive SendGrid, Postmark and Resend webhooks into the landing zone")
-    serve.add_argument("--host", default="127.0.0.1")
-    serve.add_argument("--port", type=int, default=8787)
+    serve.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
+    serve.add_argument("--port", type=int, default=8787, help="TCP port (default 8787)")
     serve.set_defaults(func=cmd_webhooks_serve)
 
     refresh = sub.add_parser("refresh", help="the daily job: ingest every source table and the webhook events, then dbt build")
-    refresh.add_argument("--target", choices=["duckdb", "postgres"], default=None)
+    refresh.add_argument("--target", choices=["duckdb", "postgres"], default=None, help="the warehouse to use (default: CRM_WAREHOUSE, else duckdb)")
     refresh.add_argument("--full-refresh", action="store_true",
                          help="rebuild every dbt model from raw (raw is kept: it remembers rows the source deleted)")
     refresh.add_argument("--resync", nargs="*", metavar="TABLE", default=None,
@@ -498,7 +515,7 @@ def build_parser() -> argparse.ArgumentParser:
     reset = rawsub.add_parser("reset", help="DROP raw tables (and their ingest state and quarantine): the rows the "
                                             "source has deleted since are lost for good")
     reset.add_argument("tables", nargs="*", metavar="TABLE", help="raw tables to drop (default: every one)")
-    reset.add_argument("--target", choices=["duckdb", "postgres"], default=None)
+    reset.add_argument("--target", choices=["duckdb", "postgres"], default=None, help="the warehouse to use (default: CRM_WAREHOUSE, else duckdb)")
     reset.add_argument("--yes", action="store_true", help="do not ask for confirmation")
     reset.set_defaults(func=cmd_raw_reset)
 
@@ -514,13 +531,13 @@ def build_parser() -> argparse.ArgumentParser:
     bi = sub.add_parser("bi", help="access for BI tools to the PostgreSQL warehouse")
     bisub = bi.add_subparsers(dest="bi_command", required=True)
     grant = bisub.add_parser("grant", help="a login role that reads the marts of one company only")
-    grant.add_argument("--company-id", required=True)
-    grant.add_argument("--role", required=True)
+    grant.add_argument("--company-id", required=True, metavar="UUID", help="the tenant (companies.id) whose rows the role may read")
+    grant.add_argument("--role", required=True, help="the login role to create or update (not a pg_* role, not the owner)")
     grant.add_argument("--password-env", required=True, metavar="VAR", help="environment variable holding the password")
     grant.set_defaults(func=cmd_bi_grant)
 
     rep = sub.add_parser("report", help="write the static HTML report of the headline marts under $CRM_HOME/report/")
-    rep.add_argument("--target", choices=["duckdb", "postgres"], default=None)
+    rep.add_argument("--target", choices=["duckdb", "postgres"], default=None, help="the warehouse to use (default: CRM_WAREHOUSE, else duckdb)")
     rep.add_argument("--company-id", default=None, metavar="UUID", help="one tenant's report (company-<id>.html)")
     rep.set_defaults(func=cmd_report)
 
@@ -528,19 +545,19 @@ def build_parser() -> argparse.ArgumentParser:
                           description="Run SQL on the warehouse in a read-only session: the QUERY given, a script "
                                       "piped on stdin (statements end with ';'), or a prompt on a terminal.")
     sql_.add_argument("query", nargs="?", metavar="QUERY", help="the SQL to run (several statements: separate with ';')")
-    sql_.add_argument("--target", choices=["duckdb", "postgres"], default=None)
+    sql_.add_argument("--target", choices=["duckdb", "postgres"], default=None, help="the warehouse to use (default: CRM_WAREHOUSE, else duckdb)")
     sql_.add_argument("--format", choices=["table", "csv"], default="table",
                       help="a table (at most --max-rows rows) or CSV (every row) on stdout")
     sql_.add_argument("--max-rows", type=int, default=50, metavar="N", help="rows a table shows (default 50)")
     sql_.set_defaults(func=cmd_sql)
 
     ui = sub.add_parser("ui", help="the Dagster UI on the same definitions (assets, jobs, run history)")
-    ui.add_argument("--host", default="127.0.0.1")
-    ui.add_argument("--port", type=int, default=3000)
+    ui.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
+    ui.add_argument("--port", type=int, default=3000, help="TCP port (default 3000)")
     ui.set_defaults(func=cmd_ui)
 
     demo = sub.add_parser("demo", help="source up (small) where none exists, then a summary")
-    demo.add_argument("--seed", type=int, default=42)
+    demo.add_argument("--seed", type=int, default=42, help="random seed of the simulated source (default 42)")
     demo.set_defaults(func=cmd_demo)
     return p
 

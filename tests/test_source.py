@@ -403,3 +403,37 @@ def test_chunked_generation_loads_a_consistent_source(pg_server, workdir, monkey
     assert n["leads"] == sc.leads and n["deals"] == sc.deals
     assert n["prefs"] == n["users"] and n["sent"] == n["sends"] > 0
     assert n["companies_with_leads"] == sc.tenants
+
+
+def test_every_command_option_is_described_and_help_lists_the_environment(capsys):
+    """`--help` of every command describes every option; the top-level help lists the environment
+    variables the product reads (the ones the code reads, found in its source)."""
+    import argparse
+    import re
+    from pathlib import Path
+
+    from crm_warehouse.cli import build_parser, main
+
+    undescribed = []
+
+    def walk(parser, path):
+        for action in parser._actions:
+            if isinstance(action, argparse._SubParsersAction):
+                for name, sub in action.choices.items():
+                    walk(sub, path + [name])
+            elif not isinstance(action, argparse._HelpAction) and not action.help:
+                undescribed.append(" ".join(path + (action.option_strings or [action.dest])))
+
+    walk(build_parser(), [])
+    assert not undescribed, undescribed
+    with pytest.raises(SystemExit):
+        main(["--help"])
+    shown = capsys.readouterr().out
+    root = Path(__file__).resolve().parents[1]
+    read = set()
+    for folder in ("ingest", "crm_warehouse", "orchestration", "serving", "quality"):
+        for f in (root / folder).rglob("*.py"):
+            read |= set(re.findall(r"\b((?:CRM|SENDGRID|POSTMARK|RESEND)_[A-Z_]+)\b", f.read_text()))
+    internal = {"CRM_AS_OF", "CRM_SCHEMA_SUFFIX", "CRM_DBT_EXECUTABLE"}  # the refresh sets them for its dbt child
+    read = {v for v in read if not v.startswith("CRM_WH_")} - internal
+    assert read and not {v for v in read if v not in shown}, sorted(v for v in read if v not in shown)
