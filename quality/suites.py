@@ -68,6 +68,7 @@ def build_data_docs(home: Path, wh) -> Path:
     from great_expectations.expectations.expectation_configuration import ExpectationConfiguration
 
     from ingest.warehouse import table_columns
+    from quality.data_docs_offline import make_offline
 
     root = home / DOCS_DIR
     context = gx.get_context(mode="file", project_root_dir=str(root))
@@ -123,4 +124,6 @@ def build_data_docs(home: Path, wh) -> Path:
             run_id=RunIdentifier(run_name=run_name, run_time=stamp), batch_identifier=batch_id)
         context.validation_results_store.set(key, vr)
     context.build_data_docs()
-    return root / "gx" / "uncommitted" / "data_docs" / "local_site" / "index.html"
+    site = root / "gx" / "uncommitted" / "data_docs" / "local_site"
+    make_offline(site)  # the CDN links GE writes replaced by vendored copies: the pages work offline
+    return site / "index.html"

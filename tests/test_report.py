@@ -244,3 +244,18 @@ def test_report_errors_say_what_to_do(built, tmp_path, monkeypatch, capsys):
         writer.wait(30)
     assert main(["report"]) == 0
     assert (tmp_path / "empty" / "report" / "index.html").exists()
+
+
+def test_data_docs_render_offline_in_headless_chromium(built, chromium, tmp_path):
+    """Great Expectations' Data Docs load nothing from the network (their scripts, styles and fonts are
+    vendored beside them) and render: jQuery and bootstrap-table run and build the index's and a
+    validation page's tables (this machine has no route to the CDNs GE links)."""
+    from quality.data_docs_offline import external_resources
+
+    site = built["duckdb"][0].home / "quality_docs" / "gx" / "uncommitted" / "data_docs" / "local_site"
+    pages = [site / "index.html", sorted((site / "validations").rglob("*.html"))[0]]
+    for page in pages:
+        assert external_resources(page.read_text()) == [], page
+        dom = run_chromium(chromium, tmp_path, page, "--virtual-time-budget=5000", "--dump-dom")
+        assert 'class="bootstrap-table bootstrap4"' in dom, f"{page}: the tables were not built"
+    assert (site / "static" / "vendor" / "fontawesome" / "webfonts" / "fa-solid-900.woff2").exists()
