@@ -58,6 +58,17 @@ def validate_frame(table: str, frame, *, run_at: dt.datetime) -> dict[str, int]:
     return {r.expectation_config.meta["name"]: int(r.result.get("unexpected_count") or 0) for r in result.results}
 
 
+def _bind(value, params: dict):
+    """``value`` with every ``{"$PARAMETER": name}`` replaced by ``params[name]`` (nested too)."""
+    if isinstance(value, dict):
+        if set(value) == {"$PARAMETER"} and value["$PARAMETER"] in params:
+            return params[value["$PARAMETER"]]
+        return {k: _bind(v, params) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_bind(v, params) for v in value]
+    return value
+
+
 def build_data_docs(home: Path, wh) -> Path:
     """Store each raw table's suite and its latest gate result in GE; build Data Docs. Returns index.html."""
     import great_expectations as gx
@@ -102,7 +113,9 @@ def build_data_docs(home: Path, wh) -> Path:
             evaluated = not message.startswith("not evaluated")
             evrs.append(ExpectationValidationResult(
                 success=bool(passed),
-                expectation_config=ExpectationConfiguration(type=e["type"], kwargs=e["kwargs"],
+                # the run's values in place of the suite's parameters ({"$PARAMETER": "run_time"})
+                expectation_config=ExpectationConfiguration(type=e["type"], kwargs=_bind(e["kwargs"], {
+                                                                "run_time": at.isoformat()}),
                                                             meta=e["meta"] | {"gate": message}),
                 result={"element_count": int(rows_read or 0), "unexpected_count": int(n or 0),
                         "unexpected_percent": 100.0 * int(n or 0) / max(int(rows_read or 0), 1),
@@ -116,9 +129,16 @@ def build_data_docs(home: Path, wh) -> Path:
             statistics={"evaluated_expectations": len(evrs), "successful_expectations": ok,
                         "unsuccessful_expectations": len(evrs) - ok,
                         "success_percent": 100.0 * ok / max(len(evrs), 1)},
-            meta={"batch_status": status, "rows_extracted": rows_read, "active_batch_definition": {
-                "datasource_name": "warehouse", "data_asset_name": suite_name(table),
-                "batch_definition_name": "ingest batch", "batch_identifiers": {"batch_id": batch_id}}})
+            suite_parameters={"run_time": stamp.isoformat()},
+            meta={"batch_status": status, "rows_extracted": rows_read,
+                  "great_expectations_version": gx.__version__,
+                  # what the page's header and run info read: the asset, the run's name and time
+                  "run_id": {"run_name": run_name, "run_time": stamp.isoformat()},
+                  "batch_spec": {"data_asset_name": f"raw.{table}", "batch_id": batch_id,
+                                 "rows_extracted": rows_read, "batch_status": status},
+                  "active_batch_definition": {
+                      "datasource_name": "warehouse", "data_asset_name": f"raw.{table}",
+                      "batch_definition_name": "ingest batch", "batch_identifiers": {"batch_id": batch_id}}})
         key = ValidationResultIdentifier(
             expectation_suite_identifier=ExpectationSuiteIdentifier(name=suite_name(table)),
             run_id=RunIdentifier(run_name=run_name, run_time=stamp), batch_identifier=batch_id)

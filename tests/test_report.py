@@ -259,3 +259,10 @@ def test_data_docs_render_offline_in_headless_chromium(built, chromium, tmp_path
         dom = run_chromium(chromium, tmp_path, page, "--virtual-time-budget=5000", "--dump-dom")
         assert 'class="bootstrap-table bootstrap4"' in dom, f"{page}: the tables were not built"
     assert (site / "static" / "vendor" / "fontawesome" / "webfonts" / "fa-solid-900.woff2").exists()
+    # every validation page names its asset and run, with the run's values in place of the suite's parameters
+    import html as _html
+
+    for page in sorted((site / "validations").rglob("*.html")):
+        text = _html.unescape(re.sub(r"<[^>]+>", " ", re.sub(r"<script.*?</script>", "", page.read_text(), flags=re.S)))
+        text = " ".join(text.split())
+        assert re.search(r"Data asset: raw\.\w+", text) and "__none__" not in text and "$PARAMETER" not in text, page
