@@ -182,14 +182,18 @@ def cmd_demo(cfg: Settings, args: argparse.Namespace) -> int:
         out.print(ht)
     out.print(f"source:     psql '{redact(url)}'", highlight=False, soft_wrap=True)
     if cfg.warehouse == "duckdb":
-        out.print(f"warehouse:  duckdb {cfg.duckdb_path}", highlight=False, soft_wrap=True)
-        out.print("            e.g. select period_type, metric_date, deals_won, won_value, win_rate from marts.pipeline_metrics"
-                  " where period_type = 'quarterly' order by metric_date;", highlight=False)
+        out.print(f"warehouse:  {cfg.duckdb_path}: `crm-warehouse sql` (read-only), e.g.", highlight=False, soft_wrap=True)
+        out.print('            crm-warehouse sql "select period_type, metric_date, deals_won, won_value, win_rate from '
+                  "marts.pipeline_metrics where period_type = 'quarterly' order by metric_date\"", highlight=False)
     if res.ok:
         from serving.report import build_report
 
         out.print(f"report:     file://{build_report(cfg)}  (`crm-warehouse report` rewrites it)", highlight=False,
                   soft_wrap=True)
+        out.print(f"dbt docs:   file://{cfg.home / 'docs' / 'index.html'}  (every model and column, lineage)",
+                  highlight=False, soft_wrap=True)
+    out.print("ui:         `crm-warehouse ui`, then http://127.0.0.1:3000 (assets, checks, runs, the daily schedule)",
+              highlight=False, soft_wrap=True)
     _print_outcome(res, time.perf_counter() - t0)
     return 0 if res.ok else 1
 

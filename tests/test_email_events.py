@@ -373,6 +373,8 @@ def test_demo_command_summarizes_source_and_loads_events(tiny_source, workdir, m
     assert "lead_activities" in out and "raw.email_events" in out and str(home / "warehouse.duckdb") in out
     assert "open pipeline value" in out
     assert f"file://{home / 'report' / 'index.html'}" in out and (home / "report" / "index.html").stat().st_size > 10_000
+    assert f"file://{home / 'docs' / 'index.html'}" in out and (home / "docs" / "index.html").exists()
+    assert "crm-warehouse sql" in out and "crm-warehouse ui" in out  # how to open each, with what the project installs
     wh = DuckDBWarehouse(home / "warehouse.duckdb")
     assert wh.query("SELECT count(*) AS n FROM raw.email_events")["n"][0] > 1000
     assert wh.query("SELECT count(*) AS n FROM raw.leads")["n"][0] == 500
