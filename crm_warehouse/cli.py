@@ -16,7 +16,7 @@ import psycopg
 from rich.console import Console
 from rich.table import Table
 
-from ingest.config import Settings, redact, settings
+from ingest.config import Settings, email_chunk_bytes, memory_limit, redact, settings
 from ingest.postgres_server import SourceError
 
 # sent to a file (cron), rich would cut tables at 80 columns: a log gets wide lines instead
@@ -462,7 +462,8 @@ ENVIRONMENT = """environment (secrets are read from here only, never printed):
                              the providers' webhook credentials
   CRM_INGEST_LOOKBACK_HOURS (24), CRM_QUARANTINE_THRESHOLD (0.05), CRM_QUARANTINE_MIN_ROWS (10),
   CRM_FRESHNESS_HOURS (48), CRM_ALLOW_MASS_DELETE, CRM_EMAIL_CHUNK_MB (64)
-                             ingest settings (README, "Configuration")"""
+                             ingest settings (README, "Configuration")
+  CRM_MEMORY_LIMIT           memory DuckDB may use in the ingest, dbt and the report (default 4GB)"""
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -578,6 +579,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         cfg = settings()
+        memory_limit(), email_chunk_bytes()  # a malformed tunable: one line before any work
         return args.func(cfg, args)
     except (SourceError, ValueError) as err:
         console.print(f"[bold red]error:[/] {redact(str(err))}", highlight=False, soft_wrap=True)

@@ -1,4 +1,6 @@
-"""Configuration from the environment (PRODUCT.md's variables). Nothing else reads os.environ."""
+"""Configuration from the environment: PRODUCT.md's variables (``settings``) and the resource tunables
+(``memory_limit``, ``email_chunk_bytes``). A few run-time switches are read where they act (the ingest's
+``CRM_INGEST_LOOKBACK_HOURS`` and ``CRM_ALLOW_MASS_DELETE``, the gate's thresholds, secrets)."""
 
 from __future__ import annotations
 
@@ -41,6 +43,37 @@ def settings(env: dict[str, str] | None = None) -> Settings:
         duckdb_path=Path(env.get("CRM_DUCKDB_PATH") or home / "warehouse.duckdb").expanduser().absolute(),
         warehouse_url=env.get("CRM_WAREHOUSE_URL") or None,
     )
+
+
+DEFAULT_MEMORY_LIMIT = "4GB"   # DuckDB's share on a 2-core, 8 GB machine: the rest for Python, Arrow and the servers
+_SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(KB|MB|GB|TB|KIB|MIB|GIB|TIB)\s*$", re.IGNORECASE)
+
+
+def memory_limit(env: dict[str, str] | None = None) -> str:
+    """``CRM_MEMORY_LIMIT`` (default 4GB): the memory DuckDB may use in every process that opens the
+    warehouse (the ingest, dbt's build, the report); beyond it DuckDB spills to its temporary directory
+    beside the file. A size such as 4GB or 512MB."""
+    env = os.environ if env is None else env
+    value = (env.get("CRM_MEMORY_LIMIT") or DEFAULT_MEMORY_LIMIT).strip()
+    m = _SIZE.match(value)
+    if not m or float(m[1]) <= 0:
+        raise ValueError(f"CRM_MEMORY_LIMIT must be a size such as 4GB or 512MB, not {value!r}")
+    return f"{m[1]}{m[2].upper()}"
+
+
+def email_chunk_bytes(env: dict[str, str] | None = None) -> int:
+    """``CRM_EMAIL_CHUNK_MB`` (default 64): how much of the webhook landing zone one transaction reads."""
+    env = os.environ if env is None else env
+    value = (env.get("CRM_EMAIL_CHUNK_MB") or "").strip()
+    if not value:
+        return 64 * 1024 * 1024
+    try:
+        mb = float(value)
+    except ValueError:
+        mb = 0
+    if mb <= 0:
+        raise ValueError(f"CRM_EMAIL_CHUNK_MB must be a positive number of megabytes, not {value!r}")
+    return max(1, int(mb * 1024 * 1024))
 
 
 _PASSWORD_IN_URL = re.compile(r"(?P<head>[a-z][a-z0-9+.-]*://[^:/@?#]*:)(?P<pw>[^@/?#]*)@", re.IGNORECASE)

@@ -18,7 +18,7 @@ import duckdb
 import polars as pl
 import pyarrow as pa
 
-from ingest.config import Settings
+from ingest.config import Settings, memory_limit
 from ingest.pg_copy import copy_frame
 from ingest.postgres_server import WAREHOUSE_DB, connect, embedded_database_url
 
@@ -59,6 +59,7 @@ class DuckDBWarehouse:
                 "again. Nothing was changed.") from None
         self.con.execute("SET TimeZone = 'UTC'")
         self.con.execute("SET enable_progress_bar = false")
+        self.con.execute(f"SET memory_limit = '{memory_limit()}'")  # CRM_MEMORY_LIMIT; spills beside the file beyond it
         # A bulk INSERT writes each full row group (122,880 rows) to the file as it fills, not five at
         # a time (DuckDB's default): the compression runs while the next batch is extracted instead of
         # stalling the table's last INSERT, and less is held in memory. email_sends alone (659 k rows):

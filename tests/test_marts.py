@@ -680,3 +680,33 @@ def test_every_mart_and_column_description_is_in_the_database(built):
             "t.oid = a.attrelid JOIN pg_namespace n ON n.oid = t.relnamespace WHERE n.nspname = 'marts' AND "
             "t.relkind = 'r' AND a.attnum > 0 AND NOT a.attisdropped").fetchone()
     assert pg_cols == cols
+
+
+def test_one_memory_limit_reaches_every_duckdb_the_refresh_opens(built, tmp_path, monkeypatch, capsys):
+    """CRM_MEMORY_LIMIT bounds DuckDB in the ingest's process and in dbt's (the profile reads it), one setting;
+    a malformed value stops the CLI in one line before any work."""
+    import os
+    import subprocess
+
+    from crm_warehouse.cli import main
+    from orchestration.defs.dbt.project import PROFILES_DIR, ROOT, dbt_env, dbt_executable
+
+    cfg, _ = built["duckdb"]
+    monkeypatch.setenv("CRM_MEMORY_LIMIT", "1GB")
+    wh = open_warehouse(cfg)
+    try:
+        assert wh.scalar("SELECT current_setting('memory_limit')") == "953.6 MiB"
+    finally:
+        wh.close()
+    proc = subprocess.run([dbt_executable(), "show", "--inline", "select current_setting('memory_limit') as m",
+                           "--project-dir", str(ROOT), "--profiles-dir", str(PROFILES_DIR),
+                           "--target-path", str(tmp_path / "target"), "--log-path", str(tmp_path)],
+                          cwd=ROOT, env={**os.environ, **dbt_env(cfg)}, capture_output=True,
+                          text=True, timeout=300)
+    assert proc.returncode == 0 and "953.6 MiB" in proc.stdout, proc.stdout[-2000:] + proc.stderr[-2000:]
+    monkeypatch.setenv("CRM_MEMORY_LIMIT", "lots")
+    monkeypatch.setenv("CRM_HOME", str(tmp_path / "home"))
+    assert main(["refresh"]) == 2
+    err = capsys.readouterr().err
+    assert "CRM_MEMORY_LIMIT must be a size" in err and len(err.strip().splitlines()) == 1
+    assert not (tmp_path / "home").exists()

@@ -12,7 +12,7 @@ from pathlib import Path
 from dagster_dbt import DbtProject
 from psycopg.conninfo import conninfo_to_dict
 
-from ingest.config import Settings, redact
+from ingest.config import Settings, memory_limit, redact
 from ingest.postgres_server import WAREHOUSE_DB, embedded_database_url
 
 ROOT = Path(__file__).resolve().parents[3]
@@ -89,6 +89,7 @@ def dbt_env(settings: Settings, target: str | None = None) -> dict[str, str]:
     in SQL; PGTZ makes PostgreSQL sessions UTC as well."""
     target = target or settings.warehouse
     env = {"CRM_WAREHOUSE": target, "CRM_HOME": str(settings.home), "CRM_DUCKDB_PATH": str(settings.duckdb_path),
+           "CRM_MEMORY_LIMIT": memory_limit(),  # validated here: dbt gets the same limit as the ingest
            "PGTZ": "UTC", "DBT_SEND_ANONYMOUS_USAGE_STATS": "false"}
     if target == "postgres":
         url = settings.warehouse_url or embedded_database_url(settings.warehouse_pgdata, WAREHOUSE_DB)

@@ -1,28 +1,11 @@
 """Dagster wiring of the email provider events: the landing zone into ``raw.email_events``."""
 
-import os
-
 import dagster as dg
 
-from ingest.config import settings
-from ingest.email_events.landing import DEFAULT_CHUNK_BYTES
+from ingest.config import email_chunk_bytes, settings
 from ingest.email_events.load import ingest_email_events
 from ingest.progress import report
 from ingest.warehouse import open_warehouse
-
-
-def email_chunk_bytes() -> int:
-    """How much of the landing zone one transaction reads: ``CRM_EMAIL_CHUNK_MB`` (default 64)."""
-    value = os.environ.get("CRM_EMAIL_CHUNK_MB", "").strip()
-    if not value:
-        return DEFAULT_CHUNK_BYTES
-    try:
-        mb = float(value)
-    except ValueError:
-        mb = 0
-    if mb <= 0:
-        raise ValueError(f"CRM_EMAIL_CHUNK_MB must be a positive number of megabytes, not {value!r}")
-    return max(1, int(mb * 1024 * 1024))
 
 
 @dg.asset(
