@@ -11,7 +11,7 @@ import csv
 import sys
 from typing import Iterator, TextIO
 
-from ingest.config import Settings
+from ingest.config import Settings, memory_limit
 from ingest.postgres_server import SourceError
 
 
@@ -23,7 +23,8 @@ class Session:
 
             if not cfg.duckdb_path.exists():
                 raise SourceError(f"no warehouse at {cfg.duckdb_path}: run `crm-warehouse refresh` (or `demo`) first")
-            self.conn = duckdb.connect(str(cfg.duckdb_path), read_only=True)
+            self.conn = duckdb.connect(str(cfg.duckdb_path), read_only=True,
+                                       config={"memory_limit": memory_limit()})
         else:
             from ingest.postgres_server import WAREHOUSE_DB, connect, embedded_database_url
 

@@ -27,7 +27,7 @@ from typing import Any, Callable, Sequence
 
 import polars as pl
 
-from ingest.config import Settings
+from ingest.config import Settings, memory_limit
 from ingest.warehouse import table_columns
 
 BLUE, ORANGE, GREEN, RED, GREY, PURPLE = "#2563eb", "#f59e0b", "#16a34a", "#dc2626", "#64748b", "#9333ea"
@@ -52,7 +52,8 @@ class _Reader:
                 raise ReportError(f"there is no warehouse file at {cfg.duckdb_path}: run `crm-warehouse refresh` "
                                   "(or `crm-warehouse demo`) first")
             try:
-                self.con = duckdb.connect(str(cfg.duckdb_path), read_only=True)
+                self.con = duckdb.connect(str(cfg.duckdb_path), read_only=True,
+                                          config={"memory_limit": memory_limit()})
             except duckdb.IOException as err:
                 if "lock" not in str(err).lower():
                     raise

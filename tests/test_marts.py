@@ -704,6 +704,13 @@ def test_one_memory_limit_reaches_every_duckdb_the_refresh_opens(built, tmp_path
                           cwd=ROOT, env={**os.environ, **dbt_env(cfg)}, capture_output=True,
                           text=True, timeout=300)
     assert proc.returncode == 0 and "953.6 MiB" in proc.stdout, proc.stdout[-2000:] + proc.stderr[-2000:]
+    from ingest.email_events.parse import connect as parser_connection
+
+    assert parser_connection().execute("SELECT current_setting('memory_limit')").fetchone() == ("953.6 MiB",)
+    monkeypatch.setenv("CRM_DUCKDB_PATH", str(cfg.duckdb_path))
+    capsys.readouterr()
+    assert main(["sql", "--format", "csv", "select current_setting('memory_limit') as m"]) == 0
+    assert capsys.readouterr().out.splitlines() == ["m", "953.6 MiB"]
     monkeypatch.setenv("CRM_MEMORY_LIMIT", "lots")
     monkeypatch.setenv("CRM_HOME", str(tmp_path / "home"))
     assert main(["refresh"]) == 2

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 import duckdb
 import polars as pl
 
+from ingest.config import memory_limit
 from ingest.email_events import postmark, resend, sendgrid
 from ingest.email_events.model import EVENT_COLUMN_NAMES
 
@@ -43,7 +44,7 @@ PROVIDER_SQL = {name: _provider_sql(m) for name, m in PROVIDERS.items()}
 
 
 def connect() -> duckdb.DuckDBPyConnection:
-    con = duckdb.connect()
+    con = duckdb.connect(config={"memory_limit": memory_limit()})  # CRM_MEMORY_LIMIT, as the warehouse
     con.execute("SET TimeZone = 'UTC'")
     con.execute("SET enable_progress_bar = false")
     return con
