@@ -461,7 +461,7 @@ ENVIRONMENT = """environment (secrets are read from here only, never printed):
   SENDGRID_WEBHOOK_PUBLIC_KEY, POSTMARK_WEBHOOK_USER, POSTMARK_WEBHOOK_PASSWORD, RESEND_WEBHOOK_SECRET
                              the providers' webhook credentials
   CRM_INGEST_LOOKBACK_HOURS (24), CRM_QUARANTINE_THRESHOLD (0.05), CRM_QUARANTINE_MIN_ROWS (10),
-  CRM_FRESHNESS_HOURS (48), CRM_ALLOW_MASS_DELETE, CRM_EMAIL_CHUNK_MB (64)
+  CRM_FRESHNESS_HOURS (48), CRM_ALLOW_MASS_DELETE, CRM_EMAIL_CHUNK_MB (128)
                              ingest settings (README, "Configuration")
   CRM_MEMORY_LIMIT           memory DuckDB may use in the ingest, dbt and the report (default 4GB)"""
 

@@ -62,11 +62,13 @@ def memory_limit(env: dict[str, str] | None = None) -> str:
 
 
 def email_chunk_bytes(env: dict[str, str] | None = None) -> int:
-    """``CRM_EMAIL_CHUNK_MB`` (default 64): how much of the webhook landing zone one transaction reads."""
+    """``CRM_EMAIL_CHUNK_MB`` (default 128): how much of the webhook landing zone one transaction reads."""
+    from ingest.email_events.landing import DEFAULT_CHUNK_BYTES
+
     env = os.environ if env is None else env
     value = (env.get("CRM_EMAIL_CHUNK_MB") or "").strip()
     if not value:
-        return 64 * 1024 * 1024
+        return DEFAULT_CHUNK_BYTES
     try:
         mb = float(value)
     except ValueError:
