@@ -466,6 +466,11 @@ ENVIRONMENT = """environment (secrets are read from here only, never printed):
   CRM_MEMORY_LIMIT           memory DuckDB may use in the ingest, dbt and the report (default 4GB)"""
 
 
+def _target_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--target", choices=["duckdb", "postgres"], default=None,
+                        help="the warehouse to use (default: CRM_WAREHOUSE, else duckdb)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="crm-warehouse", description="BuildDesk CRM analytics warehouse",
                                 epilog=ENVIRONMENT, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -497,7 +502,7 @@ def build_parser() -> argparse.ArgumentParser:
     serve.set_defaults(func=cmd_webhooks_serve)
 
     refresh = sub.add_parser("refresh", help="the daily job: ingest every source table and the webhook events, then dbt build")
-    refresh.add_argument("--target", choices=["duckdb", "postgres"], default=None, help="the warehouse to use (default: CRM_WAREHOUSE, else duckdb)")
+    _target_option(refresh)
     refresh.add_argument("--full-refresh", action="store_true",
                          help="rebuild every dbt model from raw (raw is kept: it remembers rows the source deleted)")
     refresh.add_argument("--resync", nargs="*", metavar="TABLE", default=None,
@@ -520,7 +525,7 @@ def build_parser() -> argparse.ArgumentParser:
     reset = rawsub.add_parser("reset", help="DROP raw tables (and their ingest state and quarantine): the rows the "
                                             "source has deleted since are lost for good")
     reset.add_argument("tables", nargs="*", metavar="TABLE", help="raw tables to drop (default: every one)")
-    reset.add_argument("--target", choices=["duckdb", "postgres"], default=None, help="the warehouse to use (default: CRM_WAREHOUSE, else duckdb)")
+    _target_option(reset)
     reset.add_argument("--yes", action="store_true", help="do not ask for confirmation")
     reset.set_defaults(func=cmd_raw_reset)
 
@@ -542,7 +547,7 @@ def build_parser() -> argparse.ArgumentParser:
     grant.set_defaults(func=cmd_bi_grant)
 
     rep = sub.add_parser("report", help="write the static HTML report of the headline marts under $CRM_HOME/report/")
-    rep.add_argument("--target", choices=["duckdb", "postgres"], default=None, help="the warehouse to use (default: CRM_WAREHOUSE, else duckdb)")
+    _target_option(rep)
     rep.add_argument("--company-id", default=None, metavar="UUID", help="one tenant's report (company-<id>.html)")
     rep.set_defaults(func=cmd_report)
 
@@ -550,7 +555,7 @@ def build_parser() -> argparse.ArgumentParser:
                           description="Run SQL on the warehouse in a read-only session: the QUERY given, a script "
                                       "piped on stdin (statements end with ';'), or a prompt on a terminal.")
     sql_.add_argument("query", nargs="?", metavar="QUERY", help="the SQL to run (several statements: separate with ';')")
-    sql_.add_argument("--target", choices=["duckdb", "postgres"], default=None, help="the warehouse to use (default: CRM_WAREHOUSE, else duckdb)")
+    _target_option(sql_)
     sql_.add_argument("--format", choices=["table", "csv"], default="table",
                       help="a table (at most --max-rows rows) or CSV (every row) on stdout")
     sql_.add_argument("--max-rows", type=int, default=50, metavar="N", help="rows a table shows (default 50)")

@@ -45,6 +45,9 @@ def settings(env: dict[str, str] | None = None) -> Settings:
     )
 
 
+# medium tier (777 MB of landing lines, 1.38 M events), one run each: 64 MB chunks 44.7-49.3 s and +1.5 GB peak,
+# 128 MB 31.6 s and +2.3 GB, 256 MB 24.0 s and +4.0 GB, everything at once 32.7 s and +9.3 GB (docs/benchmarks.md)
+DEFAULT_CHUNK_BYTES = 128 * 1024 * 1024
 DEFAULT_MEMORY_LIMIT = "4GB"   # DuckDB's share on a 2-core, 8 GB machine: the rest for Python, Arrow and the servers
 _SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(KB|MB|GB|TB|KIB|MIB|GIB|TIB)\s*$", re.IGNORECASE)
 
@@ -63,8 +66,6 @@ def memory_limit(env: dict[str, str] | None = None) -> str:
 
 def email_chunk_bytes(env: dict[str, str] | None = None) -> int:
     """``CRM_EMAIL_CHUNK_MB`` (default 128): how much of the webhook landing zone one transaction reads."""
-    from ingest.email_events.landing import DEFAULT_CHUNK_BYTES
-
     env = os.environ if env is None else env
     value = (env.get("CRM_EMAIL_CHUNK_MB") or "").strip()
     if not value:

@@ -26,7 +26,7 @@ KEYS = {
     "fct_deals": ["deal_id"], "fct_deal_stage_transitions": ["deal_id", "stage_id", "entered_at"],
     "fct_deal_daily_snapshot": ["deal_id", "snapshot_date"], "win_loss": ["deal_id"],
     "pipeline_metrics": ["company_id", "template_id", "period_type", "metric_date"], "rep_performance": ["quota_id"],
-    "fct_crm_activities": ["activity_id", "source_table"], "pipeline_forecast": ["company_id", "close_month", "forecast_bucket"],
+    "fct_crm_activities": ["activity_id", "source_table"], "pipeline_forecast": ["company_id", "close_month"],
     "lead_scores": ["lead_id"], "email_campaign_performance": ["campaign_id", "variant"],
     "funnel_conversion": ["company_id", "cohort_month", "lead_source"],
 }
@@ -410,7 +410,7 @@ def test_sql_command_answers_and_never_writes(built, target, monkeypatch, capsys
 @pytest.mark.parametrize("target", ["duckdb", "postgres"])
 def test_marts_read_without_joins_names_lists_and_overdue_deals(built, target):
     """What an analyst reads without decoding: rep and company names beside their ids, competitors as a
-    list, and the forecast's overdue and undated open deals in buckets of their own."""
+    list, and the forecast's overdue and undated open deals counted apart (in the as-of month's row)."""
     cfg, res = built[target]
     wh = open_warehouse(cfg)
     try:
@@ -418,13 +418,16 @@ def test_marts_read_without_joins_names_lists_and_overdue_deals(built, target):
         wrong = wh.scalar("SELECT count(*) FROM marts.fct_deals d JOIN marts.dim_reps r ON r.rep_id = d.rep_id "
                           "WHERE d.rep_name IS DISTINCT FROM r.rep_name")
         lists = [r[0] for r in wh.rows("SELECT competitors FROM marts.win_loss WHERE competitors IS NOT NULL")]
-        buckets = dict(wh.rows("SELECT forecast_bucket, sum(open_deals) FROM marts.pipeline_forecast GROUP BY 1"))
+        buckets = dict(zip(("overdue", "undated"), wh.rows(
+            "SELECT sum(overdue_deals), sum(undated_deals) FROM marts.pipeline_forecast")[0]))
+        late_elsewhere = wh.scalar("SELECT count(*) FROM marts.pipeline_forecast WHERE (overdue_deals > 0 OR "
+                                   "undated_deals > 0) AND close_month <> CAST(? AS DATE)", (res.as_of[:8] + "01",))
         overdue = wh.scalar("SELECT count(*) FROM marts.fct_deals WHERE NOT is_deleted AND status IN ('active', "
                             "'on_hold') AND expected_close_date < CAST(? AS DATE)", (res.as_of,))
         undated = wh.scalar("SELECT count(*) FROM marts.fct_deals WHERE NOT is_deleted AND status IN ('active', "
                             "'on_hold') AND expected_close_date IS NULL")
-        early = wh.scalar("SELECT count(*) FROM marts.pipeline_forecast WHERE forecast_bucket = 'scheduled' "
-                          "AND close_month < CAST(? AS DATE) - 31", (res.as_of,))
+        early = wh.scalar("SELECT count(*) FROM marts.pipeline_forecast WHERE close_month < CAST(? AS DATE) - 31",
+                          (res.as_of,))
         forecast_named = wh.scalar("SELECT count(*) FROM marts.pipeline_forecast WHERE company_name IS NULL")
         partial = wh.rows("SELECT period_type, count(*) FROM marts.pipeline_metrics WHERE is_partial_period "
                           "AND NOT (metric_date <= CAST(? AS DATE) AND CAST(? AS DATE) < period_end) GROUP BY 1",
@@ -437,8 +440,8 @@ def test_marts_read_without_joins_names_lists_and_overdue_deals(built, target):
     assert total > 0 and with_company == total and with_rep_name == with_rep and wrong == 0
     assert lists and all(isinstance(x, list) and all(isinstance(c, str) and "," not in c for c in x) for x in lists)
     assert any(len(x) > 1 for x in lists)  # a deal with several competitors reads as several items
-    assert int(buckets.get("overdue", 0)) == overdue > 0 and int(buckets.get("undated", 0)) == undated
-    assert early == 0 and forecast_named == 0
+    assert int(buckets["overdue"]) == overdue > 0 and int(buckets["undated"]) == undated
+    assert early == 0 and forecast_named == 0 and late_elsewhere == 0
     # the running period of each kind, and only it, is marked partial (the as-of day 2026-06-30 ends June and
     # Q2, so only the running week is partial there)
     assert partial == [] and running == {"weekly": 1}, (partial, running)

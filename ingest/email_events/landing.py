@@ -18,6 +18,8 @@ from typing import Iterator
 
 import polars as pl
 
+from ingest.config import DEFAULT_CHUNK_BYTES
+
 PROVIDER_DIRS = ("sendgrid", "postmark", "resend")
 
 
@@ -36,9 +38,6 @@ def landing_files(root: Path) -> list[Path]:
     return files
 
 
-# medium tier (777 MB of landing lines, 1.38 M events), one run each: 64 MB chunks 44.7-49.3 s and +1.5 GB peak,
-# 128 MB 31.6 s and +2.3 GB, 256 MB 24.0 s and +4.0 GB, everything at once 32.7 s and +9.3 GB
-DEFAULT_CHUNK_BYTES = 128 * 1024 * 1024
 
 
 def _frame(names: list[str], numbers: list[int], texts: list[str]) -> pl.DataFrame:

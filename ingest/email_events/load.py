@@ -2,7 +2,8 @@
 
 The landing zone is read in chunks of bounded size; one transaction per chunk holds its new
 events, its quarantined lines, the per-file offsets it reached and the run's batch row so far: a run
-killed at any point leaves the chunks it committed, and the next run goes on from their offsets. Re-running with nothing new changes nothing. Each complete landing line is read
+killed at any point leaves the chunks it committed, and the next run goes on from their offsets.
+Re-running with nothing new changes nothing. Each complete landing line is read
 once; events already stored (same provider and event id: retried deliveries) are not stored
 again; late and out-of-order deliveries are simply new rows.
 """

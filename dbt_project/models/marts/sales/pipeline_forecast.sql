@@ -1,7 +1,8 @@
 {#-
-  One row per company x expected close month x forecast bucket of its live open deals (active or
-  on hold). Deals whose expected close date has passed (or that have none) are counted in the
-  as-of month under their own bucket ('overdue', 'undated'), apart from those due that month.
+  One row per company x expected close month of its live open deals (active or on hold; the grain
+  PRODUCT.md names). Deals whose expected close date has passed, or that have none, are counted in
+  the as-of month, and that row says how many of its deals and how much of its value they are
+  (overdue_*, undated_*), so the month's own expected closes can be read apart from them.
   Two weightings: the current stage's probability, and the stage-to-won rate learned from closed
   deals of the same template (share of closed deals that visited the stage and ended won; the
   stage probability where no closed deal visited it).
@@ -67,14 +68,19 @@ final as (
         company_id,
         company_name,
         close_month,
-        forecast_bucket,
         count(*) as open_deals,
         cast(sum(estimated_value) as decimal(15, 2)) as open_value,
         sum({{ weighted_value('estimated_value', 'coalesce(current_stage_probability, 0)') }}) as stage_weighted_value,
         cast(sum(estimated_value * learned_win_rate) as decimal(15, 2)) as history_weighted_value,
-        sum(case when status = 'on_hold' then 1 else 0 end) as on_hold_deals
+        sum(case when status = 'on_hold' then 1 else 0 end) as on_hold_deals,
+        sum(case when forecast_bucket = 'overdue' then 1 else 0 end) as overdue_deals,
+        cast(coalesce(sum(case when forecast_bucket = 'overdue' then estimated_value end), 0) as decimal(15, 2))
+            as overdue_value,
+        sum(case when forecast_bucket = 'undated' then 1 else 0 end) as undated_deals,
+        cast(coalesce(sum(case when forecast_bucket = 'undated' then estimated_value end), 0) as decimal(15, 2))
+            as undated_value
     from open_deals
-    group by company_id, company_name, close_month, forecast_bucket
+    group by company_id, company_name, close_month
 
 )
 
