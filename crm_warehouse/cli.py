@@ -109,6 +109,11 @@ def _print_outcome(res, seconds: float) -> None:
                   f"{res.checks_passed} dbt tests passed, {len(res.checks_failed)} failed", highlight=False)
     for name in res.checks_failed:
         console.print(f"[bold red]failed check:[/] {name}", highlight=False, soft_wrap=True)
+    if res.fresh_marts or res.stale_marts:  # Dagster's freshness checks, evaluated after the build
+        out.print(f"marts' freshness checks: {res.fresh_marts} of {res.fresh_marts + len(res.stale_marts)} marts "
+                  "rebuilt within 26 h", highlight=False)
+    for name in res.stale_marts:
+        console.print(f"[bold yellow]stale mart:[/] {name} not rebuilt for 26 h", highlight=False, soft_wrap=True)
     for step, msg in res.failures:
         console.print(f"[bold red]failed:[/] {step}: {msg}", highlight=False, soft_wrap=True)
     if res.log_path:
@@ -130,10 +135,11 @@ def _parse_day(value: str | None) -> str | None:
         day = dt.date.fromisoformat(value)
     except ValueError:
         raise ValueError(f"--as-of must be a day as YYYY-MM-DD, not {value!r}") from None
-    # the Dagster partitions the transform job knows: checked before any work starts
-    first, ahead = dt.date(2015, 1, 1), dt.date.today() + dt.timedelta(days=365)
+    # a Dagster partition is added for the day built; a day far from any data is a typo, refused before any work
+    first, ahead = dt.date(2000, 1, 1), dt.date.today() + dt.timedelta(days=366)
     if not first <= day <= ahead:
-        raise ValueError(f"--as-of {day}: give a day from {first} to {ahead}")
+        raise ValueError(f"--as-of {day}: give a day from {first} to {ahead} (a year past today at most: "
+                         "a simulated source's clock may stand ahead of the wall clock)")
     return day.isoformat()
 
 
@@ -222,13 +228,11 @@ def cmd_refresh(cfg: Settings, args: argparse.Namespace) -> int:
 
     cfg = with_target(cfg, args.target)
     as_of = _parse_day(args.as_of)
-    if args.allow_mass_delete:
-        os.environ["CRM_ALLOW_MASS_DELETE"] = "1"  # read by ingest.raw_load for this run's tables
     resync = _resync_tables(args.resync)
     t0 = time.perf_counter()
     with console.status(f"refresh into the {cfg.warehouse} warehouse: ingest, then dbt build…") as status:
         res = run_refresh(cfg, full_refresh=args.full_refresh, resync=resync, as_of=as_of, progress=_progress(status, args.verbose),
-                          wait=args.wait)
+                          wait=args.wait, allow_mass_delete=args.allow_mass_delete)
     out.print(_ingest_table(res.ingest, f"ingest into the {cfg.warehouse} warehouse"))
     _print_outcome(res, time.perf_counter() - t0)
     if cfg.warehouse == "postgres":
@@ -421,7 +425,8 @@ def cmd_sql(cfg: Settings, args: argparse.Namespace) -> int:
 
 
 def cmd_ui(cfg: Settings, args: argparse.Namespace) -> int:
-    """The Dagster UI on the project's definitions, with the run history refresh keeps."""
+    """`dagster dev` on the project's definitions (the webserver, and the daemon that runs the daily
+    schedule and the freshness sensor once they are turned on), with the run history refresh keeps."""
     import subprocess
 
     from orchestration.dagster_storage import ensure_instance_config
@@ -429,10 +434,11 @@ def cmd_ui(cfg: Settings, args: argparse.Namespace) -> int:
     home = cfg.home / "dagster"
     ensure_instance_config(home)
     env = {**os.environ, "DAGSTER_HOME": str(home)}
-    exe = Path(sys.executable).with_name("dagster-webserver")
-    console.print(f"Dagster UI on http://{args.host}:{args.port} (run history in {home}); Ctrl-C stops it",
-                  highlight=False)
-    proc = subprocess.Popen([str(exe), "-m", "orchestration.definitions", "-h", args.host, "-p", str(args.port)],
+    exe = Path(sys.executable).with_name("dagster")
+    console.print(f"Dagster UI on http://{args.host}:{args.port} (run history in {home}); the daemon runs the "
+                  "daily schedule once it is turned on (Automation); Ctrl-C stops both", highlight=False, soft_wrap=True)
+    proc = subprocess.Popen([str(exe), "dev", "-m", "orchestration.definitions", "-h", args.host, "-p", str(args.port),
+                             "--log-level", "warning"],
                             env=env, cwd=str(Path(__file__).resolve().parents[1]))
 
     def stop(*_):  # SIGTERM stops the webserver too, and waits for it

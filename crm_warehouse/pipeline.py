@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
-from ingest.config import Settings, redact, temporary_env
+from ingest.config import Settings, redact
 from ingest.progress import reporting
 
 # What ends the modelled history when no --as-of is given: the latest business time in raw
@@ -38,6 +38,8 @@ class RefreshResult:
     built: list[str] = field(default_factory=list)                     # dbt assets materialized
     checks_passed: int = 0
     checks_failed: list[str] = field(default_factory=list)
+    stale_marts: list[str] = field(default_factory=list)               # marts' freshness checks failed
+    fresh_marts: int = 0
     seconds: dict[str, float] = field(default_factory=dict)
     log_path: Path | None = None
     quality_docs: Path | None = None
@@ -82,17 +84,6 @@ def dagster_instance(cfg: Settings):
     return dg.DagsterInstance.get()
 
 
-@contextlib.contextmanager
-def exported_settings(cfg: Settings):
-    """The assets read their configuration from the environment (as a Dagster deployment would):
-    make it say what ``cfg`` says for the duration, then put it back."""
-    values = {"CRM_HOME": str(cfg.home), "CRM_EMAIL_EVENTS_DIR": str(cfg.email_events_dir),
-              "CRM_WAREHOUSE": cfg.warehouse, "CRM_DUCKDB_PATH": str(cfg.duckdb_path),
-              "CRM_SOURCE_URL": cfg.source_url, "CRM_WAREHOUSE_URL": cfg.warehouse_url}
-    with temporary_env(values):
-        yield
-
-
 def latest_business_day(cfg: Settings) -> str:
     from ingest.warehouse import open_warehouse
 
@@ -125,8 +116,12 @@ def _step_failures(result) -> list[tuple[str, str]]:
 
 def run_refresh(cfg: Settings, *, full_refresh: bool = False, resync: "bool | list[str]" = False,
                 as_of: str | None = None, ingest: bool = True, transform: bool = True,
-                progress: Callable[[str], None] | None = None, wait: bool = False) -> RefreshResult:
+                progress: Callable[[str], None] | None = None, wait: bool = False,
+                allow_mass_delete: bool = False) -> RefreshResult:
     """Ingest, then dbt build for ``as_of``; dbt's log goes to $CRM_HOME/logs/refresh-<time>.log.
+
+    Both jobs run with ``cfg`` as the ``crm`` resource's run config and the switches as their steps'
+    run config (orchestration/resources.py): what the daily schedule runs, configured here.
 
     ``full_refresh``: dbt rebuilds every model from raw (raw is kept: it remembers rows the source has
     deleted). ``resync``: True or raw table names re-read whole from the source and merged into raw.
@@ -144,9 +139,9 @@ def run_refresh(cfg: Settings, *, full_refresh: bool = False, resync: "bool | li
             connect(source_url(cfg)).close()
         tee = _LogTee(log_path, progress)
         try:
-            with contextlib.redirect_stdout(tee), exported_settings(cfg), reporting(progress):
+            with contextlib.redirect_stdout(tee), reporting(progress):
                 res = _run_refresh(cfg, full_refresh=full_refresh, resync=resync, as_of=as_of, ingest=ingest,
-                                   transform=transform, progress=progress)
+                                   transform=transform, progress=progress, allow_mass_delete=allow_mass_delete)
         finally:
             tee.close()
     res.log_path = log_path
@@ -154,46 +149,65 @@ def run_refresh(cfg: Settings, *, full_refresh: bool = False, resync: "bool | li
 
 
 def _run_refresh(cfg: Settings, *, full_refresh: bool, resync: "bool | list[str]", as_of: str | None, ingest: bool,
-                 transform: bool, progress: Callable[[str], None] | None) -> RefreshResult:
+                 transform: bool, progress: Callable[[str], None] | None, allow_mass_delete: bool) -> RefreshResult:
     instance = dagster_instance(cfg)
     try:
         return _refresh(cfg, instance, full_refresh=full_refresh, resync=resync, as_of=as_of, ingest=ingest,
-                        transform=transform,
-                        progress=progress)
+                        transform=transform, progress=progress, allow_mass_delete=allow_mass_delete)
     finally:  # its storages' open files (the event log keeps a connection per database) are closed now
         instance.dispose()
 
 
-def _refresh(cfg: Settings, instance, *, full_refresh: bool, resync: "bool | list[str]", as_of: str | None,
-             ingest: bool, transform: bool,
-             progress: Callable[[str], None] | None) -> RefreshResult:
+def run_configs(cfg: Settings, *, full_refresh: bool = False, resync: "bool | list[str]" = False,
+                allow_mass_delete: bool = False) -> tuple[dict, dict]:
+    """The ingest job's and the transform job's run config: where (the ``crm`` resource) and what
+    (each step's switches). No secret: Dagster stores run config and shows it in the UI."""
+    from orchestration.resources import CrmWarehouse
 
-    from orchestration.definitions import defs
-    from orchestration.defs.ingest.assets import FULL_REFRESH_TAG, RESYNC_TAG
-
-    res = RefreshResult()
-    tags = {FULL_REFRESH_TAG: "true" if full_refresh else "false"}
-    if resync:  # the tables re-read whole from the source and merged into raw (never dropped)
-        tags[RESYNC_TAG] = "all" if resync is True else ",".join(resync)
     # Dagster's console logger prints each failure with its stack trace; the refresh's summary names
     # every failed step and dbt node in one line each, and the traces stay in the run's Dagster log
-    run_config = {"loggers": {"console": {"config": {"log_level": "CRITICAL"}}}}
+    common = {"loggers": {"console": {"config": {"log_level": "CRITICAL"}}},
+              "resources": {"crm": {"config": CrmWarehouse.config_of(cfg)}}}
+    ingest = {**common, "ops": {"raw_tables": {"config": {
+        "resync": [] if not resync else ["all"] if resync is True else list(resync),
+        "allow_mass_delete": allow_mass_delete}}}}
+    transform = {**common, "ops": {"dbt_models": {"config": {"full_refresh": full_refresh}}}}
+    return ingest, transform
+
+
+def _refresh(cfg: Settings, instance, *, full_refresh: bool, resync: "bool | list[str]", as_of: str | None,
+             ingest: bool, transform: bool, progress: Callable[[str], None] | None,
+             allow_mass_delete: bool) -> RefreshResult:
+
+    from orchestration.definitions import defs
+    from orchestration.defs.ingest.assets import DATA_DOCS_KEY
+    from orchestration.defs.partitions import ensure_as_of_days
+
+    res = RefreshResult()
+    ingest_config, transform_config = run_configs(cfg, full_refresh=full_refresh, resync=resync,
+                                                  allow_mass_delete=allow_mass_delete)
 
     if ingest:
         t0 = time.perf_counter()
         if progress:
             progress("ingest: every source table and the webhook landing zone")
         loaded = defs.resolve_job_def("ingest").execute_in_process(
-            instance=instance, raise_on_error=False, tags=tags, run_config=run_config)
+            instance=instance, raise_on_error=False, run_config=ingest_config)
         res.seconds["ingest"] = time.perf_counter() - t0
         res.failures += _step_failures(loaded)
         for event in loaded.get_asset_materialization_events():
             m = event.event_specific_data.materialization
-            res.ingest["/".join(m.asset_key.path)] = {k: v.value for k, v in m.metadata.items()}
+            meta = {k: v.value for k, v in m.metadata.items()}
+            if m.asset_key == DATA_DOCS_KEY:  # written by the ingest step, blocked or not
+                res.quality_docs = Path(meta["path"])
+                res.seconds["quality_docs"] = meta["seconds"]
+                continue
+            res.ingest["/".join(m.asset_key.path)] = meta
+        if res.quality_docs is None:
+            res.notes.append("quality docs not rebuilt: see the refresh's log")
         if note := unindexed_cursor_note(res.ingest):
             res.notes.append(note)
         res.notes += source_shape_notes(res.ingest)
-        _quality_docs(cfg, res, progress)
         if not loaded.success:  # the models would read a partial raw layer: stop here
             res.ok = False
             return res
@@ -201,16 +215,23 @@ def _refresh(cfg: Settings, instance, *, full_refresh: bool, resync: "bool | lis
         return res
 
     res.as_of = as_of or latest_business_day(cfg)
+    ensure_as_of_days(instance, None, dt.date.fromisoformat(res.as_of))  # the run's partition exists first
     if progress:
         progress(f"dbt build as of {res.as_of}")
     t1 = time.perf_counter()
     built = defs.resolve_job_def("transform").execute_in_process(
-        instance=instance, raise_on_error=False, tags=tags, run_config=run_config, partition_key=res.as_of)
+        instance=instance, raise_on_error=False, run_config=transform_config, partition_key=res.as_of)
     res.seconds["transform"] = time.perf_counter() - t1
     res.failures += _step_failures(built)
     res.built = sorted("/".join(e.event_specific_data.materialization.asset_key.path)
                        for e in built.get_asset_materialization_events())
     for ev in built.get_asset_check_evaluations():
+        if ev.check_name == "freshness_check":  # Dagster's last-update check on a mart, not a dbt test
+            if ev.passed:
+                res.fresh_marts += 1
+            else:
+                res.stale_marts.append(ev.asset_key.to_user_string())
+            continue
         if ev.passed:
             res.checks_passed += 1
         else:
@@ -257,25 +278,6 @@ def unindexed_cursor_note(ingest: dict[str, dict]) -> str | None:
     return (f"every incremental run reads these source tables whole, as no index in the source leads with "
             f"their cursor column: {tables}. An index on each (e.g. CREATE INDEX CONCURRENTLY ON {t} ({c})) "
             "lets the source read only the rows changed since the last run.")
-
-
-def _quality_docs(cfg: Settings, res: RefreshResult, progress: Callable[[str], None] | None) -> None:
-    """Great Expectations Data Docs of the ingest gate's latest results, blocked or not."""
-    from ingest.warehouse import WarehouseBusy, open_warehouse
-    from quality.suites import build_data_docs
-
-    t0 = time.perf_counter()
-    if progress:
-        progress("Great Expectations Data Docs of the ingest gate")
-    try:
-        wh = open_warehouse(cfg)
-        try:
-            res.quality_docs = build_data_docs(cfg.home, wh)
-        finally:
-            wh.close()
-    except (WarehouseBusy, OSError) as err:  # the docs are a record: a failure to write them is reported only
-        res.notes.append(f"quality docs not rebuilt: {err}")
-    res.seconds["quality_docs"] = time.perf_counter() - t0
 
 
 def with_target(cfg: Settings, target: str | None) -> Settings:

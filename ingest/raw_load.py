@@ -72,10 +72,24 @@ def missing_contract_columns(table: str, columns: frozenset[str]) -> list[str]:
             and not any(r in columns for r in RENAMES.get((table, c), ()))]
 
 
+_MASS_DELETE_ALLOWED = False  # set for one run by mass_delete_allowed() (the ingest step's run config)
+
+
 def allow_mass_delete() -> bool:
-    """``refresh --allow-mass-delete`` (CRM_ALLOW_MASS_DELETE=1): accept a run that flags more than half
-    of a table's live rows deleted."""
-    return os.environ.get("CRM_ALLOW_MASS_DELETE", "").lower() in ("1", "true", "yes")
+    """``refresh --allow-mass-delete`` (the ingest step's ``allow_mass_delete`` run config, or
+    CRM_ALLOW_MASS_DELETE=1): accept a run that flags more than half of a table's live rows deleted."""
+    return _MASS_DELETE_ALLOWED or os.environ.get("CRM_ALLOW_MASS_DELETE", "").lower() in ("1", "true", "yes")
+
+
+@contextlib.contextmanager
+def mass_delete_allowed(allowed: bool = True):
+    """``allow_mass_delete()`` is true for the duration (in every thread: the ingest's lanes read it)."""
+    global _MASS_DELETE_ALLOWED
+    saved, _MASS_DELETE_ALLOWED = _MASS_DELETE_ALLOWED, _MASS_DELETE_ALLOWED or allowed
+    try:
+        yield
+    finally:
+        _MASS_DELETE_ALLOWED = saved
 
 
 def lookback() -> dt.timedelta:

@@ -341,15 +341,18 @@ def test_a_backlog_larger_than_the_chunk_loads_in_chunks_with_bounded_memory(wor
 def test_dagster_asset_materializes_into_the_warehouse(tiny_source, workdir, monkeypatch):
     import dagster as dg
 
-    from orchestration.defs.email.assets import raw_email_events
+    from orchestration.defs.email.assets import EMAIL_EVENTS_KEY
+    from orchestration.defs.ingest.assets import raw_tables
+    from orchestration.resources import CrmWarehouse
 
     home = workdir / f"dagster-{time.monotonic_ns()}"
-    monkeypatch.setenv("CRM_HOME", str(home))
-    monkeypatch.setenv("CRM_EMAIL_EVENTS_DIR", str(tiny_source[0].email_events_dir))
-    monkeypatch.setenv("CRM_WAREHOUSE", "duckdb")
-    result = dg.materialize([raw_email_events], instance=dg.DagsterInstance.ephemeral())
+    monkeypatch.setenv("CRM_HOME", str(workdir / "not-this-one"))  # the resource's config wins over the environment
+    crm = CrmWarehouse(home=str(home), email_events_dir=str(tiny_source[0].email_events_dir), warehouse="duckdb")
+    instance = dg.DagsterInstance.ephemeral()  # held here: Dagster's load context keeps only a weakref to it
+    result = dg.materialize([raw_tables], selection=[EMAIL_EVENTS_KEY], resources={"crm": crm}, instance=instance)
     assert result.success
-    mats = result.asset_materializations_for_node("raw__email_events")
+    mats = result.asset_materializations_for_node("raw_tables")
+    assert [m.asset_key for m in mats] == [EMAIL_EVENTS_KEY]
     meta = mats[0].metadata
     assert meta["events_new"].value > 1000 and meta["quarantined"].value == 0
     wh = DuckDBWarehouse(home / "warehouse.duckdb")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import decimal
 import json
@@ -355,9 +356,63 @@ def test_dagster_wiring_of_the_dbt_project():
     assert job.partitions_def is not None
     schedule = defs.resolve_schedule_def("daily_refresh_schedule")
     assert schedule.cron_schedule == "0 3 * * *" and schedule.job_name == "daily_refresh"
-    context = dg.build_schedule_context(scheduled_execution_time=dt.datetime(2026, 7, 1, 3, tzinfo=dt.timezone.utc))
-    request = schedule(context)  # the schedule's function, as a tick calls it
-    assert request.partition_key == "2026-06-30"  # the day that just ended
+    with dg.instance_for_test() as instance:
+        context = dg.build_schedule_context(instance=instance,
+                                            scheduled_execution_time=dt.datetime(2026, 7, 1, 3, tzinfo=dt.timezone.utc))
+        request = schedule(context)  # the schedule's function, as a tick calls it
+        assert request.partition_key == "2026-06-30"  # the day that just ended
+        assert instance.get_dynamic_partitions("as_of_day") == ["2026-06-30"]  # added before the run is requested
+    # the run the tick asks for ingests, writes the gate's Data Docs, builds, serves and checks freshness:
+    # what `crm-warehouse refresh` does
+    planned = {k.to_user_string() for k in job.asset_layer.asset_graph.get_all_asset_keys()}
+    assert {"raw/leads", "raw/email_events", "quality/data_docs", "marts/win_loss", "serving/bi_access",
+            "serving/dbt_docs"} <= planned
+    job_checks = {c.to_user_string() for c in job.asset_layer.asset_graph.asset_check_keys}
+    assert {"raw/leads:contract", "raw/leads:freshness", "marts/win_loss:freshness_check"} <= job_checks
+
+
+def test_the_daily_schedule_does_what_refresh_does(built, tiny_source, workdir, monkeypatch):
+    """The schedule's tick, run as `dagster dev` would run it (its run request, the resources' defaults
+    from the environment the UI started in, no CLI): ingest, the gate's Data Docs, the dbt build of the
+    day that ended, the serving steps, the marts' freshness checks. Every mart equals the CLI refresh's,
+    every check in the job is evaluated, the partitions start at the source's first business day."""
+    import dagster as dg
+
+    from orchestration.definitions import defs
+
+    cfg, url = tiny_source
+    ref_cfg, ref = built["duckdb"]
+    home = workdir / f"scheduled_{time.monotonic_ns()}"
+    for k, v in {"CRM_HOME": home, "CRM_SOURCE_URL": url, "CRM_EMAIL_EVENTS_DIR": cfg.email_events_dir,
+                 "CRM_WAREHOUSE": "duckdb"}.items():
+        monkeypatch.setenv(k, str(v))
+    monkeypatch.delenv("CRM_DUCKDB_PATH", raising=False)
+    tick = dt.datetime.fromisoformat(ref.as_of).replace(tzinfo=dt.timezone.utc) + dt.timedelta(days=1, hours=3)
+    with dg.instance_for_test() as instance:
+        request = defs.resolve_schedule_def("daily_refresh_schedule")(
+            dg.build_schedule_context(instance=instance, scheduled_execution_time=tick))
+        assert request.partition_key == ref.as_of
+        job = defs.resolve_job_def("daily_refresh")
+        result = job.execute_in_process(instance=instance, partition_key=request.partition_key,
+                                        run_config=request.run_config, tags=request.tags)
+        assert result.success
+        done = {e.asset_key.to_user_string() for e in result.get_asset_materialization_events()}
+        assert {"quality/data_docs", "raw/email_events", "marts/win_loss", "serving/dbt_docs"} <= done
+        evaluated = {f"{e.asset_key.to_user_string()}:{e.check_name}" for e in result.get_asset_check_evaluations()}
+        planned = {c.to_user_string() for c in job.asset_layer.asset_graph.asset_check_keys}
+        assert planned - evaluated == set(), sorted(planned - evaluated)[:5]
+        assert "marts/win_loss:freshness_check" in evaluated
+        days = instance.get_dynamic_partitions("as_of_day")
+    assert (home / "quality_docs" / "gx" / "uncommitted" / "data_docs" / "local_site" / "index.html").is_file()
+    assert (home / "docs" / "index.html").is_file()
+    sched_cfg = dataclasses.replace(ref_cfg, home=home, duckdb_path=home / "warehouse.duckdb")
+    wh = open_warehouse(sched_cfg)
+    try:
+        first = wh.query("SELECT min(created_at AT TIME ZONE 'UTC')::date AS d FROM raw.leads")["d"][0]
+    finally:
+        wh.close()
+    assert days[0] <= first.isoformat() and ref.as_of in days and days == sorted(days)
+    assert all_marts(sched_cfg) == all_marts(ref_cfg)
 
 
 def readme_queries() -> list[str]:

@@ -659,12 +659,17 @@ def test_bad_sources_fail_clearly(pg_server, workdir, tiny_source, monkeypatch, 
 def test_assets_run_alone_with_metadata(tiny_source, workdir, monkeypatch):
     import dagster as dg
 
-    from orchestration.defs.ingest.assets import raw_tables
+    from orchestration.defs.ingest.assets import DATA_DOCS_KEY, raw_tables
+    from orchestration.defs.partitions import AS_OF_DAYS
+    from orchestration.resources import CrmWarehouse
 
-    monkeypatch.setenv("CRM_HOME", str(workdir / f"assets-{time.monotonic_ns()}"))
+    home = workdir / f"assets-{time.monotonic_ns()}"
+    monkeypatch.setenv("CRM_HOME", str(home))
     monkeypatch.setenv("CRM_SOURCE_URL", tiny_source[1])
-    result = dg.materialize([raw_tables], selection=[dg.AssetKey(["raw", "leads"])],
-                            instance=dg.DagsterInstance.ephemeral())
+    resources = {"crm": CrmWarehouse()}  # everything from the environment, as `dagster dev` runs it
+    instance = dg.DagsterInstance.ephemeral()  # held here: Dagster's load context keeps only a weakref to it
+    result = dg.materialize([raw_tables], selection=[dg.AssetKey(["raw", "leads"])], resources=resources,
+                            instance=instance)
     assert result.success
     mats = result.asset_materializations_for_node("raw_tables")
     assert [m.asset_key for m in mats] == [dg.AssetKey(["raw", "leads"])]  # the one selected, alone
@@ -673,11 +678,22 @@ def test_assets_run_alone_with_metadata(tiny_source, workdir, monkeypatch):
     checks = result.get_asset_check_evaluations()
     assert {(c.asset_key, c.check_name) for c in checks} == {(dg.AssetKey(["raw", "leads"]), "contract"),
                                                              (dg.AssetKey(["raw", "leads"]), "freshness")}
-    # together: every table, one materialization each
-    result = dg.materialize([raw_tables], instance=dg.DagsterInstance.ephemeral())
+    # together: every table, the landing zone and the gate's Data Docs, one materialization each; the
+    # as-of days raw covers become the dbt assets' partitions, from the source's first business day on
+    instance = dg.DagsterInstance.ephemeral()
+    result = dg.materialize([raw_tables], resources=resources, instance=instance)
     assert result.success
     mats = result.asset_materializations_for_node("raw_tables")
-    assert len(mats) == len(SPECS)
+    assert len(mats) == len(SPECS) + 2
+    docs = next(m for m in mats if m.asset_key == DATA_DOCS_KEY).metadata
+    assert Path(docs["path"].value).is_file() and str(home) in docs["path"].value
+    days = instance.get_dynamic_partitions(AS_OF_DAYS.name)
+    assert days[0] == docs["first_business_day"].value and days == sorted(days)
+    wh = DuckDBWarehouse(home / "warehouse.duckdb")
+    first = wh.query("SELECT min(created_at AT TIME ZONE 'UTC')::date AS d FROM raw.leads")["d"][0]
+    wh.close()
+    assert days[0] <= first.isoformat() and len(days) == len(set(days))
+    mats = [m for m in mats if m.asset_key.path[0] == "raw" and m.asset_key.path[1] != "email_events"]
     # whether the source has an index its cursor can be read by: leads' updated_at and lead_activities'
     # created_at have one, email_sends' updated_at none; pipeline_metrics has no cursor
     meta = {"/".join(m.asset_key.path): {k: v.value for k, v in m.metadata.items()} for m in mats}
@@ -786,7 +802,8 @@ def test_refresh_goes_on_when_one_table_fails_and_says_which(pg_server, workdir,
 
 
 def test_ui_serves_the_definitions(workdir):
-    """`crm-warehouse ui` starts the Dagster webserver on the project's assets; it answers, then stops."""
+    """`crm-warehouse ui` starts `dagster dev` (webserver and daemon) on the project's assets; it answers,
+    then stops with every process it started."""
     import json as _json
     import os
     import signal
@@ -807,7 +824,9 @@ def test_ui_serves_the_definitions(workdir):
         deadline, body = time.monotonic() + 90, None
         while time.monotonic() < deadline and body is None:
             try:
-                query = _json.dumps({"query": "{ assetNodes { assetKey { path } } shouldShowNux }"}).encode()
+                query = _json.dumps({"query": "{ assetNodes { assetKey { path } } shouldShowNux "
+                                              "instance { daemonHealth { allDaemonStatuses { daemonType healthy } } } }"}
+                                    ).encode()
                 req = urllib.request.Request(f"http://127.0.0.1:{port}/graphql", data=query,
                                              headers={"Content-Type": "application/json"})
                 body = _json.loads(urllib.request.urlopen(req, timeout=5).read())
@@ -817,7 +836,14 @@ def test_ui_serves_the_definitions(workdir):
         keys = {"/".join(n["assetKey"]["path"]) for n in body["data"]["assetNodes"]}
         assert {"raw/leads", "raw/lead_activities", "raw/email_events"} <= keys
         assert body["data"]["shouldShowNux"] is False  # no "join the community" pop-up (dagster.yaml nux)
+        # `dagster dev`: the daemon that runs the daily schedule is there too (its scheduler reports in)
+        daemons = {d["daemonType"] for d in body["data"]["instance"]["daemonHealth"]["allDaemonStatuses"]}
+        assert "SCHEDULER" in daemons and "SENSOR" in daemons, daemons
+        started = psutil.Process(proc.pid).children(recursive=True)  # dagster dev, its webserver, daemon, code server
+        assert len(started) >= 3, [" ".join(p.cmdline()) for p in started]
     finally:
         os.kill(proc.pid, signal.SIGTERM)  # the CLI stops its webserver and waits for it
         proc.wait(30)
+    gone, alive = psutil.wait_procs(started, timeout=30)
+    assert not alive, [p.pid for p in alive]
     assert not [p for p in psutil.process_iter(["cmdline"]) if str(port) in " ".join(p.info["cmdline"] or [])]

@@ -1,6 +1,7 @@
 """Every dbt model, seed and snapshot as a Dagster asset (key <schema>/<name>), downstream of its
 raw/<table> asset; dbt tests as asset checks. Partitioned by day: the partition is the as-of day
-the models are built for (var as_of), so a past day can be rebuilt or backfilled."""
+the models are built for (CRM_AS_OF), so a past day can be rebuilt or backfilled; the days are the
+source's business days (orchestration/defs/partitions.py)."""
 
 import dataclasses
 import functools
@@ -10,19 +11,14 @@ from typing import Any, Mapping
 import dagster as dg
 from dagster_dbt import DagsterDbtTranslator, DbtCliResource, dbt_assets
 
-from ingest.config import redact, settings, temporary_env
+from ingest.config import redact, temporary_env
 from ingest.progress import report
 from ingest.warehouse import open_warehouse
 from orchestration.defs.dbt.project import dbt_env, dbt_project, ensure_manifest, refresh_catalog
-from orchestration.defs.ingest.assets import FULL_REFRESH_TAG
+from orchestration.defs.partitions import AS_OF_DAYS
+from orchestration.resources import BuildConfig, CrmWarehouse
 from quality import wap
 from quality.check_results import dbt_results, record
-
-# Business days the warehouse can be built for. The end runs a year past today because a simulated
-# source's clock (`source advance`) can stand ahead of the wall clock; the daily schedule asks
-# for yesterday's partition explicitly, so future partitions are never scheduled.
-DAILY = dg.DailyPartitionsDefinition(start_date="2015-01-01", end_offset=366)
-
 
 class Translator(DagsterDbtTranslator):
     def get_asset_key(self, dbt_resource_props: Mapping[str, Any]) -> dg.AssetKey:
@@ -63,22 +59,22 @@ def failed_nodes(run_results: Mapping[str, Any]) -> list[tuple[str, str]]:
 
 
 # one as-of day per run (CRM_AS_OF is the run's partition key): a backfill of many days is many runs
-@dbt_assets(manifest=ensure_manifest(), project=dbt_project, partitions_def=DAILY,
+@dbt_assets(manifest=ensure_manifest(), project=dbt_project, partitions_def=AS_OF_DAYS,
             dagster_dbt_translator=Translator(), name="dbt_models", backfill_policy=dg.BackfillPolicy.multi_run(1))
-def dbt_models(context: dg.AssetExecutionContext, dbt: DbtCliResource):
+def dbt_models(context: dg.AssetExecutionContext, dbt: DbtCliResource, crm: CrmWarehouse, config: BuildConfig):
     from crm_warehouse.lock import writer_lock
 
+    cfg = crm.settings()
     # copy, build and publish under the warehouse's writer lock: no other run writes in between
-    with writer_lock(settings(), f"Dagster run {context.run_id[:8]} (dbt build)", wait=True, progress=context.log.info):
-        yield from _build(context, dbt)
+    with writer_lock(cfg, f"Dagster run {context.run_id[:8]} (dbt build)", wait=True, progress=context.log.info):
+        yield from _build(context, dbt, cfg, config)
 
 
-def _build(context: dg.AssetExecutionContext, dbt: DbtCliResource):
-    cfg = settings()
+def _build(context: dg.AssetExecutionContext, dbt: DbtCliResource, cfg, config: BuildConfig):
     # the as-of day travels as CRM_AS_OF (read by int_as_of), not --vars: changed --vars make dbt
     # re-parse the whole project (seconds), a changed env var only the files that read it
     args = ["build"]
-    if context.run.tags.get(FULL_REFRESH_TAG) == "true":
+    if config.full_refresh:
         args.append("--full-refresh")
     if cfg.warehouse == "postgres":
         # dbt-postgres cannot build unit-test fixtures for inputs with array columns ("cast(null as

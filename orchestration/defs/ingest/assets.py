@@ -1,30 +1,30 @@
-"""Dagster wiring of the raw layer: one asset per BuildDesk source table (``raw/<table>``), all computed by
-one multi-asset that can run any subset of them (``ingest_tables``: one warehouse connection, reads ahead)."""
+"""Dagster wiring of the raw layer: one asset per BuildDesk source table (``raw/<table>``), the webhook
+landing zone (``raw/email_events``) and the ingest gate's Great Expectations Data Docs
+(``quality/data_docs``), all computed by one multi-asset that can run any subset of them
+(``ingest_tables``: one warehouse connection, reads ahead).
+
+The Data Docs are written at the end of the same step, whatever the gate decided: they are how a user
+sees why a batch was blocked, and a separate asset downstream of the raw tables would be skipped in
+exactly that case (Dagster does not run an asset whose parent failed)."""
 
 import time
 
 import dagster as dg
 
-from ingest.config import settings
 from ingest.postgres_server import source_url
 from ingest.postgres_source import PostgresSource
 from ingest.progress import report as progress_report
-from ingest.raw_load import IngestBlocked, freshness, ingest_tables, table_deps
+from ingest.raw_load import IngestBlocked, freshness, ingest_tables, mass_delete_allowed, table_deps
 from ingest.tables import SPECS, TableSpec
 from ingest.warehouse import open_warehouse
+from orchestration.defs.email.assets import EMAIL_EVENTS_KEY, EMAIL_EVENTS_SPEC, ingest_landing_zone
+from orchestration.defs.partitions import business_days, ensure_as_of_days, today
+from orchestration.resources import CrmWarehouse, IngestConfig
 from quality.contract import FRESHNESS_TABLES
 
 GATE_CHECK = "contract"
 
-FULL_REFRESH_TAG = "crm/full_refresh"   # dbt rebuilds every model from raw; raw itself is kept
-RESYNC_TAG = "crm/resync"               # "all", or the comma-separated raw tables re-read whole and merged
-
-
-def resync_of(tag: str | None) -> "bool | frozenset[str]":
-    if not tag:
-        return False
-    return True if tag == "all" else frozenset(t.strip() for t in tag.split(",") if t.strip())
-
+DATA_DOCS_KEY = dg.AssetKey(["quality", "data_docs"])
 
 def _how(spec: TableSpec) -> str:
     return {"mutable": f"incremental on {spec.cursor} with a lookback window, merged on the primary key",
@@ -49,23 +49,74 @@ RAW_CHECKS = [c for s in SPECS for c in [dg.AssetCheckSpec(
     [dg.AssetCheckSpec("freshness", asset=_key(s),
                        description="the newest row is at most CRM_FRESHNESS_HOURS (48) behind the source's clock: "
                                    "a source that stopped changing is noticed")] if s.raw in FRESHNESS_TABLES else [])]
+DATA_DOCS_SPEC = dg.AssetSpec(
+    key=DATA_DOCS_KEY, group_name="quality", kinds={"greatexpectations"}, skippable=True,
+    deps=[_key(s) for s in SPECS] + [EMAIL_EVENTS_KEY],
+    description="Great Expectations Data Docs of the ingest gate: each raw table's expectation suite and its "
+                "latest validation (rows checked, failing rows with a sample), written after every ingest, "
+                "blocked or not, under $CRM_HOME/quality_docs; readable offline")
 
 
-@dg.multi_asset(name="raw_tables", specs=RAW_SPECS, check_specs=RAW_CHECKS, can_subset=True,
+@dg.multi_asset(name="raw_tables", specs=RAW_SPECS + [EMAIL_EVENTS_SPEC, DATA_DOCS_SPEC], check_specs=RAW_CHECKS,
+                can_subset=True,
                 description="Every BuildDesk source table into raw.<table> (one asset each, runnable alone or "
                             "together), through the ingest gate, in one process: DuckDB loads two tables at once (a "
                             "connection each); on PostgreSQL the next table's extraction is read ahead while the "
-                            "current one merges (ingest.raw_load.ingest_tables)")
-def raw_tables(context: dg.AssetExecutionContext):
+                            "current one merges (ingest.raw_load.ingest_tables); then the webhook landing zone's new "
+                            "lines, then the gate's Data Docs")
+def raw_tables(context: dg.AssetExecutionContext, crm: CrmWarehouse, config: IngestConfig):
     from crm_warehouse.lock import writer_lock
 
-    with writer_lock(settings(), f"Dagster run {context.run_id[:8]} (ingest)", wait=True, progress=context.log.info):
-        yield from _raw_tables(context)
+    cfg = crm.settings()
+    selected = context.selected_asset_keys
+    failures: list[str] = []
+    with writer_lock(cfg, f"Dagster run {context.run_id[:8]} (ingest)", wait=True, progress=context.log.info):
+        try:
+            if any(k.path[0] == "raw" and k != EMAIL_EVENTS_KEY for k in selected):
+                with mass_delete_allowed(config.allow_mass_delete):
+                    yield from _raw_tables(context, cfg, config, failures)
+            if EMAIL_EVENTS_KEY in selected:
+                try:
+                    yield ingest_landing_zone(context, cfg)
+                except Exception as err:  # the tables are in; the run's status says the events are not
+                    failures.append(f"raw.email_events: {str(err).strip().splitlines()[0] if str(err).strip() else err!r}")
+                    context.log.exception(failures[-1])
+        finally:
+            if DATA_DOCS_KEY in selected:
+                docs = _data_docs(context, cfg)
+                if docs is not None:
+                    yield docs
+    if failures:  # the other tables are in; the run's status says some are not
+        raise dg.Failure(description="; ".join(failures),
+                         metadata={"failed_assets": len(failures), "selected_assets": len(selected)})
 
 
-def _raw_tables(context: dg.AssetExecutionContext):
-    cfg = settings()
-    resync = resync_of(context.run.tags.get(RESYNC_TAG))
+def _data_docs(context: dg.AssetExecutionContext, cfg) -> dg.MaterializeResult | None:
+    """The Data Docs of the gate's latest results, and the as-of days raw now covers (Dagster's
+    partitions of the dbt assets). A failure to write them is a warning: they are a record."""
+    from quality.suites import build_data_docs
+
+    t0 = time.monotonic()
+    progress_report("Great Expectations Data Docs of the ingest gate")
+    try:
+        wh = open_warehouse(cfg)
+        try:
+            path = build_data_docs(cfg.home, wh)
+            first, latest = business_days(wh)
+        finally:
+            wh.close()
+    except Exception as err:  # noqa: BLE001 - reported, never fails the ingest
+        context.log.warning(f"quality docs not rebuilt: {err}")
+        return None
+    added = ensure_as_of_days(context.instance, first, max(d for d in (latest, today()) if d))
+    context.log.info(f"Data Docs: {path}; {added} as-of day(s) added to the partitions")
+    return dg.MaterializeResult(asset_key=DATA_DOCS_KEY, metadata={
+        "path": dg.MetadataValue.path(str(path)), "seconds": round(time.monotonic() - t0, 2),
+        "first_business_day": str(first) if first else "none", "latest_business_day": str(latest) if latest else "none"})
+
+
+def _raw_tables(context: dg.AssetExecutionContext, cfg, config: IngestConfig, failures: list[str]):
+    resync = config.resync_of()
     selected = context.selected_asset_keys
     checks = context.selected_asset_check_keys
     specs = [s for s in SPECS if _key(s) in selected]
@@ -78,7 +129,6 @@ def _raw_tables(context: dg.AssetExecutionContext):
             last[0] = time.monotonic()
             context.log.info(message)
 
-    failures: list[str] = []
     try:
         for spec, r in ingest_tables(wh, src, specs, resync=resync, progress=progress, run_id=context.run_id):
             key = _key(spec)
@@ -142,6 +192,3 @@ def _raw_tables(context: dg.AssetExecutionContext):
     finally:
         wh.close()
         src.close()
-    if failures:  # the other tables are in; the run's status says some are not
-        raise dg.Failure(description="; ".join(failures),
-                         metadata={"failed_tables": len(failures), "selected_tables": len(specs)})

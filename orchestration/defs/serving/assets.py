@@ -6,10 +6,11 @@ import warnings
 import dagster as dg
 from dagster_shared.utils.warnings import BetaWarning
 
-from ingest.config import settings
 from ingest.postgres_server import WAREHOUSE_DB, connect, embedded_database_url
-from orchestration.defs.dbt.assets import DAILY, dbt_models
+from orchestration.defs.dbt.assets import dbt_models
 from orchestration.defs.dbt.project import generate_docs
+from orchestration.defs.partitions import AS_OF_DAYS
+from orchestration.resources import CrmWarehouse
 from serving.bi_access import apply_with_retries
 
 MART_KEYS = [k for k in dbt_models.keys if k.path[0] == "marts"]
@@ -19,11 +20,11 @@ MART_KEYS = [k for k in dbt_models.keys if k.path[0] == "marts"]
 warnings.filterwarnings("ignore", message="Parameter `backfill_policy`", category=BetaWarning)
 
 
-@dg.asset(key=["serving", "bi_access"], deps=MART_KEYS, partitions_def=DAILY, group_name="serving",
+@dg.asset(key=["serving", "bi_access"], deps=MART_KEYS, partitions_def=AS_OF_DAYS, group_name="serving",
           backfill_policy=dg.BackfillPolicy.multi_run(1),
           description="bi_reader and tenant roles: grants on marts, row-level security per tenant (postgres target)")
-def bi_access(context: dg.AssetExecutionContext) -> dg.MaterializeResult:
-    cfg = settings()
+def bi_access(context: dg.AssetExecutionContext, crm: CrmWarehouse) -> dg.MaterializeResult:
+    cfg = crm.settings()
     if cfg.warehouse != "postgres":
         return dg.MaterializeResult(metadata={"applied": False, "why": "the DuckDB warehouse is a file: no roles"})
     url = cfg.warehouse_url or embedded_database_url(cfg.warehouse_pgdata, WAREHOUSE_DB)
@@ -33,11 +34,11 @@ def bi_access(context: dg.AssetExecutionContext) -> dg.MaterializeResult:
     return dg.MaterializeResult(metadata={"applied": True, **covered})
 
 
-@dg.asset(key=["serving", "dbt_docs"], deps=MART_KEYS, partitions_def=DAILY, group_name="serving",
+@dg.asset(key=["serving", "dbt_docs"], deps=MART_KEYS, partitions_def=AS_OF_DAYS, group_name="serving",
           backfill_policy=dg.BackfillPolicy.multi_run(1),
           description="dbt docs (every model and column described, lineage from the source tables) under $CRM_HOME/docs")
-def dbt_docs(context: dg.AssetExecutionContext) -> dg.MaterializeResult:
-    cfg = settings()
+def dbt_docs(context: dg.AssetExecutionContext, crm: CrmWarehouse) -> dg.MaterializeResult:
+    cfg = crm.settings()
     target = cfg.home / "dbt" / "target"
     # DuckDB: the dbt step refreshed the catalogue from its build before publishing; nothing here opens
     # the published file (analysts may have it open)
