@@ -125,6 +125,28 @@ class Series:
 W, H, LEFT, RIGHT, TOP, BOTTOM = 880, 320, 78, 16, 16, 84
 
 
+# category labels are written at -35 degrees, ending under their mark: on the 11 px axis font a character
+# is at most ~6.6 px wide, so a label of n characters reaches 0.82 * 6.6 n px left and 0.57 * 6.6 n px down
+LABEL_ANGLE, CHAR_PX = 35, 6.6
+_COS, _SIN = math.cos(math.radians(LABEL_ANGLE)), math.sin(math.radians(LABEL_ANGLE))
+
+
+def _label_room(labels: list[str], every: int) -> tuple[float, float]:
+    """(left, bottom) pixels the chart must grow by so that no category label leaves it: whole labels,
+    never clipped (their text is also each mark's title)."""
+    n = max(len(labels), 1)
+    step = (W - LEFT - RIGHT) / n
+    left = bottom = 0.0
+    for i, lab in enumerate(labels):
+        if i % every:
+            continue
+        width = CHAR_PX * len(lab)
+        x = LEFT + step * (i + 0.5)
+        left = max(left, width * _COS - x + 4)
+        bottom = max(bottom, H - BOTTOM + 14 + width * _SIN + 6 - H)
+    return max(left, 0.0), max(bottom, 0.0)
+
+
 def _frame(labels: list[str], y_max: float, y_fmt: Callable[[float], str], *, every: int = 1) -> list[str]:
     out = []
     plot_h = H - TOP - BOTTOM
@@ -139,9 +161,8 @@ def _frame(labels: list[str], y_max: float, y_fmt: Callable[[float], str], *, ev
         if i % every:
             continue
         x = LEFT + step * (i + 0.5)
-        short = lab if len(lab) <= 24 else lab[:22] + "…"
-        out.append(f'<text class="axis" x="{x:.1f}" y="{H - BOTTOM + 14}" text-anchor="end" '
-                   f'transform="rotate(-35 {x:.1f} {H - BOTTOM + 14})">{esc(short)}</text>')
+        out.append(f'<text class="axis label" x="{x:.1f}" y="{H - BOTTOM + 14}" text-anchor="end" '
+                   f'transform="rotate(-{LABEL_ANGLE} {x:.1f} {H - BOTTOM + 14})">{esc(lab)}</text>')
     return out
 
 
@@ -156,7 +177,8 @@ def line_chart(labels: list[str], series: list[Series], y_fmt: Callable[[float],
     y_max = _nice_max(max(vals, default=0.0))
     plot_h, n = H - TOP - BOTTOM, max(len(labels), 1)
     step = (W - LEFT - RIGHT) / n
-    parts = _frame(labels, y_max, y_fmt, every=max(1, math.ceil(n / 18)))
+    every = max(1, math.ceil(n / 18))
+    parts = _frame(labels, y_max, y_fmt, every=every)
     for s in series:
         pts = [(LEFT + step * (i + 0.5), TOP + plot_h - plot_h * (v / y_max)) for i, v in enumerate(s.values)
                if v is not None]
@@ -167,7 +189,7 @@ def line_chart(labels: list[str], series: list[Series], y_fmt: Callable[[float],
             text = tip(lab, s, v) if tip else f"{lab}: {s.name} {y_fmt(v)}"
             parts.append(f'<circle class="mark" data-series="{esc(s.name)}" cx="{x:.1f}" cy="{y:.1f}" r="3.5" '
                          f'fill="{s.color}"><title>{esc(text)}</title></circle>')
-    return _svg(parts) + _legend(series)
+    return _svg(parts, _label_room(labels, every)) + _legend(series)
 
 
 def bar_chart(labels: list[str], series: list[Series], y_fmt: Callable[[float], str], *,
@@ -180,7 +202,8 @@ def bar_chart(labels: list[str], series: list[Series], y_fmt: Callable[[float], 
         y_max = _nice_max(max([v for s in series for v in s.values if v is not None] + [ref[0] if ref else 0], default=0))
     plot_h, n = H - TOP - BOTTOM, max(len(labels), 1)
     step = (W - LEFT - RIGHT) / n
-    parts = _frame(labels, y_max, y_fmt, every=max(1, math.ceil(n / 40)))
+    every = max(1, math.ceil(n / 40))
+    parts = _frame(labels, y_max, y_fmt, every=every)
     group_w = step * 0.8
     bar_w = group_w if stacked else group_w / max(len(series), 1)
     base = [0.0] * len(labels)
@@ -201,11 +224,14 @@ def bar_chart(labels: list[str], series: list[Series], y_fmt: Callable[[float], 
         y = TOP + plot_h - plot_h * (ref[0] / y_max)
         parts.append(f'<line class="ref" x1="{LEFT}" x2="{W - RIGHT}" y1="{y:.1f}" y2="{y:.1f}"/>'
                      f'<text class="axis" x="{W - RIGHT - 4}" y="{y - 5:.1f}" text-anchor="end">{esc(ref[1])}</text>')
-    return _svg(parts) + _legend(series)
+    return _svg(parts, _label_room(labels, every)) + _legend(series)
 
 
-def _svg(parts: list[str]) -> str:
-    return (f'<svg viewBox="0 0 {W} {H}" width="{W}" height="{H}" role="img" xmlns="http://www.w3.org/2000/svg">'
+def _svg(parts: list[str], room: tuple[float, float] = (0.0, 0.0)) -> str:
+    """The chart, its view grown to the left and down by ``room`` so its labels are whole."""
+    left, bottom = math.ceil(room[0]), math.ceil(room[1])
+    w, h = W + left, H + bottom
+    return (f'<svg viewBox="{-left} 0 {w} {h}" width="{w}" height="{h}" role="img" xmlns="http://www.w3.org/2000/svg">'
             + "".join(parts) + "</svg>")
 
 
@@ -318,13 +344,22 @@ def attainment_section(r: _Reader, company_id: str | None, as_of: str | None) ->
                   f"(marts.rep_performance); the line is 100 %.{more}", body, shown.height)
 
 
+def variant_label(name: Any, variant: Any) -> str:
+    """A campaign's label: its name, with its A/B variant unless it has none ('none') or the name says it
+    already ("Spring building season (A)")."""
+    name = str(name)
+    if variant is None or str(variant).lower() in ("", "none") or name.endswith(f"({variant})"):
+        return name
+    return f"{name} ({variant})"
+
+
 def email_section(r: _Reader, company_id: str | None) -> str:
     if company_id:  # BuildDesk's own marketing campaigns: not a tenant's data
         return ""
     df = r.query("SELECT campaign_name, variant, ab_test_name, delivered, unique_opens_rate, "
                  "unique_opens_excl_machine_rate, unique_clicks_rate, open_lift_pct, open_p_value, click_lift_pct, "
                  "click_p_value FROM marts.email_campaign_performance ORDER BY campaign_name, variant")
-    labels = [f"{n} ({v})" if v else str(n) for n, v in zip(df["campaign_name"], df["variant"])]
+    labels = [variant_label(n, v) for n, v in zip(df["campaign_name"], df["variant"])]
     series = [Series("opened (people, privacy-proxy opens excluded)", BLUE,
                      [_num(v) for v in df["unique_opens_excl_machine_rate"]]),
               Series("opened incl. machine opens", "#93c5fd", [_num(v) for v in df["unique_opens_rate"]]),
@@ -451,11 +486,15 @@ text-align:left}details summary{cursor:pointer;color:#2563eb}.status.passed b:fi
 .status.failed{color:#dc2626}.note{color:#64748b;font-size:12px}.empty{color:#64748b}
 """
 
-# Runs once the page is laid out: how many marks of each chart have a size on screen.
+# Runs once the page is laid out: how many marks of each chart have a size on screen, and how many of
+# its category labels reach outside the chart (clipped by it).
 SCRIPT = """
 (function(){var total=0;document.querySelectorAll('figure.chart').forEach(function(f){var n=0;
 f.querySelectorAll('svg .mark').forEach(function(m){var b=m.getBBox();if(b.width>0&&b.height>0){n++;}});
 var svg=f.querySelector('svg');f.setAttribute('data-drawn',n);
+var out=0,box=svg?svg.getBoundingClientRect():null;f.querySelectorAll('svg text.label').forEach(function(t){
+var r=t.getBoundingClientRect();if(r.left<box.left-0.5||r.right>box.right+0.5||r.top<box.top-0.5||
+r.bottom>box.bottom+0.5){out++;}});f.setAttribute('data-labels-outside',out);
 f.setAttribute('data-width',svg?Math.round(svg.getBoundingClientRect().width):0);total+=n;});
 document.body.setAttribute('data-marks-drawn',total);})();
 """

@@ -462,6 +462,49 @@ def test_sql_command_answers_and_never_writes(built, target, monkeypatch, capsys
         wh.close()
 
 
+# marts of one lead or contact: there "company_name" would read as the prospect's company, not the tenant
+PROSPECT_GRAIN = {"dim_leads", "dim_contacts", "lead_scores"}
+
+
+def names_beside_ids(cfg) -> list[str]:
+    """What is wrong with the names beside ids in the marts: a mart with rep_id and no rep_name, with
+    company_id and no company_name (but incremental facts, whose descriptions send the analyst to dim_reps,
+    and marts of one lead or contact), or a name that is not the rep's or the tenant's own."""
+    from orchestration.defs.dbt.project import ensure_manifest
+
+    manifest = json.loads(ensure_manifest().read_text())
+    nodes = {n["name"]: n for n in manifest["nodes"].values() if n["resource_type"] == "model" and n["schema"] == "marts"}
+    wh = open_warehouse(cfg)
+    try:
+        cols: dict[str, set[str]] = {}
+        for table, column in wh.rows("SELECT table_name, column_name FROM information_schema.columns "
+                                     "WHERE table_schema = 'marts'"):
+            cols.setdefault(table, set()).add(column)
+        problems = []
+        for table, cs in sorted(cols.items()):
+            node = nodes[table]
+            incremental = node["config"]["materialized"] == "incremental"
+            for key, name, ref in (("rep_id", "rep_name", "dim_reps"), ("company_id", "company_name", "dim_reps")):
+                if key not in cs or name in cs:
+                    continue
+                if incremental and ref in node["columns"][key]["description"]:
+                    continue
+                if key == "company_id" and table in PROSPECT_GRAIN:
+                    continue
+                problems.append(f"{table}: {key} without {name}")
+            if "rep_name" in cs:
+                bad = wh.scalar(f"SELECT count(*) FROM marts.{table} m JOIN marts.dim_reps r ON r.rep_id = m.rep_id "
+                                "WHERE m.rep_name IS DISTINCT FROM r.rep_name")
+                problems += [f"{table}: {bad} rep names not the rep's"] if bad else []
+            if "company_name" in cs:
+                bad = wh.scalar(f"SELECT count(*) FROM marts.{table} m JOIN staging.stg_builddesk__companies c "
+                                "ON c.company_id = m.company_id WHERE m.company_name IS DISTINCT FROM c.name")
+                problems += [f"{table}: {bad} company names not the tenant's"] if bad else []
+        return problems
+    finally:
+        wh.close()
+
+
 @pytest.mark.parametrize("target", ["duckdb", "postgres"])
 def test_marts_read_without_joins_names_lists_and_overdue_deals(built, target):
     """What an analyst reads without decoding: rep and company names beside their ids, competitors as a
@@ -493,6 +536,7 @@ def test_marts_read_without_joins_names_lists_and_overdue_deals(built, target):
         wh.close()
     total, with_company, with_rep, with_rep_name = named
     assert total > 0 and with_company == total and with_rep_name == with_rep and wrong == 0
+    assert names_beside_ids(cfg) == []
     assert lists and all(isinstance(x, list) and all(isinstance(c, str) and "," not in c for c in x) for x in lists)
     assert any(len(x) > 1 for x in lists)  # a deal with several competitors reads as several items
     assert int(buckets["overdue"]) == overdue > 0 and int(buckets["undated"]) == undated

@@ -156,6 +156,7 @@ def test_report_renders_every_chart_in_headless_chromium(built, tiny_source, chr
         assert int(a["data-marks"]) > 0, key
         assert a.get("data-drawn") == a["data-marks"], (key, a)  # set by the page's script after layout
         assert int(a["data-width"]) > 300, (key, a)
+        assert a.get("data-labels-outside") == "0", (key, a)  # every category label whole inside its chart
     assert int(dom.body["data-marks-drawn"]) == sum(int(dom.attrs[k]["data-marks"]) for k in dom.titles)
 
     # the figures: win rate per quarter and the lead count recomputed from the operational source
@@ -178,6 +179,9 @@ def test_report_renders_every_chart_in_headless_chromium(built, tiny_source, chr
                              "ORDER BY checked_at DESC LIMIT 1)").fetchone()[0]
     assert int(q["data-passed"]) == latest >= res.checks_passed  # dbt's unit tests are in the history too
     assert "A/B test" in text and "p (opens)" in text
+    # labels as the data has them: never cut short, an A/B variant said once, no "(none)" for a plain campaign
+    assert "…</text>" not in text and not re.search(r"\((\w)\) \(\1\)", text) and "(none)" not in text
+    assert re.search(r">social_media</text>", text) and re.search(r">Spring building season \(A\)</text>", text)
 
     shot = tmp_path / "report.png"
     run_chromium(chromium, tmp_path, page, f"--screenshot={shot}")

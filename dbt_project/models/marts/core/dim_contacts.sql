@@ -2,6 +2,12 @@
 
 with
 
+reps as (
+
+    select rep_id, rep_name from {{ ref('dim_reps') }}
+
+),
+
 contacts as (
 
     select * from {{ ref('stg_builddesk__contacts') }}
@@ -11,8 +17,8 @@ contacts as (
 final as (
 
     select
-        contact_id,
-        company_id,
+        contacts.contact_id,
+        contacts.company_id,
         contact_type,
         relationship_status,
         preferred_contact_method,
@@ -21,11 +27,13 @@ final as (
         department,
         state,
         country,
-        assigned_to as rep_id,
-        created_at,
-        is_deleted,
-        deleted_at
+        contacts.assigned_to as rep_id,
+        reps.rep_name,
+        contacts.created_at,
+        contacts.is_deleted,
+        contacts.deleted_at
     from contacts
+    left join reps on reps.rep_id = contacts.assigned_to
 
 )
 

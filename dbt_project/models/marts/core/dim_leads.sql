@@ -2,6 +2,12 @@
 
 with
 
+reps as (
+
+    select rep_id, rep_name from {{ ref('dim_reps') }}
+
+),
+
 leads as (
 
     select * from {{ ref('int_leads_with_tenant') }}
@@ -11,26 +17,28 @@ leads as (
 final as (
 
     select
-        lead_id,
-        company_id,
+        leads.lead_id,
+        leads.company_id,
         company_id_source,
         lead_source,
         lead_status,
         priority,
         interest_type,
         project_type,
-        assigned_to as rep_id,
+        leads.assigned_to as rep_id,
+        reps.rep_name,
         requested_demo,
         requested_sales_contact,
         utm_source,
         utm_medium,
         utm_campaign,
         split_part(email, '@', 2) as email_domain,
-        created_at,
-        {{ utc_date('created_at') }} as created_date,
-        is_deleted,
-        deleted_at
+        leads.created_at,
+        {{ utc_date('leads.created_at') }} as created_date,
+        leads.is_deleted,
+        leads.deleted_at
     from leads
+    left join reps on reps.rep_id = leads.assigned_to
 
 )
 

@@ -7,6 +7,12 @@ stages as (
 
 ),
 
+companies as (
+
+    select company_id, name as company_name from {{ ref('stg_builddesk__companies') }}
+
+),
+
 templates as (
 
     select * from {{ ref('stg_builddesk__pipeline_templates') }}
@@ -21,6 +27,7 @@ final as (
         templates.name as template_name,
         templates.deal_type as template_deal_type,
         stages.company_id,
+        companies.company_name,
         stages.name as stage_name,
         stages.stage_order,
         stages.probability_weight,
@@ -30,6 +37,7 @@ final as (
         stages.expected_duration_days
     from stages
     left join templates on templates.template_id = stages.template_id
+    left join companies on companies.company_id = stages.company_id
 
 )
 

@@ -8,6 +8,12 @@
 
 with
 
+companies as (
+
+    select company_id, name as company_name from {{ ref('stg_builddesk__companies') }}
+
+),
+
 as_of as (
 
     select * from {{ ref('int_as_of') }}
@@ -92,7 +98,8 @@ journeys as (
 final as (
 
     select
-        company_id,
+        journeys.company_id,
+        companies.company_name,
         cohort_month,
         lead_source,
         count(*) as leads,
@@ -109,7 +116,8 @@ final as (
         cast({{ median('lead_to_deal_days') }} as decimal(9, 2)) as median_days_lead_to_deal,
         cast({{ median('proposal_to_close_days') }} as decimal(9, 2)) as median_days_proposal_to_close
     from journeys
-    group by company_id, cohort_month, lead_source
+    left join companies on companies.company_id = journeys.company_id
+    group by journeys.company_id, companies.company_name, cohort_month, lead_source
 
 )
 

@@ -83,6 +83,7 @@ final as (
         leads.lead_source,
         leads.lead_status,
         leads.assigned_to as rep_id,
+        reps.rep_name,
         leads.created_at,
         coalesce(per_lead.activities, 0) as activities,
         {% for t in types %}
@@ -102,6 +103,7 @@ final as (
         leads.is_deleted
     from leads
     left join per_lead on per_lead.lead_id = leads.lead_id
+    left join {{ ref('dim_reps') }} as reps on reps.rep_id = leads.assigned_to
 
 )
 

@@ -2,6 +2,12 @@
 
 with
 
+companies as (
+
+    select company_id, name as company_name from {{ ref('stg_builddesk__companies') }}
+
+),
+
 visits as (
 
     select * from {{ ref('int_deal_stage_visits') }}
@@ -22,6 +28,7 @@ final as (
         visits.entered_at,
         visits.exited_at,
         visits.company_id,
+        companies.company_name,
         visits.stage_name,
         visits.stage_order,
         visits.template_id,
@@ -36,6 +43,7 @@ final as (
         visits.probability_at_entry
     from visits
     cross join as_of
+    left join companies on companies.company_id = visits.company_id
 
 )
 

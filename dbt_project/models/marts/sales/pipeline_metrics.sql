@@ -14,6 +14,12 @@
 
 with
 
+companies as (
+
+    select company_id, name as company_name from {{ ref('stg_builddesk__companies') }}
+
+),
+
 as_of as (
 
     select * from {{ ref('int_as_of') }}
@@ -41,7 +47,7 @@ transitions as (
 
 templates as (
 
-    select template_id, company_id from {{ ref('stg_builddesk__pipeline_templates') }}
+    select template_id, company_id, name as template_name from {{ ref('stg_builddesk__pipeline_templates') }}
     where not is_deleted
 
 ),
@@ -265,7 +271,9 @@ final as (
 
     select
         grid.company_id,
+        companies.company_name,
         grid.template_id,
+        templates.template_name,
         grid.period_type,
         grid.metric_date,
         grid.period_end,
@@ -299,6 +307,8 @@ final as (
     left join moves using (template_id, period_type, metric_date)
     left join velocity using (template_id, period_type, metric_date)
     left join new_leads using (template_id, period_type, metric_date)
+    left join companies on companies.company_id = grid.company_id
+    left join templates on templates.template_id = grid.template_id
 
 )
 

@@ -112,6 +112,7 @@ final as (
         quotas.start_date as period_start,
         quotas.end_date as period_end,
         quotas.company_id,
+        reps.company_name,
         reps.rep_name,
         quotas.quota_period,
         quotas.revenue_target,
