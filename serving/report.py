@@ -320,6 +320,35 @@ def funnel_section(r: _Reader, company_id: str | None) -> str:
                   "marts.funnel_conversion) that requested a demo, became a deal, and were won.", body, df.height)
 
 
+TRIGGER_LABELS = {"lead_created": "new lead", "demo_request": "demo request", "sales_contact_request": "sales-contact request"}
+
+
+def speed_to_lead_section(r: _Reader, company_id: str | None) -> str:
+    """Per request kind: the share answered within the SLA (of those judged) and the median hours."""
+    w, p = _where(company_id)
+    df = r.query("SELECT trigger_type, count(*) AS requests, "
+                 "sum(CASE WHEN is_unanswered THEN 1 ELSE 0 END) AS unanswered, "
+                 "sum(CASE WHEN within_sla THEN 1 ELSE 0 END) AS within, "
+                 "sum(CASE WHEN within_sla IS NOT NULL THEN 1 ELSE 0 END) AS judged, "
+                 "max(sla_hours) AS sla FROM marts.lead_response_times" + w +
+                 " GROUP BY trigger_type ORDER BY trigger_type", p)
+    med = dict(r.query("SELECT trigger_type, " + ("quantile_cont(response_hours, 0.5)" if r.kind == "duckdb" else
+                       "percentile_cont(0.5) WITHIN GROUP (ORDER BY response_hours)") +
+                       " AS m FROM marts.lead_response_times WHERE response_hours IS NOT NULL" +
+                       (" AND company_id = ?" if company_id else "") + " GROUP BY trigger_type", p).iter_rows())
+    labels = [TRIGGER_LABELS.get(t, t) for t in df["trigger_type"]]
+    shares = [100.0 * float(j) / float(n) if n else None for j, n in zip(df["within"], df["judged"])]
+    sla = int(df["sla"].max()) if df.height else 24
+    body = bar_chart(labels, [Series(f"answered within {sla} h", GREEN, shares)], lambda v: f"{v:.0f}%",
+                     tip=lambda lab, s, v: f"{lab}: {v:.1f}% answered within {sla} h")
+    rows = [(TRIGGER_LABELS.get(t, t), f"{int(n):,}", f"{int(u):,}", pct(v), "n/a" if med.get(t) is None else f"{float(med[t]):.1f} h")
+            for t, n, u, v in zip(df["trigger_type"], df["requests"], df["unanswered"], shares)]
+    body += data_table(["request", "requests", "unanswered", f"within {sla} h", "median to first touch"], rows, "counts")
+    return figure("speed_to_lead", "Speed to lead", f"Share of each kind of request a lead makes that a rep touched "
+                  f"within {sla} hours, of those the SLA has judged, and the median hours to the first touch "
+                  "(marts.lead_response_times; per rep in marts.rep_performance).", body, df.height)
+
+
 def attainment_section(r: _Reader, company_id: str | None, as_of: str | None) -> str:
     """The quarter the as-of day is in (quotas are set ahead: a later quarter has nothing won yet)."""
     w, p = _where(company_id, "AND")
@@ -516,7 +545,7 @@ def build_report(cfg: Settings, company_id: str | None = None, *, now: dt.dateti
                               "every company) or refresh first")
         tiles, as_of = headline(r, company_id)
         sections = [pipeline_section(r, company_id), win_rate_section(r, company_id), funnel_section(r, company_id),
-                    attainment_section(r, company_id, as_of), email_section(r, company_id),
+                    speed_to_lead_section(r, company_id), attainment_section(r, company_id, as_of), email_section(r, company_id),
                     lead_score_section(r, company_id), quality_section(r)]
     finally:
         r.close()

@@ -21,13 +21,14 @@ from tests.conftest import assert_ok, for_target, make_source
 
 MARTS = ["dim_pipeline_stages", "dim_reps", "dim_leads", "dim_contacts", "fct_deals", "fct_deal_stage_transitions",
          "fct_deal_daily_snapshot", "win_loss", "pipeline_metrics", "rep_performance", "fct_crm_activities",
-         "pipeline_forecast", "lead_scores", "email_campaign_performance", "funnel_conversion"]
+         "pipeline_forecast", "lead_scores", "email_campaign_performance", "funnel_conversion", "lead_response_times"]
 KEYS = {
     "dim_pipeline_stages": ["stage_id"], "dim_reps": ["rep_id"], "dim_leads": ["lead_id"], "dim_contacts": ["contact_id"],
     "fct_deals": ["deal_id"], "fct_deal_stage_transitions": ["deal_id", "stage_id", "entered_at"],
     "fct_deal_daily_snapshot": ["deal_id", "snapshot_date"], "win_loss": ["deal_id"],
     "pipeline_metrics": ["company_id", "template_id", "period_type", "metric_date"], "rep_performance": ["quota_id"],
     "fct_crm_activities": ["activity_id", "source_table"], "pipeline_forecast": ["company_id", "close_month"],
+    "lead_response_times": ["trigger_type", "trigger_id"],
     "lead_scores": ["lead_id"], "email_campaign_performance": ["campaign_id", "variant"],
     "funnel_conversion": ["company_id", "cohort_month", "lead_source"],
 }
@@ -131,6 +132,75 @@ def test_lead_scores_recomputed_from_source_activities(built, tiny_source):
     assert sum(1 for r in got.iter_rows() if r[2] == op[r[0]]) >= 0.98 * got.height
     assert any(r[4] < 0 for r in got.iter_rows())  # the e-mail engagement the trigger misses
     assert {r[5] for r in got.iter_rows()} == {"hot", "warm", "cold"}
+
+
+def test_lead_response_times_recomputed_from_source_rows(built, tiny_source):
+    """Speed to lead, computed here from the source's rows: for every lead, demo request and sales-contact
+    request, the first rep touch at or after it (a CRM activity of a touch type, a contact request marked
+    contacted, a demo taking place) before the end of the as-of day; the hours and the SLA verdict (24 h)
+    equal the mart's, and rep_performance's median is the median of its rep's period rows."""
+    import statistics
+
+    cfg, res = built["duckdb"]
+    end = dt.datetime.fromisoformat(res.as_of).replace(tzinfo=dt.timezone.utc) + dt.timedelta(days=1)
+    touch_types = {"call", "email", "meeting", "follow_up", "site_visit"}
+    with psycopg.connect(tiny_source[1]) as conn:
+        leads = conn.execute("SELECT id::text, created_at FROM leads WHERE created_at < %s", (end,)).fetchall()
+        demos = conn.execute("SELECT id::text, lead_id::text, created_at, status, scheduled_at FROM demo_requests "
+                             "WHERE created_at < %s", (end,)).fetchall()
+        asks = conn.execute("SELECT id::text, lead_id::text, created_at, contacted_at FROM sales_contact_requests "
+                            "WHERE created_at < %s", (end,)).fetchall()
+        acts = conn.execute("SELECT lead_id::text, activity_type, activity_date FROM crm_activities "
+                            "WHERE lead_id IS NOT NULL AND activity_date < %s", (end,)).fetchall()
+    live = {lead for lead, _ in leads}
+    touches: dict[str, list[tuple]] = {}
+    for lead, kind, at in acts:
+        if kind in touch_types:
+            touches.setdefault(lead, []).append((at, kind))
+    for _, lead, _, contacted in asks:
+        if contacted is not None and contacted < end:
+            touches.setdefault(lead, []).append((contacted, "contacted"))
+    for _, lead, _, status, at in demos:
+        if status in ("scheduled", "completed") and at is not None and at < end:
+            touches.setdefault(lead, []).append((at, "demo"))
+    triggers = [("lead_created", lead, lead, at) for lead, at in leads] + \
+        [("demo_request", rid, lead, at) for rid, lead, at, _, _ in demos if lead in live] + \
+        [("sales_contact_request", rid, lead, at) for rid, lead, at, _ in asks if lead in live]
+    expected = {}
+    for kind, rid, lead, at in triggers:
+        after = sorted(t for t in touches.get(lead, []) if t[0] >= at)
+        if after:
+            micros = (after[0][0] - at) // dt.timedelta(microseconds=1)
+            hours = (micros + 18_000_000) // 36_000_000 / 100  # half up to the hundredth, as the mart
+            expected[(kind, rid)] = (hours, micros <= 24 * 3_600_000_000, after[0][1] if len({
+                k for t, k in after if t == after[0][0]}) == 1 else None)
+        else:
+            expected[(kind, rid)] = (None, False if (end - at).total_seconds() / 3600 > 24 else None, None)
+    wh = open_warehouse(cfg)
+    try:
+        got = wh.rows("SELECT trigger_type, CAST(trigger_id AS VARCHAR), response_hours, within_sla, first_touch_type, "
+                      "CAST(rep_id AS VARCHAR), triggered_at FROM marts.lead_response_times")
+        perf = wh.rows("SELECT CAST(rep_id AS VARCHAR), period_start, period_end, median_response_hours, lead_requests "
+                       "FROM marts.rep_performance")
+    finally:
+        wh.close()
+    assert len(got) == len(expected) and {"demo_request", "sales_contact_request"} <= {g[0] for g in got}
+    for kind, rid, hours, within, first, _, _ in got:
+        want_hours, want_within, want_first = expected[(kind, rid)]
+        assert (None if hours is None else float(hours)) == want_hours, (kind, rid)
+        assert within is want_within, (kind, rid, hours)
+        if want_first is not None:  # a tie at the same instant may be either kind
+            assert first == want_first, (kind, rid)
+    assert sum(1 for g in got if g[3] is True) > 0 and sum(1 for g in got if g[3] is False) > 0
+    checked = 0
+    for rep, start, stop, median, n in perf:
+        rows = [g for g in got if g[5] == rep and start <= g[6].astimezone(dt.timezone.utc).date() <= stop]
+        answered = [float(g[2]) for g in rows if g[2] is not None]
+        assert n == len(rows)
+        assert (None if median is None else float(median)) == pytest.approx(
+            round(statistics.median(answered), 2) if answered else None, abs=0.006)
+        checked += bool(answered)
+    assert checked > 0
 
 
 def test_duckdb_and_postgres_marts_agree(built):
@@ -463,7 +533,7 @@ def test_sql_command_answers_and_never_writes(built, target, monkeypatch, capsys
 
 
 # marts of one lead or contact: there "company_name" would read as the prospect's company, not the tenant
-PROSPECT_GRAIN = {"dim_leads", "dim_contacts", "lead_scores"}
+PROSPECT_GRAIN = {"dim_leads", "dim_contacts", "lead_scores", "lead_response_times"}
 
 
 def names_beside_ids(cfg) -> list[str]:

@@ -20,7 +20,8 @@ import pytest
 from crm_warehouse.cli import main
 from serving.report import BLUE, GREEN, ORANGE, PURPLE, build_report
 
-CHARTS = {"pipeline_value", "win_rate", "cycle_time", "funnel", "attainment", "email_engagement", "lead_scores"}
+CHARTS = {"pipeline_value", "win_rate", "cycle_time", "funnel", "attainment", "email_engagement", "lead_scores",
+          "speed_to_lead"}
 CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
                   "--disable-background-networking", "--disable-component-update", "--disable-sync",
                   "--hide-scrollbars", "--window-size=1000,5200"]
@@ -179,6 +180,14 @@ def test_report_renders_every_chart_in_headless_chromium(built, tiny_source, chr
                              "ORDER BY checked_at DESC LIMIT 1)").fetchone()[0]
     assert int(q["data-passed"]) == latest >= res.checks_passed  # dbt's unit tests are in the history too
     assert "A/B test" in text and "p (opens)" in text
+    # speed to lead: each kind's share answered within the SLA, as the mart's rows say
+    with duckdb.connect(str(cfg.duckdb_path), read_only=True) as con:
+        shares = dict(con.execute("SELECT trigger_type, 100.0 * count(*) FILTER (WHERE within_sla) / count(within_sla) "
+                                  "FROM marts.lead_response_times GROUP BY 1").fetchall())
+    drawn = {m[1]: float(m[2]) for t in dom.titles["speed_to_lead"]
+             if (m := re.fullmatch(r"(.+): ([\d.]+)% answered within 24 h", t))}
+    names = {"lead_created": "new lead", "demo_request": "demo request", "sales_contact_request": "sales-contact request"}
+    assert drawn == pytest.approx({names[k]: round(v, 1) for k, v in shares.items()}, abs=0.051)
     # labels as the data has them: never cut short, an A/B variant said once, no "(none)" for a plain campaign
     assert "…</text>" not in text and not re.search(r"\((\w)\) \(\1\)", text) and "(none)" not in text
     assert re.search(r">social_media</text>", text) and re.search(r">Spring building season \(A\)</text>", text)

@@ -138,3 +138,27 @@
 {% macro postgres__min_uuid(col) -%}
     cast(min(cast({{ col }} as text)) as uuid)
 {%- endmacro %}
+
+{#- Whole microseconds between two timestamps (b - a), exact on both targets (no float arithmetic:
+    a figure rounded from it is the same on DuckDB and PostgreSQL). -#}
+{% macro micros_between(a, b) -%}
+    {{ return(adapter.dispatch('micros_between')(a, b)) }}
+{%- endmacro %}
+{% macro default__micros_between(a, b) -%}
+    (epoch_us({{ b }}) - epoch_us({{ a }}))
+{%- endmacro %}
+{% macro postgres__micros_between(a, b) -%}
+    cast(round((extract(epoch from ({{ b }})) - extract(epoch from ({{ a }}))) * 1000000) as bigint)
+{%- endmacro %}
+
+{#- Hours between two timestamps (b - a, b not before a), rounded half up to the hundredth, as
+    decimal(12, 2): integer arithmetic on the microseconds, identical on both targets. -#}
+{% macro hours_between_2dp(a, b) -%}
+    {{ return(adapter.dispatch('hours_between_2dp')(a, b)) }}
+{%- endmacro %}
+{% macro default__hours_between_2dp(a, b) -%}
+    cast(cast(({{ micros_between(a, b) }} + 18000000) // 36000000 as decimal(14, 0)) * 0.01 as decimal(12, 2))
+{%- endmacro %}
+{% macro postgres__hours_between_2dp(a, b) -%}
+    cast(cast(({{ micros_between(a, b) }} + 18000000) / 36000000 as decimal(14, 0)) * 0.01 as decimal(12, 2))
+{%- endmacro %}

@@ -4,7 +4,9 @@
   valued at actual_value, else estimated_value. Calls and meetings: deal_activities (assigned_to,
   else created_by) and crm_activities (created_by) of that type, dated in the period. Open pipeline:
   the rep's deals open at the as-of day with an expected close date in the period; coverage =
-  open pipeline / the quota still to win (null when nothing remains).
+  open pipeline / the quota still to win (null when nothing remains). Speed to lead: the rep's
+  requests (lead_response_times) made in the period: median hours to the first touch of those
+  answered, and the share of those the SLA has judged that were answered within it.
 -#}
 
 with
@@ -73,6 +75,25 @@ closed as (
 
 ),
 
+responses as (
+
+    select
+        quotas.quota_id,
+        count(*) as lead_requests,
+        -- the median of hundredths is whole or a half, exact in any float: rounded half up the same on both targets
+        cast(cast(cast(floor({{ median('lead_response_times.response_hours * 100') }} + 0.5) as bigint) as decimal(14, 0))
+            * 0.01 as decimal(12, 2)) as median_response_hours,
+        cast(100.0 * sum(case when lead_response_times.within_sla then 1 else 0 end)
+            / nullif(sum(case when lead_response_times.within_sla is not null then 1 else 0 end), 0)
+            as decimal(5, 2)) as within_sla_pct
+    from quotas
+    inner join {{ ref('lead_response_times') }} as lead_response_times
+        on lead_response_times.rep_id = quotas.user_id
+        and {{ utc_date('lead_response_times.triggered_at') }} between quotas.start_date and quotas.end_date
+    group by quotas.quota_id
+
+),
+
 activity_counts as (
 
     select
@@ -130,6 +151,9 @@ final as (
         coalesce(activity_counts.calls, 0) as calls,
         quotas.meetings_target,
         coalesce(activity_counts.meetings, 0) as meetings,
+        coalesce(responses.lead_requests, 0) as lead_requests,
+        responses.median_response_hours,
+        responses.within_sla_pct,
         coalesce(open_pipeline.open_deals, 0) as open_deals,
         cast(coalesce(open_pipeline.open_pipeline_value, 0) as decimal(15, 2)) as open_pipeline_value,
         cast(greatest(quotas.revenue_target - coalesce(closed.revenue_won, 0), 0) as decimal(15, 2)) as remaining_quota,
@@ -141,6 +165,7 @@ final as (
     left join closed on closed.quota_id = quotas.quota_id
     left join activity_counts on activity_counts.quota_id = quotas.quota_id
     left join open_pipeline on open_pipeline.quota_id = quotas.quota_id
+    left join responses on responses.quota_id = quotas.quota_id
 
 )
 
