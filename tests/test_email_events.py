@@ -348,8 +348,8 @@ def test_dagster_asset_materializes_into_the_warehouse(tiny_source, workdir, mon
     home = workdir / f"dagster-{time.monotonic_ns()}"
     monkeypatch.setenv("CRM_HOME", str(workdir / "not-this-one"))  # the resource's config wins over the environment
     crm = CrmWarehouse(home=str(home), email_events_dir=str(tiny_source[0].email_events_dir), warehouse="duckdb")
-    instance = dg.DagsterInstance.ephemeral()  # held here: Dagster's load context keeps only a weakref to it
-    result = dg.materialize([raw_tables], selection=[EMAIL_EVENTS_KEY], resources={"crm": crm}, instance=instance)
+    with dg.DagsterInstance.ephemeral() as instance:  # entered: the load context reads the current instance
+        result = dg.materialize([raw_tables], selection=[EMAIL_EVENTS_KEY], resources={"crm": crm}, instance=instance)
     assert result.success
     mats = result.asset_materializations_for_node("raw_tables")
     assert [m.asset_key for m in mats] == [EMAIL_EVENTS_KEY]

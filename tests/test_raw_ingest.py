@@ -476,8 +476,8 @@ def test_cascades_reach_raw_and_children_older_than_their_parent_are_found_by_ke
                          "WHERE a.lead_id = l.id) + interval '1 millisecond' WHERE l.id = ANY(%s)", (ids,))
             conn.commit()
             ingest_all(wh, url)
-            assert wh.query(f"SELECT count(*) AS n FROM raw.lead_activities a JOIN raw.leads l ON l.id = a.lead_id "
-                            f"WHERE a.created_at < l.created_at")["n"][0] > 0
+            assert wh.query("SELECT count(*) AS n FROM raw.lead_activities a JOIN raw.leads l ON l.id = a.lead_id "
+                            "WHERE a.created_at < l.created_at")["n"][0] > 0
             compared.clear()
         gone = {str(r[0]) for r in conn.execute(
             "SELECT id FROM lead_activities WHERE lead_id = ANY(%s)", (ids,))}
@@ -667,9 +667,11 @@ def test_assets_run_alone_with_metadata(tiny_source, workdir, monkeypatch):
     monkeypatch.setenv("CRM_HOME", str(home))
     monkeypatch.setenv("CRM_SOURCE_URL", tiny_source[1])
     resources = {"crm": CrmWarehouse()}  # everything from the environment, as `dagster dev` runs it
-    instance = dg.DagsterInstance.ephemeral()  # held here: Dagster's load context keeps only a weakref to it
-    result = dg.materialize([raw_tables], selection=[dg.AssetKey(["raw", "leads"])], resources=resources,
-                            instance=instance)
+    # entered: Dagster's definitions load context reads the *current* instance's state storage (a context
+    # variable an earlier test's instance may have left pointing at a disposed instance)
+    with dg.DagsterInstance.ephemeral() as instance:
+        result = dg.materialize([raw_tables], selection=[dg.AssetKey(["raw", "leads"])], resources=resources,
+                                instance=instance)
     assert result.success
     mats = result.asset_materializations_for_node("raw_tables")
     assert [m.asset_key for m in mats] == [dg.AssetKey(["raw", "leads"])]  # the one selected, alone
@@ -680,14 +682,14 @@ def test_assets_run_alone_with_metadata(tiny_source, workdir, monkeypatch):
                                                              (dg.AssetKey(["raw", "leads"]), "freshness")}
     # together: every table, the landing zone and the gate's Data Docs, one materialization each; the
     # as-of days raw covers become the dbt assets' partitions, from the source's first business day on
-    instance = dg.DagsterInstance.ephemeral()
-    result = dg.materialize([raw_tables], resources=resources, instance=instance)
+    with dg.DagsterInstance.ephemeral() as instance:
+        result = dg.materialize([raw_tables], resources=resources, instance=instance)
+        days = instance.get_dynamic_partitions(AS_OF_DAYS.name)
     assert result.success
     mats = result.asset_materializations_for_node("raw_tables")
     assert len(mats) == len(SPECS) + 2
     docs = next(m for m in mats if m.asset_key == DATA_DOCS_KEY).metadata
     assert Path(docs["path"].value).is_file() and str(home) in docs["path"].value
-    days = instance.get_dynamic_partitions(AS_OF_DAYS.name)
     assert days[0] == docs["first_business_day"].value and days == sorted(days)
     wh = DuckDBWarehouse(home / "warehouse.duckdb")
     first = wh.query("SELECT min(created_at AT TIME ZONE 'UTC')::date AS d FROM raw.leads")["d"][0]
