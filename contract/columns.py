@@ -95,6 +95,11 @@ COLUMNS: dict[str, dict[str, tuple[str, bool]]] = {
         "project_address": ("TEXT", False),
         "project_city": ("TEXT", False),
         "project_state": ("TEXT", False),
+        # BuildDesk's live table only (the analysis has none of them): null in staging elsewhere
+        "next_follow_up_date": ("DATE", False),
+        "last_contact_date": ("DATE", False),
+        "lead_temperature": ("TEXT", False),
+        "decision_maker": ("BOOLEAN", False),
     },
     "lead_activities": {
         "id": ("UUID", True),

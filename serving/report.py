@@ -349,6 +349,28 @@ def speed_to_lead_section(r: _Reader, company_id: str | None) -> str:
                   "(marts.lead_response_times; per rep in marts.rep_performance).", body, df.height)
 
 
+def follow_ups_section(r: _Reader, company_id: str | None) -> str:
+    """Overdue follow-ups per rep, leads and contacts stacked, the most overdue reps first."""
+    w, p = _where(company_id)
+    df = r.query("SELECT coalesce(rep_name, '(unassigned)') AS rep, "
+                 "sum(CASE WHEN record_type = 'lead' THEN 1 ELSE 0 END) AS leads, "
+                 "sum(CASE WHEN record_type = 'contact' THEN 1 ELSE 0 END) AS contacts, "
+                 "max(days_overdue) AS oldest FROM marts.follow_ups_due" + w +
+                 " GROUP BY 1 ORDER BY count(*) DESC, 1", p)
+    shown = df.head(REP_LIMIT)
+    labels = [str(n) for n in shown["rep"]]
+    series = [Series("leads", BLUE, [float(v) for v in shown["leads"]]),
+              Series("contacts", ORANGE, [float(v) for v in shown["contacts"]])]
+    body = bar_chart(labels, series, lambda v: f"{v:.0f}", stacked=True,
+                     tip=lambda lab, s, v: f"{lab}: {v:.0f} {s.name} overdue")
+    body += data_table(["rep", "leads", "contacts", "oldest (days)"],
+                       [(a, f"{int(b):,}", f"{int(c):,}", f"{int(d):,}") for a, b, c, d in df.iter_rows()],
+                       f"all {df.height} reps with overdue follow-ups")
+    more = f" The {REP_LIMIT} with the most are drawn." if df.height > REP_LIMIT else ""
+    return figure("follow_ups", "Overdue follow-ups per rep", "Leads and contacts whose follow-up date has passed "
+                  f"with no touch since, as of the as-of day (marts.follow_ups_due).{more}", body, shown.height)
+
+
 def attainment_section(r: _Reader, company_id: str | None, as_of: str | None) -> str:
     """The quarter the as-of day is in (quotas are set ahead: a later quarter has nothing won yet)."""
     w, p = _where(company_id, "AND")
@@ -545,7 +567,8 @@ def build_report(cfg: Settings, company_id: str | None = None, *, now: dt.dateti
                               "every company) or refresh first")
         tiles, as_of = headline(r, company_id)
         sections = [pipeline_section(r, company_id), win_rate_section(r, company_id), funnel_section(r, company_id),
-                    speed_to_lead_section(r, company_id), attainment_section(r, company_id, as_of), email_section(r, company_id),
+                    speed_to_lead_section(r, company_id), follow_ups_section(r, company_id),
+                    attainment_section(r, company_id, as_of), email_section(r, company_id),
                     lead_score_section(r, company_id), quality_section(r)]
     finally:
         r.close()

@@ -624,7 +624,20 @@ def contacts(rng: np.random.Generator, n: int, w: Window, companies: pl.DataFram
             "created_at": from_leads["deal_created_at"], "updated_at": from_leads["deal_created_at"],
         })
         df = pl.concat([df, fl], how="vertical_relaxed")
-    return df
+    return df.with_columns(**contact_follow_up(df))
+
+
+def contact_follow_up(df: pl.DataFrame) -> dict[str, pl.Expr]:
+    """When an active contact is next due a call, 7-51 days after it was added, and when it was last
+    contacted, 0-59 days after: some are touched since their date, some are due. Drawn from each
+    contact's UUID, not the random stream, so no other generated value changes."""
+    bits = pl.col("id").cast(pl.String).str.slice(0, 8).str.to_integer(base=16)
+    day = pl.col("created_at").dt.date()
+    return {
+        "next_contact_date": pl.when(pl.col("relationship_status") == "active")
+        .then(day + pl.duration(days=7 + bits % 45)).otherwise(None),
+        "last_contact_date": day + pl.duration(days=(bits // 64) % 60),
+    }
 
 
 def deal_activities(rng: np.random.Generator, deals: pl.DataFrame, w: Window) -> pl.DataFrame:

@@ -146,6 +146,27 @@ def project_id(company_id: str) -> str:
     return str(uuid.uuid5(uuid.NAMESPACE_URL, f"builddesk-project/{company_id}"))
 
 
+def _id_bits(col: str = "id") -> pl.Expr:
+    """A number drawn from a row's UUID: the live-only columns are derived from it, not from the
+    generator's random stream, so adding them changes no other generated value."""
+    return pl.col(col).cast(pl.String).str.slice(0, 8).str.to_integer(base=16)
+
+
+def lead_follow_up(f: pl.DataFrame, status: str) -> dict[str, pl.Expr]:
+    """The live leads' rep-workflow columns: an open lead (new, contacted, qualified, demo scheduled) has
+    its next follow-up 2-20 days after it arrived, a lead past "new" was last contacted 0-2 days after;
+    temperature follows priority; about a third of leads are the decision maker."""
+    bits, day = _id_bits(), pl.col("created_at").dt.date()
+    open_ = pl.col(status).is_in(["new", "contacted", "qualified", "demo_scheduled"])
+    return {
+        "next_follow_up_date": pl.when(open_).then(day + pl.duration(days=2 + bits % 19)).otherwise(None),
+        "last_contact_date": pl.when(pl.col(status) != "new").then(day + pl.duration(days=(bits // 256) % 3))
+        .otherwise(None),
+        "lead_temperature": pl.col("priority").replace_strict({"hot": "hot", "high": "warm"}, default="cold"),
+        "decision_maker": (bits // 16) % 3 == 0,
+    }
+
+
 class LiveRows:
     """Fits generated frames to the live tables (``fit``) and records what the live schema drops."""
 
@@ -179,6 +200,8 @@ class LiveRows:
             status = next((c for c in ("status", "lead_status") if c in f.columns), None)
             if status:  # both columns hold the status as the lead is created (new leads: their defaults)
                 f = f.with_columns(status=pl.col(status), lead_status=pl.col(status))
+            if status and {"id", "created_at", "priority"} <= set(f.columns):
+                f = f.with_columns(**lead_follow_up(f, status))
         elif name == "demo_requests" and "demo_type" in f.columns:
             f = f.with_columns(demo_type=pl.col("demo_type").replace("standard_30min", "standard"))
         elif name == "tasks":

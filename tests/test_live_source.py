@@ -23,6 +23,7 @@ from ingest.tables import SPECS, read_mode, spec
 from ingest.warehouse import open_warehouse
 from quality.gate import compile_gate
 from tests.conftest import assert_ok, for_target, make_source, reader_without_bypassrls
+from tests.test_marts import expected_follow_ups, follow_ups_in
 
 ROOT = Path(__file__).resolve().parents[1]
 LIVE = ROOT / "simulator" / "live_schema"
@@ -218,7 +219,12 @@ def test_live_source_advances_and_survives_drift(pg_server, workdir):
 
     cfg, url = make_source(pg_server, workdir, "live_drift", seed=8, history_days=90, end_date="2026-02-28",
                            schema_kind="live")
-    assert_ok(run_refresh(cfg))
+    first = run_refresh(cfg)
+    assert_ok(first)
+    # the live leads' follow-up dates: overdue leads and contacts as computed from the source's rows
+    due = follow_ups_in(cfg)
+    assert due == expected_follow_ups(url, dt.date.fromisoformat(first.as_of))
+    assert {t for t, _ in due} == {"lead", "contact"}
     counts = advance.advance(url, cfg.email_events_dir, days=1)
     assert counts["leads inserted"] > 0 and counts["deal_stage_history inserted"] >= 0
     with psycopg.connect(url) as conn:

@@ -21,14 +21,15 @@ from tests.conftest import assert_ok, for_target, make_source
 
 MARTS = ["dim_pipeline_stages", "dim_reps", "dim_leads", "dim_contacts", "fct_deals", "fct_deal_stage_transitions",
          "fct_deal_daily_snapshot", "win_loss", "pipeline_metrics", "rep_performance", "fct_crm_activities",
-         "pipeline_forecast", "lead_scores", "email_campaign_performance", "funnel_conversion", "lead_response_times"]
+         "pipeline_forecast", "lead_scores", "email_campaign_performance", "funnel_conversion", "lead_response_times",
+         "follow_ups_due"]
 KEYS = {
     "dim_pipeline_stages": ["stage_id"], "dim_reps": ["rep_id"], "dim_leads": ["lead_id"], "dim_contacts": ["contact_id"],
     "fct_deals": ["deal_id"], "fct_deal_stage_transitions": ["deal_id", "stage_id", "entered_at"],
     "fct_deal_daily_snapshot": ["deal_id", "snapshot_date"], "win_loss": ["deal_id"],
     "pipeline_metrics": ["company_id", "template_id", "period_type", "metric_date"], "rep_performance": ["quota_id"],
     "fct_crm_activities": ["activity_id", "source_table"], "pipeline_forecast": ["company_id", "close_month"],
-    "lead_response_times": ["trigger_type", "trigger_id"],
+    "lead_response_times": ["trigger_type", "trigger_id"], "follow_ups_due": ["record_type", "record_id"],
     "lead_scores": ["lead_id"], "email_campaign_performance": ["campaign_id", "variant"],
     "funnel_conversion": ["company_id", "cohort_month", "lead_source"],
 }
@@ -202,6 +203,61 @@ def test_lead_response_times_recomputed_from_source_rows(built, tiny_source):
         assert (None if median is None else float(median)) == want, (rep, start)
         checked += bool(hundredths)
     assert checked > 0
+
+
+def expected_follow_ups(url: str, as_of: dt.date) -> dict[tuple[str, str], int]:
+    """Overdue follow-ups computed from the source's rows: (record type, id) -> days overdue. Leads (open,
+    follow-up date before the as-of day; a source without the column has none) and contacts (next contact
+    date before it) with no touch on or after that date."""
+    end = dt.datetime.combine(as_of + dt.timedelta(days=1), dt.time(), dt.timezone.utc)
+    utc_day = lambda t: t.astimezone(dt.timezone.utc).date()  # noqa: E731
+    touch_types = ["call", "email", "meeting", "follow_up", "site_visit"]
+    with psycopg.connect(url) as conn:
+        cols = {r[0] for r in conn.execute("SELECT column_name FROM information_schema.columns WHERE table_schema = "
+                                           "'public' AND table_name = 'leads'").fetchall()}
+        status = "coalesce(status, lead_status)" if {"status", "lead_status"} <= cols else \
+            ("status" if "status" in cols else "lead_status")
+        leads = conn.execute(f"SELECT id::text, next_follow_up_date, last_contact_date FROM leads WHERE created_at < %s "
+                             f"AND next_follow_up_date < %s AND {status} NOT IN ('converted', 'lost')",
+                             (end, as_of)).fetchall() if "next_follow_up_date" in cols else []
+        touched: dict[str, list] = {}
+        for lead, at in conn.execute(
+                "SELECT lead_id::text, activity_date FROM crm_activities WHERE lead_id IS NOT NULL AND activity_type = "
+                "ANY(%s) AND activity_date < %s UNION ALL SELECT lead_id::text, contacted_at FROM sales_contact_requests "
+                "WHERE contacted_at < %s UNION ALL SELECT lead_id::text, scheduled_at FROM demo_requests WHERE status IN "
+                "('scheduled', 'completed') AND scheduled_at < %s", (touch_types, end, end, end)).fetchall():
+            touched.setdefault(lead, []).append(utc_day(at))
+        contacts = conn.execute("SELECT id::text, next_contact_date, last_contact_date FROM contacts WHERE created_at < %s "
+                                "AND next_contact_date < %s", (end, as_of)).fetchall()
+        named: dict[str, list] = {}
+        for contact, at in conn.execute("SELECT contact_id::text, coalesce(completed_at, created_at) FROM deal_activities "
+                                        "WHERE contact_id IS NOT NULL AND coalesce(completed_at, created_at) < %s",
+                                        (end,)).fetchall():
+            named.setdefault(contact, []).append(utc_day(at))
+    expected = {("lead", lead): (as_of - due).days for lead, due, last in leads
+                if (last is None or last < due) and not any(d >= due for d in touched.get(lead, []))}
+    expected |= {("contact", c): (as_of - due).days for c, due, last in contacts
+                 if (last is None or last < due) and not any(d >= due for d in named.get(c, []))}
+    return expected
+
+
+def follow_ups_in(cfg) -> dict[tuple[str, str], int]:
+    wh = open_warehouse(cfg)
+    try:
+        return {(t, r): n for t, r, n in wh.rows("SELECT record_type, CAST(record_id AS VARCHAR), days_overdue "
+                                                 "FROM marts.follow_ups_due")}
+    finally:
+        wh.close()
+
+
+def test_follow_ups_due_recomputed_from_source_rows(built, tiny_source):
+    """follow_ups_due equals the overdue follow-ups computed here from the source's rows (the analysis
+    schema: contacts only, its leads have no follow-up date; the live schema's leads in
+    test_live_source), with the days overdue."""
+    cfg, res = built["duckdb"]
+    got = follow_ups_in(cfg)
+    assert got == expected_follow_ups(tiny_source[1], dt.date.fromisoformat(res.as_of))
+    assert {t for t, _ in got} == {"contact"} and min(got.values()) >= 1
 
 
 def test_duckdb_and_postgres_marts_agree(built):
@@ -534,7 +590,7 @@ def test_sql_command_answers_and_never_writes(built, target, monkeypatch, capsys
 
 
 # marts of one lead or contact: there "company_name" would read as the prospect's company, not the tenant
-PROSPECT_GRAIN = {"dim_leads", "dim_contacts", "lead_scores", "lead_response_times"}
+PROSPECT_GRAIN = {"dim_leads", "dim_contacts", "lead_scores", "lead_response_times", "follow_ups_due"}
 
 
 def names_beside_ids(cfg) -> list[str]:

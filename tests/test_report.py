@@ -21,7 +21,7 @@ from crm_warehouse.cli import main
 from serving.report import BLUE, GREEN, ORANGE, PURPLE, build_report
 
 CHARTS = {"pipeline_value", "win_rate", "cycle_time", "funnel", "attainment", "email_engagement", "lead_scores",
-          "speed_to_lead"}
+          "speed_to_lead", "follow_ups"}
 CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
                   "--disable-background-networking", "--disable-component-update", "--disable-sync",
                   "--hide-scrollbars", "--window-size=1000,5200"]
@@ -188,6 +188,11 @@ def test_report_renders_every_chart_in_headless_chromium(built, tiny_source, chr
              if (m := re.fullmatch(r"(.+): ([\d.]+)% answered within 24 h", t))}
     names = {"lead_created": "new lead", "demo_request": "demo request", "sales_contact_request": "sales-contact request"}
     assert drawn == pytest.approx({names[k]: round(v, 1) for k, v in shares.items()}, abs=0.051)
+    # overdue follow-ups: the bars add up to the mart's rows (the tiny tier has fewer reps than are drawn)
+    with duckdb.connect(str(cfg.duckdb_path), read_only=True) as con:
+        owed = con.execute("SELECT count(*) FROM marts.follow_ups_due").fetchone()[0]
+    bars = [int(m[1]) for t in dom.titles["follow_ups"] if (m := re.fullmatch(r".+: (\d+) (?:leads|contacts) overdue", t))]
+    assert sum(bars) == owed > 0
     # labels as the data has them: never cut short, an A/B variant said once, no "(none)" for a plain campaign
     assert "…</text>" not in text and not re.search(r"\((\w)\) \(\1\)", text) and "(none)" not in text
     assert re.search(r">social_media</text>", text) and re.search(r">Spring building season \(A\)</text>", text)

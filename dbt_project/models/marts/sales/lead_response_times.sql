@@ -2,11 +2,11 @@
   Speed to lead: one row per thing a lead did that asks for a rep (its creation, each demo request,
   each sales-contact request) and the first rep touch that followed it, as of the as-of day.
 
-  A touch is the earliest of: a CRM activity of the lead whose type is in var response_touch_types
-  (call, e-mail, meeting, follow-up, site visit; a note is not a touch) at activity_date; a sales-contact
-  request of the lead marked contacted (contacted_at); a demo of the lead taking place (scheduled_at of a
-  demo request scheduled or completed: when it was booked is not recorded). Only touches at or after the
-  trigger and before the end of the as-of day count. Hours are wall-clock hours. within_sla: answered
+  A touch is what int_lead_touches lists: a CRM activity of the lead whose type is in var
+  response_touch_types (call, e-mail, meeting, follow-up, site visit; a note is not a touch) at
+  activity_date; a sales-contact request of the lead marked contacted (contacted_at); a demo of the lead
+  taking place (scheduled_at of a demo request scheduled or completed: when it was booked is not
+  recorded). The first touch at or after the trigger and before the end of the as-of day counts. Hours are wall-clock hours. within_sla: answered
   within var response_sla_hours; false when answered later or still unanswered past it; null while the
   SLA has not yet run out.
 -#}
@@ -61,23 +61,7 @@ triggers as (
 
 touches as (
 
-    select lead_id, activity_date as touched_at, activity_type as touch_type, created_by as touched_by
-    from {{ ref('stg_builddesk__crm_activities') }}
-    where not is_deleted
-        and lead_id is not null
-        and activity_type in ({% for t in var('response_touch_types') %}'{{ t }}'{% if not loop.last %}, {% endif %}{% endfor %})
-        and activity_date < (select as_of_end_utc from as_of)
-    union all
-    select lead_id, contacted_at, 'contacted', assigned_to
-    from contact_requests
-    where contacted_at is not null
-        and contacted_at < (select as_of_end_utc from as_of)
-    union all
-    select lead_id, scheduled_at, 'demo', assigned_sales_rep
-    from demo_requests
-    where status in ('scheduled', 'completed')
-        and scheduled_at is not null
-        and scheduled_at < (select as_of_end_utc from as_of)
+    select * from {{ ref('int_lead_touches') }}
 
 ),
 
