@@ -371,6 +371,24 @@ def follow_ups_section(r: _Reader, company_id: str | None) -> str:
                   f"with no touch since, as of the as-of day (marts.follow_ups_due).{more}", body, shown.height)
 
 
+def velocity_section(r: _Reader, company_id: str | None) -> str:
+    """Sales velocity per rep (bars, fastest first) and per pipeline (the table)."""
+    w, p = _where(company_id, "AND")
+    df = r.query("SELECT scope, coalesce(scope_name, CAST(scope_id AS VARCHAR)) AS name, open_deals, win_rate, "
+                 "average_deal_size, average_cycle_days, velocity_per_day FROM marts.sales_velocity "
+                 "WHERE velocity_per_day IS NOT NULL" + w + " ORDER BY scope DESC, velocity_per_day DESC, name", p)
+    reps = df.filter(pl.col("scope") == "rep").head(REP_LIMIT)
+    labels = [str(n) for n in reps["name"]]
+    body = bar_chart(labels, [Series("expected won revenue per day", GREEN, [_num(v) for v in reps["velocity_per_day"]])],
+                     money, tip=lambda lab, s, v: f"{lab}: {money(v)} a day")
+    body += data_table(["per", "name", "open deals", "win rate", "average won deal", "average cycle (days)", "per day"],
+                       [(sc, n, f"{int(o):,}", pct(wr), money(a), "n/a" if c is None else f"{float(c):.1f}", money(v))
+                        for sc, n, o, wr, a, c, v in df.iter_rows()], "reps and pipelines")
+    return figure("velocity", "Sales velocity", "Open deals × win rate × average won deal ÷ average cycle, over the "
+                  "deals closed in the 180 days to the as-of day (marts.sales_velocity): the won revenue the open "
+                  "pipeline brings per day, per rep; pipelines in the table.", body, reps.height)
+
+
 def attainment_section(r: _Reader, company_id: str | None, as_of: str | None) -> str:
     """The quarter the as-of day is in (quotas are set ahead: a later quarter has nothing won yet)."""
     w, p = _where(company_id, "AND")
@@ -568,6 +586,7 @@ def build_report(cfg: Settings, company_id: str | None = None, *, now: dt.dateti
         tiles, as_of = headline(r, company_id)
         sections = [pipeline_section(r, company_id), win_rate_section(r, company_id), funnel_section(r, company_id),
                     speed_to_lead_section(r, company_id), follow_ups_section(r, company_id),
+                    velocity_section(r, company_id),
                     attainment_section(r, company_id, as_of), email_section(r, company_id),
                     lead_score_section(r, company_id), quality_section(r)]
     finally:

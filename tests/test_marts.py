@@ -22,7 +22,7 @@ from tests.conftest import assert_ok, for_target, make_source
 MARTS = ["dim_pipeline_stages", "dim_reps", "dim_leads", "dim_contacts", "fct_deals", "fct_deal_stage_transitions",
          "fct_deal_daily_snapshot", "win_loss", "pipeline_metrics", "rep_performance", "fct_crm_activities",
          "pipeline_forecast", "lead_scores", "email_campaign_performance", "funnel_conversion", "lead_response_times",
-         "follow_ups_due"]
+         "follow_ups_due", "sales_velocity"]
 KEYS = {
     "dim_pipeline_stages": ["stage_id"], "dim_reps": ["rep_id"], "dim_leads": ["lead_id"], "dim_contacts": ["contact_id"],
     "fct_deals": ["deal_id"], "fct_deal_stage_transitions": ["deal_id", "stage_id", "entered_at"],
@@ -30,6 +30,7 @@ KEYS = {
     "pipeline_metrics": ["company_id", "template_id", "period_type", "metric_date"], "rep_performance": ["quota_id"],
     "fct_crm_activities": ["activity_id", "source_table"], "pipeline_forecast": ["company_id", "close_month"],
     "lead_response_times": ["trigger_type", "trigger_id"], "follow_ups_due": ["record_type", "record_id"],
+    "sales_velocity": ["company_id", "scope", "scope_id"],
     "lead_scores": ["lead_id"], "email_campaign_performance": ["campaign_id", "variant"],
     "funnel_conversion": ["company_id", "cohort_month", "lead_source"],
 }
@@ -258,6 +259,50 @@ def test_follow_ups_due_recomputed_from_source_rows(built, tiny_source):
     got = follow_ups_in(cfg)
     assert got == expected_follow_ups(tiny_source[1], dt.date.fromisoformat(res.as_of))
     assert {t for t, _ in got} == {"contact"} and min(got.values()) >= 1
+
+
+def test_sales_velocity_recomputed_from_source_rows(built, tiny_source):
+    """Sales velocity per rep and per pipeline, computed here from the source's deals: open deals at the
+    as-of day x win rate x average won size / average won cycle over the 180 days ending on it."""
+    from decimal import Decimal
+
+    cfg, res = built["duckdb"]
+    as_of = dt.date.fromisoformat(res.as_of)
+    start = as_of - dt.timedelta(days=179)
+    end = dt.datetime.combine(as_of + dt.timedelta(days=1), dt.time(), dt.timezone.utc)
+    with psycopg.connect(tiny_source[1]) as conn:
+        deals = conn.execute("SELECT sales_rep_id::text, pipeline_template_id::text, status, actual_close_date::date, "
+                             "coalesce(actual_value, estimated_value), (created_at AT TIME ZONE 'UTC')::date "
+                             "FROM deals WHERE created_at < %s", (end,)).fetchall()
+    acc: dict[tuple[str, str], list] = {}
+    for rep, template, status, closed, value, created in deals:
+        for key in (("rep", rep), ("pipeline", template)):
+            if key[1] is None:
+                continue
+            a = acc.setdefault(key, [0, 0, 0, Decimal(0), 0])  # open, won, lost, won value, won cycle days
+            if closed is not None and closed > as_of:
+                status = "active"  # closed after the as-of day: open on it
+            if status in ("active", "on_hold"):
+                a[0] += 1
+            elif status in ("won", "lost") and start <= closed <= as_of:
+                a[1 if status == "won" else 2] += 1
+                if status == "won":
+                    a[3] += value
+                    a[4] += (closed - created).days
+    wh = open_warehouse(cfg)
+    try:
+        got = {(sc, sid): (o, w, lo, v) for sc, sid, o, w, lo, v in wh.rows(
+            "SELECT scope, CAST(scope_id AS VARCHAR), open_deals, deals_won, deals_lost, velocity_per_day "
+            "FROM marts.sales_velocity")}
+    finally:
+        wh.close()
+    assert set(got) == set(acc) and {k[0] for k in got} == {"rep", "pipeline"}
+    for key, (o, w, lo, value, cycle) in acc.items():
+        velocity = float(o * value * w / ((w + lo) * cycle)) if w and cycle else None
+        g = got[key]
+        assert g[:3] == (o, w, lo), key
+        assert (None if g[3] is None else float(g[3])) == pytest.approx(velocity, abs=0.011), key
+    assert any(g[3] for g in got.values())
 
 
 def test_duckdb_and_postgres_marts_agree(built):

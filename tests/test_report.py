@@ -21,7 +21,7 @@ from crm_warehouse.cli import main
 from serving.report import BLUE, GREEN, ORANGE, PURPLE, build_report
 
 CHARTS = {"pipeline_value", "win_rate", "cycle_time", "funnel", "attainment", "email_engagement", "lead_scores",
-          "speed_to_lead", "follow_ups"}
+          "speed_to_lead", "follow_ups", "velocity"}
 CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
                   "--disable-background-networking", "--disable-component-update", "--disable-sync",
                   "--hide-scrollbars", "--window-size=1000,5200"]
@@ -193,6 +193,11 @@ def test_report_renders_every_chart_in_headless_chromium(built, tiny_source, chr
         owed = con.execute("SELECT count(*) FROM marts.follow_ups_due").fetchone()[0]
     bars = [int(m[1]) for t in dom.titles["follow_ups"] if (m := re.fullmatch(r".+: (\d+) (?:leads|contacts) overdue", t))]
     assert sum(bars) == owed > 0
+    # sales velocity: one bar per rep with a velocity, its value the mart's
+    with duckdb.connect(str(cfg.duckdb_path), read_only=True) as con:
+        per_day = con.execute("SELECT count(*) FROM marts.sales_velocity WHERE scope = 'rep' AND velocity_per_day "
+                              "IS NOT NULL").fetchone()[0]
+    assert int(dom.attrs["velocity"]["data-points"]) == per_day > 0
     # labels as the data has them: never cut short, an A/B variant said once, no "(none)" for a plain campaign
     assert "…</text>" not in text and not re.search(r"\((\w)\) \(\1\)", text) and "(none)" not in text
     assert re.search(r">social_media</text>", text) and re.search(r">Spring building season \(A\)</text>", text)
