@@ -17,17 +17,6 @@ from typing import Callable
 from ingest.config import Settings, redact
 from ingest.progress import reporting
 
-# What ends the modelled history when no --as-of is given: the latest business time in raw
-# (the same rule as the dbt model int_as_of), so a simulated CRM is modelled up to its own today.
-LATEST_BUSINESS_TIME = """
-SELECT max(ts) AS ts FROM (
-    SELECT max(updated_at) AS ts FROM raw.deals WHERE _deleted_at IS NULL
-    UNION ALL SELECT max(moved_at) FROM raw.deal_stage_history WHERE _deleted_at IS NULL
-    UNION ALL SELECT max(created_at) FROM raw.leads WHERE _deleted_at IS NULL
-    UNION ALL SELECT max(created_at) FROM raw.lead_activities WHERE _deleted_at IS NULL
-) AS t
-"""
-
 
 @dataclass
 class RefreshResult:
@@ -85,16 +74,18 @@ def dagster_instance(cfg: Settings):
 
 
 def latest_business_day(cfg: Settings) -> str:
+    """What ends the modelled history when no --as-of is given: the latest business day in raw (the rule of
+    the dbt model int_as_of and of the partitions, orchestration/defs/partitions.py), so a simulated CRM is
+    modelled up to its own today; today when raw holds no business event."""
     from ingest.warehouse import open_warehouse
+    from orchestration.defs.partitions import business_days, today
 
     wh = open_warehouse(cfg)
     try:
-        ts = wh.query(LATEST_BUSINESS_TIME)["ts"][0]
+        _, latest = business_days(wh)
     finally:
         wh.close()
-    if ts is None:
-        return dt.datetime.now(dt.timezone.utc).date().isoformat()
-    return ts.astimezone(dt.timezone.utc).date().isoformat()
+    return (latest or today()).isoformat()
 
 
 def _step_failures(result) -> list[tuple[str, str]]:

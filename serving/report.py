@@ -326,23 +326,21 @@ TRIGGER_LABELS = {"lead_created": "new lead", "demo_request": "demo request", "s
 def speed_to_lead_section(r: _Reader, company_id: str | None) -> str:
     """Per request kind: the share answered within the SLA (of those judged) and the median hours."""
     w, p = _where(company_id)
+    median = ("quantile_cont(response_hours, 0.5)" if r.kind == "duckdb" else  # both skip the unanswered (null)
+              "percentile_cont(0.5) WITHIN GROUP (ORDER BY response_hours)")
     df = r.query("SELECT trigger_type, count(*) AS requests, "
                  "sum(CASE WHEN is_unanswered THEN 1 ELSE 0 END) AS unanswered, "
                  "sum(CASE WHEN within_sla THEN 1 ELSE 0 END) AS within, "
                  "sum(CASE WHEN within_sla IS NOT NULL THEN 1 ELSE 0 END) AS judged, "
-                 "max(sla_hours) AS sla FROM marts.lead_response_times" + w +
+                 f"{median} AS median_hours, max(sla_hours) AS sla FROM marts.lead_response_times" + w +
                  " GROUP BY trigger_type ORDER BY trigger_type", p)
-    med = dict(r.query("SELECT trigger_type, " + ("quantile_cont(response_hours, 0.5)" if r.kind == "duckdb" else
-                       "percentile_cont(0.5) WITHIN GROUP (ORDER BY response_hours)") +
-                       " AS m FROM marts.lead_response_times WHERE response_hours IS NOT NULL" +
-                       (" AND company_id = ?" if company_id else "") + " GROUP BY trigger_type", p).iter_rows())
     labels = [TRIGGER_LABELS.get(t, t) for t in df["trigger_type"]]
     shares = [100.0 * float(j) / float(n) if n else None for j, n in zip(df["within"], df["judged"])]
     sla = int(df["sla"].max()) if df.height else 24
     body = bar_chart(labels, [Series(f"answered within {sla} h", GREEN, shares)], lambda v: f"{v:.0f}%",
                      tip=lambda lab, s, v: f"{lab}: {v:.1f}% answered within {sla} h")
-    rows = [(TRIGGER_LABELS.get(t, t), f"{int(n):,}", f"{int(u):,}", pct(v), "n/a" if med.get(t) is None else f"{float(med[t]):.1f} h")
-            for t, n, u, v in zip(df["trigger_type"], df["requests"], df["unanswered"], shares)]
+    rows = [(TRIGGER_LABELS.get(t, t), f"{int(n):,}", f"{int(u):,}", pct(v), "n/a" if m is None else f"{float(m):.1f} h")
+            for t, n, u, v, m in zip(df["trigger_type"], df["requests"], df["unanswered"], shares, df["median_hours"])]
     body += data_table(["request", "requests", "unanswered", f"within {sla} h", "median to first touch"], rows, "counts")
     return figure("speed_to_lead", "Speed to lead", f"Share of each kind of request a lead makes that a rep touched "
                   f"within {sla} hours, of those the SLA has judged, and the median hours to the first touch "

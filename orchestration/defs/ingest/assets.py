@@ -98,17 +98,20 @@ def _data_docs(context: dg.AssetExecutionContext, cfg) -> dg.MaterializeResult |
 
     t0 = time.monotonic()
     progress_report("Great Expectations Data Docs of the ingest gate")
+    wh = open_warehouse(cfg)
     try:
-        wh = open_warehouse(cfg)
+        first, latest = business_days(wh)
         try:
             path = build_data_docs(cfg.home, wh)
-            first, latest = business_days(wh)
-        finally:
-            wh.close()
-    except Exception as err:  # noqa: BLE001 - reported, never fails the ingest
-        context.log.warning(f"quality docs not rebuilt: {err}")
-        return None
+        except Exception as err:  # noqa: BLE001 - reported, never fails the ingest
+            context.log.warning(f"quality docs not rebuilt: {err}")
+            path = None
+    finally:
+        wh.close()
+    # the partitions whatever became of the docs
     added = ensure_as_of_days(context.instance, first, max(d for d in (latest, today()) if d))
+    if path is None:
+        return None
     context.log.info(f"Data Docs: {path}; {added} as-of day(s) added to the partitions")
     return dg.MaterializeResult(asset_key=DATA_DOCS_KEY, metadata={
         "path": dg.MetadataValue.path(str(path)), "seconds": round(time.monotonic() - t0, 2),

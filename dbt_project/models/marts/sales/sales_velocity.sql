@@ -29,11 +29,25 @@ templates as (
 
 ),
 
+windowed as (
+
+    select
+        deals.*,
+        {{ add_days('as_of.as_of_date', '-' ~ (var('sales_velocity_window_days') - 1)) }} as window_start,
+        as_of.as_of_date,
+        deals.status in ('won', 'lost')
+            and deals.actual_close_date >= {{ add_days('as_of.as_of_date', '-' ~ (var('sales_velocity_window_days') - 1)) }}
+            as closed_in_window
+    from deals
+    cross join as_of
+
+),
+
 scoped as (
 
-    select 'rep' as scope, rep_id as scope_id, deals.* from deals where rep_id is not null
+    select 'rep' as scope, rep_id as scope_id, windowed.* from windowed where rep_id is not null
     union all
-    select 'pipeline', template_id, deals.* from deals where template_id is not null
+    select 'pipeline', template_id, windowed.* from windowed where template_id is not null
 
 ),
 
@@ -45,19 +59,15 @@ final as (
         scoped.scope,
         scoped.scope_id,
         max(case when scoped.scope = 'rep' then scoped.rep_name else templates.template_name end) as scope_name,
-        {{ add_days('max(as_of.as_of_date)', '-' ~ (var('sales_velocity_window_days') - 1)) }} as window_start,
-        max(as_of.as_of_date) as as_of_date,
+        max(scoped.window_start) as window_start,
+        max(scoped.as_of_date) as as_of_date,
         sum(case when scoped.status in ('active', 'on_hold') then 1 else 0 end) as open_deals,
-        sum(case when scoped.status = 'won' and scoped.actual_close_date >= {{ add_days('as_of.as_of_date', '-' ~ (var('sales_velocity_window_days') - 1)) }}
-            then 1 else 0 end) as deals_won,
-        sum(case when scoped.status = 'lost' and scoped.actual_close_date >= {{ add_days('as_of.as_of_date', '-' ~ (var('sales_velocity_window_days') - 1)) }}
-            then 1 else 0 end) as deals_lost,
-        sum(case when scoped.status = 'won' and scoped.actual_close_date >= {{ add_days('as_of.as_of_date', '-' ~ (var('sales_velocity_window_days') - 1)) }}
+        sum(case when scoped.closed_in_window and scoped.status = 'won' then 1 else 0 end) as deals_won,
+        sum(case when scoped.closed_in_window and scoped.status = 'lost' then 1 else 0 end) as deals_lost,
+        sum(case when scoped.closed_in_window and scoped.status = 'won'
             then coalesce(scoped.actual_value, scoped.estimated_value) end) as won_value,
-        sum(case when scoped.status = 'won' and scoped.actual_close_date >= {{ add_days('as_of.as_of_date', '-' ~ (var('sales_velocity_window_days') - 1)) }}
-            then scoped.cycle_days end) as won_cycle_days
+        sum(case when scoped.closed_in_window and scoped.status = 'won' then scoped.cycle_days end) as won_cycle_days
     from scoped
-    cross join as_of
     left join templates on templates.template_id = scoped.scope_id and scoped.scope = 'pipeline'
     group by scoped.company_id, scoped.scope, scoped.scope_id
 
