@@ -387,6 +387,90 @@ def velocity_section(r: _Reader, company_id: str | None) -> str:
                   "pipeline brings per day, per rep; pipelines in the table.", body, reps.height)
 
 
+def source_effectiveness_section(r: _Reader, company_id: str | None) -> str:
+    """Per lead source x UTM source (all cohorts): deal and win rates, and the won revenue in the table."""
+    w, p = _where(company_id)
+    df = r.query("SELECT lead_source, utm_source, sum(leads) AS leads, sum(deals) AS deals, sum(wins) AS wins, "
+                 "sum(won_revenue) AS revenue FROM marts.lead_source_effectiveness" + w +
+                 " GROUP BY lead_source, utm_source ORDER BY sum(won_revenue) DESC, sum(leads) DESC, 1, 2", p)
+    labels = [s if u == "(none)" else f"{s} / {u}" for s, u in zip(df["lead_source"], df["utm_source"])]
+    series = [Series("became a deal", ORANGE, [100.0 * float(d) / float(n) for d, n in zip(df["deals"], df["leads"])]),
+              Series("won", GREEN, [100.0 * float(x) / float(n) for x, n in zip(df["wins"], df["leads"])])]
+    body = bar_chart(labels, series, lambda v: f"{v:.0f}%", tip=lambda lab, s, v: f"{lab}: {s.name} {v:.1f}% of leads")
+    body += data_table(["source", "leads", "deals", "won", "won revenue"],
+                       [(lab, f"{int(n):,}", f"{int(d):,}", f"{int(x):,}", money(v))
+                        for lab, (_, _, n, d, x, v) in zip(labels, df.iter_rows())], "counts and revenue")
+    return figure("source_effectiveness", "Lead source effectiveness", "Share of the leads of each lead source and "
+                  "UTM source (all cohorts and campaigns; per month, medium and campaign in "
+                  "marts.lead_source_effectiveness) that became a deal and were won, the most won revenue first.",
+                  body, df.height)
+
+
+ATTRIBUTION_MODELS = (("first_touch_credit", "first touch", BLUE), ("last_touch_credit", "last touch", ORANGE),
+                      ("linear_credit", "linear", GREEN))
+
+
+def attribution_section(r: _Reader, company_id: str | None) -> str:
+    """Won revenue credited to each touch source under the three models, side by side."""
+    w, p = _where(company_id)
+    sums = ", ".join(f"sum({col}) AS {col}" for col, _, _ in ATTRIBUTION_MODELS)
+    df = r.query(f"SELECT touch_source, {sums} FROM marts.marketing_attribution" + w +
+                 " GROUP BY touch_source ORDER BY sum(linear_credit) DESC, touch_source", p)
+    labels = [str(s) for s in df["touch_source"]]
+    series = [Series(name, color, [_num(v) for v in df[col]]) for col, name, color in ATTRIBUTION_MODELS]
+    body = bar_chart(labels, series, money, tip=lambda lab, s, v: f"{lab}: {money(v)} won revenue ({s.name})")
+    body += data_table(["touch source", *(name for _, name, _ in ATTRIBUTION_MODELS)],
+                       [(s, *(money(v) for v in vals)) for s, *vals in df.iter_rows()], "credit per model")
+    return figure("attribution", "Won revenue by touch source", "The won revenue credited to each source of the "
+                  "touches before a deal (marts.marketing_attribution: the lead's arrival, e-mail clicks, pages visited "
+                  "with UTM tags) under first-touch, last-touch and linear attribution; each model sums to the won "
+                  "revenue, deals without a lead counted as unattributed.", body, df.height)
+
+
+def score_calibration_section(r: _Reader) -> str:
+    """Deal rate per score band, rule and decayed scores side by side, against the base rate (all companies)."""
+    df = r.query("SELECT score_kind, band, band_order, leads, deals, deal_rate, base_deal_rate, scored_after_days, "
+                 "outcome_days FROM marts.lead_score_calibration ORDER BY score_kind, band_order")
+    bands = df.filter(pl.col("score_kind") == "rule_score")
+    labels = [str(b) for b in bands["band"]]
+    series = [Series(name, color, [_num(v) for v in df.filter(pl.col("score_kind") == kind)["deal_rate"]])
+              for kind, name, color in (("rule_score", "rule score", BLUE), ("decayed_score", "decayed score", PURPLE))]
+    base = _num(df["base_deal_rate"][0]) if df.height else None
+    judged = int(bands["leads"].sum()) if bands.height else 0
+    body = bar_chart(labels, series, lambda v: f"{v:.0f}%", ref=(base, f"all leads {base:.1f}%") if base is not None else None,
+                     tip=lambda lab, s, v: f"{s.name} {lab}: {v:.1f}% became a deal")
+    body += data_table(["score", "band", "leads", "became a deal", "deal rate"],
+                       [(k, b, f"{int(n):,}", f"{int(d):,}", pct(rate)) for k, b, _, n, d, rate, *_ in df.iter_rows()],
+                       "leads per band")
+    days, horizon = (int(df["scored_after_days"][0]), int(df["outcome_days"][0])) if df.height else (0, 0)
+    return figure("score_calibration", "Does a higher lead score convert more?", f"Share of the {judged:,} leads "
+                  f"(all companies) whose outcome is known that became a deal within {horizon} days, by the score they "
+                  f"had {days} days after they arrived (marts.lead_score_calibration); a useful score rises left to "
+                  "right above the dashed base rate.", body, sum(1 for s in series for v in s.values if v is not None))
+
+ACCOUNT_LIMIT = 20  # bars in the accounts chart; the table has them too
+
+
+def accounts_section(r: _Reader, company_id: str | None) -> str:
+    """The accounts with the most won and open value (stacked), and their counts in the table."""
+    w, p = _where(company_id)
+    df = r.query("SELECT account_name, contacts, leads, opportunities, deals, open_value, won_value, "
+                 "days_since_last_touch, decision_makers FROM marts.account_summary" + w +
+                 " ORDER BY won_value + open_value DESC, account_name LIMIT ?", p + [ACCOUNT_LIMIT])
+    total = r.query("SELECT count(*) AS n FROM marts.account_summary" + w, p)["n"][0]
+    labels = [str(n) for n in df["account_name"]]
+    series = [Series("won", GREEN, [_num(v) for v in df["won_value"]]),
+              Series("open", BLUE, [_num(v) for v in df["open_value"]])]
+    body = bar_chart(labels, series, money, stacked=True, tip=lambda lab, s, v: f"{lab}: {money(v)} {s.name}")
+    body += data_table(["account", "contacts", "leads", "opportunities", "deals", "open", "won", "days since touch",
+                        "decision makers"],
+                       [(a, f"{int(c):,}", f"{int(ld):,}", f"{int(o):,}", f"{int(d):,}", money(ov), money(wv),
+                         "never" if t is None else f"{int(t):,}", f"{int(dm):,}")
+                        for a, c, ld, o, d, ov, wv, t, dm in df.iter_rows()], f"the top {df.height} accounts")
+    return figure("accounts", "Top accounts", f"The {df.height} of {int(total):,} accounts with the most won and open "
+                  "deal value (marts.account_summary; accounts are derived from contacts' and leads' company names "
+                  "and e-mail domains, marts.dim_accounts).", body, df.height)
+
 def attainment_section(r: _Reader, company_id: str | None, as_of: str | None) -> str:
     """The quarter the as-of day is in (quotas are set ahead: a later quarter has nothing won yet)."""
     w, p = _where(company_id, "AND")
@@ -584,9 +668,10 @@ def build_report(cfg: Settings, company_id: str | None = None, *, now: dt.dateti
         tiles, as_of = headline(r, company_id)
         sections = [pipeline_section(r, company_id), win_rate_section(r, company_id), funnel_section(r, company_id),
                     speed_to_lead_section(r, company_id), follow_ups_section(r, company_id),
-                    velocity_section(r, company_id),
+                    velocity_section(r, company_id), source_effectiveness_section(r, company_id),
+                    attribution_section(r, company_id), accounts_section(r, company_id),
                     attainment_section(r, company_id, as_of), email_section(r, company_id),
-                    lead_score_section(r, company_id), quality_section(r)]
+                    lead_score_section(r, company_id), score_calibration_section(r), quality_section(r)]
     finally:
         r.close()
     scope = f"company {company_id}" if company_id else "all companies"

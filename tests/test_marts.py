@@ -7,8 +7,10 @@ import datetime as dt
 import decimal
 import json
 import math
+import re
 import time
 import uuid
+from pathlib import Path
 
 import duckdb
 import polars as pl
@@ -22,7 +24,8 @@ from tests.conftest import assert_ok, for_target, make_source
 MARTS = ["dim_pipeline_stages", "dim_reps", "dim_leads", "dim_contacts", "fct_deals", "fct_deal_stage_transitions",
          "fct_deal_daily_snapshot", "win_loss", "pipeline_metrics", "rep_performance", "fct_crm_activities",
          "pipeline_forecast", "lead_scores", "email_campaign_performance", "funnel_conversion", "lead_response_times",
-         "follow_ups_due", "sales_velocity"]
+         "follow_ups_due", "sales_velocity", "lead_score_history", "lead_score_calibration", "lead_source_effectiveness",
+         "marketing_attribution", "dim_accounts", "account_summary"]
 KEYS = {
     "dim_pipeline_stages": ["stage_id"], "dim_reps": ["rep_id"], "dim_leads": ["lead_id"], "dim_contacts": ["contact_id"],
     "fct_deals": ["deal_id"], "fct_deal_stage_transitions": ["deal_id", "stage_id", "entered_at"],
@@ -30,7 +33,9 @@ KEYS = {
     "pipeline_metrics": ["company_id", "template_id", "period_type", "metric_date"], "rep_performance": ["quota_id"],
     "fct_crm_activities": ["activity_id", "source_table"], "pipeline_forecast": ["company_id", "close_month"],
     "lead_response_times": ["trigger_type", "trigger_id"], "follow_ups_due": ["record_type", "record_id"],
-    "sales_velocity": ["company_id", "scope", "scope_id"],
+    "sales_velocity": ["company_id", "scope", "scope_id"], "lead_score_history": ["lead_id", "point"],
+    "lead_score_calibration": ["score_kind", "band"], "dim_accounts": ["account_id"], "account_summary": ["account_id"], "marketing_attribution": ["deal_id", "touch_id"],
+    "lead_source_effectiveness": ["company_id", "lead_source", "utm_source", "utm_medium", "utm_campaign", "cohort_month"],
     "lead_scores": ["lead_id"], "email_campaign_performance": ["campaign_id", "variant"],
     "funnel_conversion": ["company_id", "cohort_month", "lead_source"],
 }
@@ -303,6 +308,243 @@ def test_sales_velocity_recomputed_from_source_rows(built, tiny_source):
         assert g[:3] == (o, w, lo), key
         assert (None if g[3] is None else float(g[3])) == pytest.approx(velocity, abs=0.011), key
     assert any(g[3] for g in got.values())
+
+
+SCORE_WEIGHTS = {"demo_request": 50, "pricing_viewed": 20, "signup_started": 30, "resource_downloaded": 15,
+                 "page_view": 1, "email_opened": 5, "email_clicked": 10, "email_open": 5, "email_click": 10}
+
+
+def source_journeys(url: str, end: dt.datetime) -> tuple[dict, dict, list]:
+    """The leads (id -> row dict), each lead's deals and the lead activities, read from the source's rows up
+    to the end of the as-of day."""
+    with psycopg.connect(url) as conn:
+        cols = ["id", "email", "created_at", "lead_source", "utm_source", "utm_medium", "utm_campaign", "referrer",
+                "requested_demo"]
+        leads = {r[0]: dict(zip(cols, r)) for r in conn.execute(
+            f"SELECT id::text, {', '.join(cols[1:])} FROM leads WHERE created_at < %s", (end,)).fetchall()}
+        for lead_id, requested_at in conn.execute("SELECT lead_id::text, min(created_at) FROM demo_requests "
+                                                  "WHERE created_at < %s GROUP BY 1", (end,)).fetchall():
+            if lead_id in leads:
+                leads[lead_id]["demo_requested_at"] = requested_at
+        deals: dict[str, list[tuple]] = {}
+        for row in conn.execute("SELECT id::text, lead_id::text, created_at, status, actual_close_date, "
+                                "coalesce(actual_value, estimated_value) FROM deals "
+                                "WHERE lead_id IS NOT NULL AND created_at < %s", (end,)).fetchall():
+            deals.setdefault(row[1], []).append(row)
+        acts = conn.execute("SELECT id::text, lead_id::text, activity_type, created_at, page_url, "
+                            "activity_data->>'campaign' FROM lead_activities WHERE created_at < %s", (end,)).fetchall()
+    return leads, deals, acts
+
+
+def test_lead_score_history_and_calibration_recomputed_from_source_rows(built, tiny_source):
+    """Every lead's score at its cutoff (3 days old), at its first deal's creation and at the as-of day,
+    computed here from the source's activities, equals lead_score_history's; the calibration's counts per
+    band (leads whose outcome is known and had no deal by the cutoff; a deal within 90 days of it) too."""
+    cfg, res = built["duckdb"]
+    end = dt.datetime.fromisoformat(res.as_of).replace(tzinfo=dt.timezone.utc) + dt.timedelta(days=1)
+    leads, deals, acts = source_journeys(tiny_source[1], end)
+    by_lead: dict[str, list[tuple]] = {}
+    for _, lead, kind, at, _, _ in acts:
+        by_lead.setdefault(lead, []).append((at, SCORE_WEIGHTS.get(kind, 0)))
+
+    def score(lead: str, at: dt.datetime) -> tuple[int, float]:
+        before = [(t, w) for t, w in by_lead.get(lead, []) if t < at]
+        decayed = sum(w * 0.5 ** (max((at - t).total_seconds() / 86400, 0) / 30) for t, w in before)
+        return sum(w for _, w in before), decayed
+
+    expected, judged = {}, []
+    for lead_id, lead in leads.items():
+        first_deal = min((d[2] for d in deals.get(lead_id, [])), default=None)
+        won = min((d[4] for d in deals.get(lead_id, []) if d[3] == "won"), default=None)
+        cutoff = lead["created_at"] + dt.timedelta(days=3)
+        for point, at in (("cutoff", cutoff), ("deal_created", first_deal), ("as_of", end)):
+            if at is not None and at <= end:
+                expected[(lead_id, point)] = score(lead_id, at)
+        horizon = cutoff + dt.timedelta(days=90)
+        if horizon <= end and (first_deal is None or first_deal > cutoff):
+            converted = first_deal is not None and first_deal <= horizon
+            wins = converted and won is not None and won <= cutoff.astimezone(dt.timezone.utc).date() + dt.timedelta(days=90)
+            judged.append((score(lead_id, cutoff), converted, wins))
+    wh = open_warehouse(cfg)
+    try:
+        got = {(lead, point): (rule, float(decayed), grade) for lead, point, rule, decayed, grade in wh.rows(
+            "SELECT CAST(lead_id AS VARCHAR), point, rule_score, decayed_score, grade FROM marts.lead_score_history")}
+        calibration = {(k, b): (n, d, w, lo, hi) for k, b, n, d, w, lo, hi in wh.rows(
+            "SELECT score_kind, band_order, leads, deals, wins, band_min, band_max FROM marts.lead_score_calibration")}
+    finally:
+        wh.close()
+    assert set(got) == set(expected)
+    assert {p for _, p in got} == {"cutoff", "deal_created", "as_of"}
+    for key, (rule, decayed) in expected.items():
+        grade = "hot" if decayed >= 60 else "warm" if decayed >= 20 else "cold"
+        assert got[key][0] == rule and got[key][1] == pytest.approx(decayed, abs=0.0051), key
+        if abs(decayed - 60) > 0.01 and abs(decayed - 20) > 0.01:
+            assert got[key][2] == grade, key
+    assert any(got[(lead, "deal_created")][0] != got[(lead, "as_of")][0] for lead, p in got if p == "deal_created")
+    edges = [0, 10, 25, 50, 100]
+    want: dict[tuple[str, int], list[int]] = {}
+    for (rule, decayed), converted, wins in judged:
+        for kind, value in (("rule_score", rule), ("decayed_score", round(decayed, 2))):
+            band = max(i for i, lo in enumerate(edges) if value >= lo)
+            counts = want.setdefault((kind, band), [0, 0, 0])
+            counts[0] += 1
+            counts[1] += converted
+            counts[2] += wins
+    assert sum(c[0] for k, c in want.items() if k[0] == "rule_score") == len(judged) > 50
+    assert sum(1 for _, c, _ in judged if c) > 5
+    for (kind, band), (n, d, w, lo, hi) in calibration.items():
+        if kind != "grade":
+            assert [n, d, w] == want.get((kind, band), [0, 0, 0]), (kind, band)
+            assert float(lo) == edges[band] and (hi is None) == (band == len(edges) - 1)
+    assert sum(n for (k, _), (n, *_) in calibration.items() if k == "grade") == len(judged)
+
+
+def test_source_effectiveness_and_attribution_recomputed_from_source_rows(built, tiny_source):
+    """lead_source_effectiveness's leads, demos, deals, wins and won revenue per source x UTM x cohort, and
+    marketing_attribution's touches and their first-touch, last-touch and linear credit for every won deal,
+    computed here from the source's rows; each model's credit sums exactly to the won revenue."""
+    from decimal import Decimal
+
+    cfg, res = built["duckdb"]
+    end = dt.datetime.fromisoformat(res.as_of).replace(tzinfo=dt.timezone.utc) + dt.timedelta(days=1)
+    leads, deals, acts = source_journeys(tiny_source[1], end)
+    groups: dict[tuple, list] = {}
+    for lead_id, lead in leads.items():
+        created = lead["created_at"].astimezone(dt.timezone.utc).date()
+        key = (lead["lead_source"] or "unknown", lead["utm_source"] or "(none)", lead["utm_medium"] or "(none)",
+               lead["utm_campaign"] or "(none)", created.replace(day=1))
+        g = groups.setdefault(key, [0, 0, 0, 0, Decimal(0)])
+        won = [d for d in deals.get(lead_id, []) if d[3] == "won"]
+        g[0] += 1
+        g[1] += bool(lead.get("demo_requested_at") or lead["requested_demo"])
+        g[2] += bool(deals.get(lead_id))
+        g[3] += bool(won)
+        g[4] += sum((d[5] for d in won), Decimal(0))
+    with psycopg.connect(tiny_source[1]) as conn:
+        won_deals = conn.execute("SELECT id::text, lead_id::text, created_at, coalesce(actual_value, estimated_value) "
+                                 "FROM deals WHERE status = 'won' AND created_at < %s", (end,)).fetchall()
+        clicks = conn.execute(
+            "SELECT c.id::text, lower(s.recipient_email), c.clicked_at, coalesce(c.utm_source, 'email'), "
+            "coalesce(c.utm_medium, 'email'), coalesce(c.utm_campaign, m.campaign_name, '(none)') "
+            "FROM email_clicks c JOIN email_sends s ON s.id = c.email_send_id "
+            "LEFT JOIN email_campaigns m ON m.id = s.campaign_id WHERE c.clicked_at IS NOT NULL").fetchall()
+    touches: dict[str, list[tuple]] = {}
+    by_email: dict[str, list[str]] = {}
+    for lead_id, lead in leads.items():
+        source = lead["utm_source"] or lead["referrer"] or lead["lead_source"] or "unknown"
+        medium = (lead["utm_medium"] or "(none)") if lead["utm_source"] else "referral" if lead["referrer"] else "(none)"
+        campaign = (lead["utm_campaign"] or "(none)") if lead["utm_source"] else "(none)"
+        touches[lead_id] = [(lead["created_at"], f"lead:{lead_id}", source, medium, campaign, True)]
+        if lead["email"]:
+            by_email.setdefault(lead["email"].lower(), []).append(lead_id)
+    for aid, lead_id, kind, at, page_url, campaign in acts:
+        if kind == "email_click" and lead_id in touches:
+            touches[lead_id].append((at, f"activity:{aid}", "email", "email", campaign or "(none)", False))
+        assert "utm_source=" not in (page_url or "")  # the simulator's pages carry no UTM query
+    for cid, email, at, source, medium, campaign in clicks:
+        for lead_id in by_email.get(email, []):
+            touches[lead_id].append((at, f"click:{cid}", source, medium, campaign, False))
+    expected = {}
+    for deal_id, lead_id, created, value in won_deals:
+        journey = sorted(t for t in touches.get(lead_id, []) if t[5] or t[0] <= created)
+        journey = journey or [(None, f"none:{deal_id}", "unattributed", "unattributed", "unattributed", False)]
+        cents, n = int(value * 100), len(journey)
+        for i, t in enumerate(journey, start=1):
+            linear = Decimal(cents // n + (1 if i <= cents % n else 0)) / 100
+            expected[(deal_id, t[1])] = (t[2], t[3], t[4], value if i == 1 else 0, value if i == n else 0, linear)
+    wh = open_warehouse(cfg)
+    try:
+        got_groups = {}
+        for *key, n, demos, d, w, revenue in wh.rows(
+                "SELECT lead_source, utm_source, utm_medium, utm_campaign, cohort_month, sum(leads), sum(demos), "
+                "sum(deals), sum(wins), sum(won_revenue) FROM marts.lead_source_effectiveness GROUP BY ALL"):
+            got_groups[tuple(key)] = [n, demos, d, w, revenue]
+        got = {(deal, touch): (s, m, c, f, la, li) for deal, touch, s, m, c, f, la, li in wh.rows(
+            "SELECT CAST(deal_id AS VARCHAR), touch_id, touch_source, touch_medium, touch_campaign, "
+            "first_touch_credit, last_touch_credit, linear_credit FROM marts.marketing_attribution")}
+        won_revenue = wh.scalar("SELECT sum(won_value) FROM marts.fct_deals WHERE status = 'won' AND NOT is_deleted")
+    finally:
+        wh.close()
+    assert got_groups == groups and len(groups) > 10
+    assert got == expected
+    assert {t.split(":")[0] for _, t in got} >= {"lead", "activity", "click"}
+    for model in (3, 4, 5):
+        assert sum(v[model] for v in got.values()) == won_revenue == sum(v for *_, v in won_deals)
+
+
+LEGAL_FORMS = "inc|incorporated|llc|l l c|ltd|limited|co|corp|corporation|company|plc|gmbh|lp|llp|pllc|pc"
+
+
+def account_name_key(name: str | None) -> str | None:
+    """The matching key of macro company_name_key, written again here from its description."""
+    if name is None:
+        return None
+    s = " " + re.sub("[^a-z0-9]+", " ", name.lower().replace("&", " and ")) + " "
+    s = re.sub("^ +the ", " ", s)
+    s = re.sub(f"( ({LEGAL_FORMS}))+ +$", " ", s)
+    return s.strip().replace(" ", "") or None
+
+
+def test_accounts_recomputed_from_source_rows(built, tiny_source):
+    """dim_accounts and account_summary equal the accounts derived here from the source's contacts and leads
+    (normalized company name, else the e-mail domain's named account, else the domain), with each account's
+    contacts, leads, opportunities and deals (by contact, else lead), open deals and won value."""
+    from decimal import Decimal
+
+    free = {line.strip() for line in (Path(__file__).parents[1] / "dbt_project/seeds/free_email_domains.csv")
+            .read_text().splitlines()[1:]}
+    cfg, res = built["duckdb"]
+    end = dt.datetime.fromisoformat(res.as_of).replace(tzinfo=dt.timezone.utc) + dt.timedelta(days=1)
+    assert account_name_key("The Smith & Sons Co., Inc.") == account_name_key("smith and sons") == "smithandsons"
+    with psycopg.connect(tiny_source[1]) as conn:
+        records = [("contact", *r) for r in conn.execute(
+            "SELECT id::text, company_id::text, company_name, email FROM contacts").fetchall()]
+        records += [("lead", *r) for r in conn.execute(
+            "SELECT id::text, company_id::text, company_name, email FROM leads").fetchall()]
+        opportunities = conn.execute("SELECT contact_id::text, lead_id::text FROM opportunities WHERE created_at < %s",
+                                     (end,)).fetchall()
+        deals = conn.execute("SELECT contact_id::text, lead_id::text, status, coalesce(actual_value, estimated_value) "
+                             "FROM deals WHERE created_at < %s", (end,)).fetchall()
+    keyed = []
+    for kind, rid, tenant, name, email in records:
+        domain = email.split("@", 1)[1].strip().lower() if email and "@" in email and "." in email.split("@", 1)[1] else None
+        keyed.append((kind, rid, tenant, account_name_key(name), None if domain in free else domain))
+    votes: dict[tuple, dict[str, int]] = {}
+    for _, _, tenant, key, domain in keyed:
+        if key and domain:
+            votes.setdefault((tenant, domain), {}).setdefault(key, 0)
+            votes[(tenant, domain)][key] += 1
+    account_of, expected = {}, {}
+    for kind, rid, tenant, key, domain in keyed:
+        if key is None and (tenant, domain) in votes:
+            key = min(votes[(tenant, domain)].items(), key=lambda kv: (-kv[1], kv[0]))[0]
+        account = f"name:{key}" if key else f"domain:{domain}" if domain else None
+        if account:
+            account_of[(kind, rid)] = (tenant, account)
+            expected.setdefault((tenant, account), [0, 0, 0, 0, 0, 0, Decimal(0)])[0 if kind == "contact" else 1] += 1
+    for contact, lead in opportunities:
+        account = account_of.get(("contact", contact)) or account_of.get(("lead", lead))
+        if account:
+            expected[account][2] += 1
+    for contact, lead, status, value in deals:
+        account = account_of.get(("contact", contact)) or account_of.get(("lead", lead))
+        if account:
+            e = expected[account]
+            e[3] += 1
+            e[4] += status in ("active", "on_hold")
+            e[5] += status == "won"
+            e[6] += value if status == "won" else 0
+    wh = open_warehouse(cfg)
+    try:
+        got = {(tenant, key): [c, ld, o, d, od, wd, wv] for tenant, key, c, ld, o, d, od, wd, wv in wh.rows(
+            "SELECT CAST(a.company_id AS VARCHAR), a.account_key, s.contacts, s.leads, s.opportunities, s.deals, "
+            "s.open_deals, s.won_deals, s.won_value FROM marts.dim_accounts a "
+            "JOIN marts.account_summary s USING (account_id)")}
+    finally:
+        wh.close()
+    assert got == expected
+    assert len(got) > 50 and sum(1 for v in got.values() if v[0] and v[1]) > 5  # contacts and leads share accounts
+    assert sum(v[6] for v in got.values()) > 0
 
 
 def test_duckdb_and_postgres_marts_agree(built):
@@ -635,7 +877,7 @@ def test_sql_command_answers_and_never_writes(built, target, monkeypatch, capsys
 
 
 # marts of one lead or contact: there "company_name" would read as the prospect's company, not the tenant
-PROSPECT_GRAIN = {"dim_leads", "dim_contacts", "lead_scores", "lead_response_times", "follow_ups_due"}
+PROSPECT_GRAIN = {"dim_leads", "dim_contacts", "lead_scores", "lead_response_times", "follow_ups_due", "lead_score_history"}
 
 
 def names_beside_ids(cfg) -> list[str]:

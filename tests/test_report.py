@@ -21,10 +21,11 @@ from crm_warehouse.cli import main
 from serving.report import BLUE, GREEN, ORANGE, PURPLE, build_report
 
 CHARTS = {"pipeline_value", "win_rate", "cycle_time", "funnel", "attainment", "email_engagement", "lead_scores",
-          "speed_to_lead", "follow_ups", "velocity"}
+          "speed_to_lead", "follow_ups", "velocity", "source_effectiveness", "attribution", "score_calibration",
+          "accounts"}
 CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
                   "--disable-background-networking", "--disable-component-update", "--disable-sync",
-                  "--hide-scrollbars", "--window-size=1000,5200"]
+                  "--hide-scrollbars", "--window-size=1000,9000"]
 
 
 @pytest.fixture(scope="session")

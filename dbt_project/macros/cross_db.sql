@@ -162,3 +162,47 @@
 {% macro postgres__hours_between_2dp(a, b) -%}
     cast(cast(({{ micros_between(a, b) }} + 18000000) / 36000000 as decimal(14, 0)) * 0.01 as decimal(12, 2))
 {%- endmacro %}
+
+{#- Integer division of two integers, truncating (DuckDB's / of integers is a double). -#}
+{% macro int_div(a, b) -%}
+    {{ return(adapter.dispatch('int_div')(a, b)) }}
+{%- endmacro %}
+{% macro default__int_div(a, b) -%}
+    (({{ a }}) // ({{ b }}))
+{%- endmacro %}
+{% macro postgres__int_div(a, b) -%}
+    (({{ a }}) / ({{ b }}))
+{%- endmacro %}
+
+{#- The value of a query-string parameter of a URL (null when absent), e.g. utm_source. -#}
+{% macro url_param(url, name) -%}
+    {{ return(adapter.dispatch('url_param')(url, name)) }}
+{%- endmacro %}
+{% macro default__url_param(url, name) -%}
+    nullif(regexp_extract({{ url }}, '[?&]{{ name }}=([^&#]*)', 1), '')
+{%- endmacro %}
+{% macro postgres__url_param(url, name) -%}
+    nullif(substring({{ url }} from '[?&]{{ name }}=([^&#]*)'), '')
+{%- endmacro %}
+
+{#- A top-level text field of a JSON(B) column (null when absent). -#}
+{% macro json_text(col, key) -%}
+    {{ return(adapter.dispatch('json_text')(col, key)) }}
+{%- endmacro %}
+{% macro default__json_text(col, key) -%}
+    json_extract_string({{ col }}, '$.{{ key }}')
+{%- endmacro %}
+{% macro postgres__json_text(col, key) -%}
+    (cast({{ col }} as jsonb) ->> '{{ key }}')
+{%- endmacro %}
+
+{#- True when the regular expression matches somewhere in the text (null for null text). -#}
+{% macro regex_found(text, pattern) -%}
+    {{ return(adapter.dispatch('regex_found')(text, pattern)) }}
+{%- endmacro %}
+{% macro default__regex_found(text, pattern) -%}
+    regexp_matches({{ text }}, '{{ pattern }}')
+{%- endmacro %}
+{% macro postgres__regex_found(text, pattern) -%}
+    ({{ text }} ~ '{{ pattern }}')
+{%- endmacro %}

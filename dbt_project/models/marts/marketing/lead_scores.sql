@@ -2,7 +2,7 @@
   One row per lead created by the end of the as-of day. rule_score sums the seed's weight over the lead's live activities (both
   e-mail spellings count); decayed_score weighs each activity by 0.5 ^ (age in days at the as-of
   day / var lead_score_half_life_days); grade cuts decayed_score at var lead_grade_hot /
-  lead_grade_warm. operational_recomputed_score is the trigger's own arithmetic (only the
+  lead_grade_warm (macros decayed_weight and lead_grade: the same score as lead_score_history's). operational_recomputed_score is the trigger's own arithmetic (only the
   spellings it knows), so score_drift = operational_lead_score - rule_score shows the e-mail
   engagement the operational score misses (and any other divergence).
 -#}
@@ -47,11 +47,7 @@ scored as (
         activities.created_at,
         coalesce(weights.weight, 0) as weight,
         case when weights.in_operational_trigger then weights.weight else 0 end as trigger_weight,
-        coalesce(weights.weight, 0) * power(
-            0.5,
-            greatest({{ days_between('activities.created_at', 'as_of.as_of_end_utc') }}, 0)
-            / {{ var('lead_score_half_life_days') }}
-        ) as decayed_weight
+        {{ decayed_weight('coalesce(weights.weight, 0)', 'activities.created_at', 'as_of.as_of_end_utc') }} as decayed_weight
     from activities
     cross join as_of
     left join weights on weights.activity_type = activities.activity_type
@@ -90,12 +86,8 @@ final as (
         coalesce(per_lead.{{ t }}_count, 0) as {{ t }}_count,
         {% endfor %}
         coalesce(per_lead.rule_score, 0) as rule_score,
-        cast(round(coalesce(per_lead.decayed_score, 0), 2) as decimal(12, 2)) as decayed_score,
-        case
-            when coalesce(per_lead.decayed_score, 0) >= {{ var('lead_grade_hot') }} then 'hot'
-            when coalesce(per_lead.decayed_score, 0) >= {{ var('lead_grade_warm') }} then 'warm'
-            else 'cold'
-        end as grade,
+        {{ score_2dp('coalesce(per_lead.decayed_score, 0)') }} as decayed_score,
+        {{ lead_grade('coalesce(per_lead.decayed_score, 0)') }} as grade,
         leads.operational_lead_score,
         coalesce(per_lead.operational_recomputed_score, 0) as operational_recomputed_score,
         leads.operational_lead_score - coalesce(per_lead.rule_score, 0) as score_drift,
