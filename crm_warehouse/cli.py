@@ -71,23 +71,38 @@ def cmd_source_down(cfg: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
-# Headline metrics of the demo summary, read from the marts.
+# Headline figures of the demo summary: the metrics from the semantic layer (serving/metrics.py, defined
+# once in dbt_project/models/metrics/_metrics.yml, the report reads the same), the lead counts from the marts.
+HEADLINE_METRICS = {"open deals": ("open_deals", None, 1), "open pipeline value (stage-weighted)": ("weighted_pipeline", None, 1),
+                    "win rate, deals closed in the last 4 quarters (%)": ("win_rate", "year", 100),
+                    "mean cycle of won deals, last 4 quarters (days)": ("cycle_time_days", "year", 1),
+                    "e-mail unique open rate excl. machine opens (%)": ("open_rate", None, 100)}
 HEADLINES = {
-    "open deals": "SELECT count(*) FROM marts.fct_deals WHERE NOT is_deleted AND status IN ('active', 'on_hold')",
-    "open pipeline value (recomputed weighted)": "SELECT round(sum(weighted_value), 0) FROM marts.fct_deals "
-                                                 "WHERE NOT is_deleted AND status IN ('active', 'on_hold')",
-    "win rate, deals closed in the last 4 quarters (%)": "SELECT round(100.0 * sum(CASE WHEN outcome = 'won' THEN 1 ELSE 0 END) "
-                                                        "/ count(*), 1) FROM marts.win_loss WHERE close_quarter >= "
-                                                        "(SELECT max(close_quarter) FROM marts.win_loss) - INTERVAL '9 months'",
-    "median cycle of won deals (days)": "SELECT percentile_cont(0.5) WITHIN GROUP (ORDER BY cycle_days) FROM marts.win_loss "
-                                        "WHERE outcome = 'won'",
     "hot leads": "SELECT count(*) FROM marts.lead_scores WHERE grade = 'hot' AND NOT is_deleted",
     "leads without a company (no tenant resolved)": "SELECT count(*) FROM marts.dim_leads WHERE company_id IS NULL "
                                                     "AND NOT is_deleted",
     "leads whose operational score misses e-mail engagement": "SELECT count(*) FROM marts.lead_scores WHERE score_drift < 0",
-    "e-mail unique open rate excl. machine opens (%)": "SELECT round(100.0 * sum(unique_opens_excl_machine) / "
-                                                       "nullif(sum(delivered), 0), 1) FROM marts.email_campaign_performance",
 }
+
+
+def headline_figures(wh, kind: str) -> dict[str, object]:
+    """The demo summary's headline figures; "last 4 quarters" are the latest close quarter and the 3 before."""
+    import datetime as dt
+
+    from serving.metrics import QUARTER, metrics_sql
+
+    quarters = wh.query(metrics_sql(kind, ["deals_closed"], [QUARTER]))[QUARTER].drop_nulls()
+    since = None
+    if len(quarters):
+        last = quarters.max()
+        month = last.year * 12 + last.month - 1 - 9
+        since = dt.date(month // 12, month % 12 + 1, 1)
+    out: dict[str, object] = {}
+    for label, (metric, window, scale) in HEADLINE_METRICS.items():
+        value = wh.query(metrics_sql(kind, [metric], since=since if window else None))[metric][0]
+        out[label] = None if value is None else round(float(value) * scale, 1)
+    out |= {name: wh.query(sql).row(0)[0] for name, sql in HEADLINES.items()}
+    return out
 
 
 def _ingest_table(meta: dict[str, dict], title: str) -> Table:
@@ -168,7 +183,7 @@ def cmd_demo(cfg: Settings, args: argparse.Namespace) -> int:
                          "rep_performance", "email_campaign_performance", "funnel_conversion", "fct_crm_activities",
                          "pipeline_forecast"):
                 marts[name] = int(wh.query(f"SELECT count(*) AS n FROM marts.{name}")["n"][0])
-            headlines = {name: wh.query(sql).row(0)[0] for name, sql in HEADLINES.items()}
+            headlines = headline_figures(wh, cfg.warehouse)
     finally:
         wh.close()
     table = Table("source table", "source rows", "raw rows", title="rows per stage" + (" (source created now)" if created else ""))
@@ -182,7 +197,7 @@ def cmd_demo(cfg: Settings, args: argparse.Namespace) -> int:
         for name, n in marts.items():
             mt.add_row(f"marts.{name}", f"{n:,}")
         out.print(mt)
-        ht = Table("headline", "value", title="headline metrics (from the marts)")
+        ht = Table("headline", "value", title="headline metrics (the semantic layer's metrics, and the marts)")
         for name, value in headlines.items():
             ht.add_row(name, "n/a" if value is None else f"{value:,}")
         out.print(ht)

@@ -29,6 +29,7 @@ import polars as pl
 
 from ingest.config import Settings, memory_limit
 from ingest.warehouse import table_columns
+from serving.metrics import QUARTER, metrics_sql
 
 BLUE, ORANGE, GREEN, RED, GREY, PURPLE = "#2563eb", "#f59e0b", "#16a34a", "#dc2626", "#64748b", "#9333ea"
 GRADE_COLORS = {"cold": "#93c5fd", "warm": ORANGE, "hot": RED}
@@ -274,27 +275,34 @@ def pipeline_section(r: _Reader, company_id: str | None) -> str:
                   "weighted by each deal's stage probability.", body, df.height)
 
 
+def _metrics(r: _Reader, metrics: Sequence[str], group_by: Sequence[str] = (), company_id: str | None = None,
+             ) -> pl.DataFrame:
+    """Metrics of the semantic layer (serving/metrics.py), on the report's read-only connection."""
+    df = r.query(metrics_sql(r.kind, metrics, group_by, company_id=company_id))
+    return df.sort(list(group_by)) if group_by else df
+
+
 def win_rate_section(r: _Reader, company_id: str | None) -> str:
-    w, p = _where(company_id)
-    df = r.query("SELECT close_quarter, count(*) AS closed, sum(CASE WHEN outcome = 'won' THEN 1 ELSE 0 END) AS won, "
-                 "avg(CASE WHEN outcome = 'won' THEN cycle_days END) AS won_cycle, avg(cycle_days) AS cycle "
-                 "FROM marts.win_loss" + w + " GROUP BY close_quarter ORDER BY close_quarter", p)
-    labels = [quarter_label(d) for d in df["close_quarter"]]
-    rates = [100.0 * float(won) / float(closed) if closed else None for won, closed in zip(df["won"], df["closed"])]
+    df = _metrics(r, ["deals_closed", "deals_won", "win_rate", "cycle_time_days", "closed_cycle_time_days"], [QUARTER],
+                  company_id)
+    labels = [quarter_label(d) for d in df[QUARTER]]
+    rates = [None if v is None else 100.0 * float(v) for v in df["win_rate"]]
     rate_chart = bar_chart(labels, [Series("win rate", GREEN, rates)], lambda v: f"{v:.0f}%",
                            tip=lambda lab, s, v: f"{lab}: win rate {v:.1f}%")
-    cycle_chart = line_chart(labels, [Series("won deals", BLUE, [_num(v) for v in df["won_cycle"]]),
-                                      Series("all closed deals", GREY, [_num(v) for v in df["cycle"]])],
+    cycle_chart = line_chart(labels, [Series("won deals", BLUE, [_num(v) for v in df["cycle_time_days"]]),
+                                      Series("all closed deals", GREY, [_num(v) for v in df["closed_cycle_time_days"]])],
                              lambda v: f"{v:.0f} d", tip=lambda lab, s, v: f"{lab}: {s.name}, mean cycle {v:.1f} days")
-    rows = [(quarter_label(q), c, wn, pct(rt), "n/a" if a is None else f"{float(a):.1f}",
+    rows = [(quarter_label(q), int(c or 0), int(wn or 0), pct(rt), "n/a" if a is None else f"{float(a):.1f}",
              "n/a" if b is None else f"{float(b):.1f}")
-            for (q, c, wn, a, b), rt in zip(df.iter_rows(), rates)]
+            for q, c, wn, rt, a, b in zip(df[QUARTER], df["deals_closed"], df["deals_won"], rates, df["cycle_time_days"],
+                                          df["closed_cycle_time_days"])]
     table = data_table(["quarter", "closed", "won", "win rate", "mean cycle days (won)", "mean cycle days (all)"], rows,
                        "quarterly figures")
     return (figure("win_rate", "Win rate by quarter", "Won ÷ (won + lost) among deals closed in the quarter "
-                   "(marts.win_loss).", rate_chart, df.height)
+                   "(metric win_rate of the semantic layer, over marts.win_loss).", rate_chart, df.height)
             + figure("cycle_time", "Sales cycle by quarter", "Mean days from a deal's creation to its close, for the "
-                     "deals closed in the quarter (marts.win_loss).", cycle_chart + table, df.height))
+                     "deals closed in the quarter (metrics cycle_time_days and closed_cycle_time_days).",
+                     cycle_chart + table, df.height))
 
 
 def quarter_label(d: Any) -> str:
@@ -602,17 +610,15 @@ def quality_section(r: _Reader) -> str:
 def headline(r: _Reader, company_id: str | None) -> tuple[str, str | None]:
     w, p = _where(company_id, "AND")
     as_of = r.query("SELECT max(metric_date) AS d FROM marts.pipeline_metrics WHERE period_type = 'daily'" + w, p)["d"][0]
-    open_ = r.query("SELECT count(*) AS n, sum(estimated_value) AS v, sum(weighted_value) AS wv FROM marts.fct_deals "
-                    "WHERE status IN ('active', 'on_hold') AND NOT is_deleted" + w, p).row(0)
-    wl = r.query("SELECT count(*) AS n, sum(CASE WHEN outcome = 'won' THEN 1 ELSE 0 END) AS won, "
-                 "sum(CASE WHEN outcome = 'won' THEN deal_value ELSE 0 END) AS won_value FROM marts.win_loss "
-                 "WHERE close_quarter = (SELECT max(close_quarter) FROM marts.win_loss" + _where(company_id)[0] + ")" + w,
-                 p + p).row(0)
+    open_ = _metrics(r, ["open_deals", "pipeline_value", "weighted_pipeline"], (), company_id).row(0, named=True)
+    quarters = _metrics(r, ["deals_closed", "win_rate", "won_revenue"], [QUARTER], company_id)
+    wl = quarters.row(-1, named=True) if quarters.height else {}  # the latest quarter with a closed deal
     leads = r.query("SELECT count(*) AS n, sum(CASE WHEN grade = 'hot' THEN 1 ELSE 0 END) AS hot FROM marts.lead_scores "
                     "WHERE NOT is_deleted" + w, p).row(0)
-    tiles = [("open deals", f"{open_[0]:,}"), ("open pipeline", money(open_[1])), ("weighted pipeline", money(open_[2])),
-             ("won this quarter", money(wl[2])),
-             ("win rate this quarter", pct(100.0 * float(wl[1]) / float(wl[0])) if wl[0] else "n/a"),
+    tiles = [("open deals", f"{int(open_['open_deals'] or 0):,}"), ("open pipeline", money(open_["pipeline_value"] or 0)),
+             ("weighted pipeline", money(open_["weighted_pipeline"] or 0)),
+             ("won this quarter", money(wl.get("won_revenue") or 0)),
+             ("win rate this quarter", pct(100.0 * float(wl["win_rate"])) if wl.get("win_rate") is not None else "n/a"),
              ("live leads", f"{leads[0]:,}"), ("hot leads", f"{int(leads[1] or 0):,}")]
     if company_id is None:  # leads nothing resolved a tenant for (live schema: no leads.company_id)
         orphans = r.query("SELECT count(*) AS n FROM marts.dim_leads WHERE company_id IS NULL AND NOT is_deleted")["n"][0]

@@ -547,6 +547,86 @@ def test_accounts_recomputed_from_source_rows(built, tiny_source):
     assert sum(v[6] for v in got.values()) > 0
 
 
+def test_semantic_layer_metrics_on_both_targets_equal_figures_from_source_rows(built, tiny_source):
+    """Every headline metric of the semantic layer, compiled by MetricFlow (serving/metrics.py) and run on each
+    target's read-only connection, equals the figure computed here from the source's rows (win rate, won
+    revenue, deal size and cycle per close quarter; open deals and pipeline; lead conversion) or from the marts
+    it is defined over (quota attainment, e-mail open and click rates), and one tenant's query holds its rows."""
+    from decimal import Decimal
+
+    from serving.metrics import QUARTER, metric_names, metrics_sql
+
+    cfg, res = built["duckdb"]
+    end = dt.datetime.fromisoformat(res.as_of).replace(tzinfo=dt.timezone.utc) + dt.timedelta(days=1)
+    with psycopg.connect(tiny_source[1]) as conn:
+        deals = conn.execute("SELECT company_id::text, status, actual_close_date, coalesce(actual_value, estimated_value), "
+                             "estimated_value, actual_close_date - (created_at AT TIME ZONE 'UTC')::date, lead_id::text "
+                             "FROM deals WHERE created_at < %s", (end,)).fetchall()
+        leads = [r[0] for r in conn.execute("SELECT id::text FROM leads WHERE created_at < %s", (end,)).fetchall()]
+    quarters: dict[dt.date, list] = {}
+    for _, status, closed, value, _, cycle, _ in deals:
+        if status in ("won", "lost"):
+            q = quarters.setdefault(dt.date(closed.year, (closed.month - 1) // 3 * 3 + 1, 1), [0, 0, Decimal(0), []])
+            q[0] += 1
+            if status == "won":
+                q[1] += 1
+                q[2] += value
+                q[3].append(cycle)
+    open_deals = [d for d in deals if d[1] in ("active", "on_hold")]
+    with_deal = {d[6] for d in deals if d[6]}
+    company = deals[0][0]
+    assert {"win_rate", "won_revenue", "average_deal_size", "cycle_time_days", "pipeline_value", "weighted_pipeline",
+            "lead_to_deal_rate", "quota_attainment", "open_rate", "click_rate"} <= set(metric_names())
+    results = {}
+    for target in ("duckdb", "postgres"):
+        tcfg = built[target][0]
+        wh = open_warehouse(tcfg)
+        try:
+            def run(metrics, group_by=(), **kw):
+                return wh.query(metrics_sql(tcfg.warehouse, metrics, group_by, **kw))
+
+            by_quarter = run(["deals_closed", "deals_won", "win_rate", "won_revenue", "average_deal_size",
+                              "cycle_time_days"], [QUARTER])
+            got = {}
+            for row in by_quarter.iter_rows(named=True):
+                q = row[QUARTER]
+                got[dt.date(q.year, q.month, q.day)] = row
+            assert set(got) == set(quarters)
+            for q, (closed, won, revenue, cycles) in quarters.items():
+                g = got[q]
+                assert (g["deals_closed"], g["deals_won"]) == (closed, won), q
+                assert float(g["win_rate"]) == pytest.approx(won / closed), q
+                assert Decimal(str(g["won_revenue"] or 0)) == revenue, q
+                if won:
+                    assert float(g["average_deal_size"]) == pytest.approx(float(revenue / won)), q
+                    assert float(g["cycle_time_days"]) == pytest.approx(sum(cycles) / len(cycles)), q
+            pipe = run(["open_deals", "pipeline_value", "weighted_pipeline", "lead_to_deal_rate", "leads"]).row(0, named=True)
+            assert pipe["open_deals"] == len(open_deals)
+            assert Decimal(str(pipe["pipeline_value"])) == sum(d[4] for d in open_deals)
+            weighted = wh.scalar("SELECT sum(weighted_value) FROM marts.fct_deals WHERE status IN ('active', 'on_hold') "
+                                 "AND NOT is_deleted")
+            assert Decimal(str(pipe["weighted_pipeline"])) == weighted > 0
+            assert pipe["leads"] == len(leads)
+            assert float(pipe["lead_to_deal_rate"]) == pytest.approx(len(with_deal & set(leads)) / len(leads))
+            quota = run(["quota_attainment"]).row(0)[0]
+            won_sum, target_sum = wh.query("SELECT sum(coalesce(revenue_won, 0)) AS w, sum(revenue_target) AS t "
+                                           "FROM marts.rep_performance").row(0)
+            assert float(quota) == pytest.approx(float(won_sum) / float(target_sum))
+            rates = run(["open_rate", "click_rate"]).row(0, named=True)
+            delivered, opened, clicked = wh.query(
+                "SELECT sum(delivered) AS d, sum(unique_opens_excl_machine) AS o, sum(unique_clicks) AS c "
+                "FROM marts.email_campaign_performance").row(0)
+            assert float(rates["open_rate"]) == pytest.approx(float(opened) / float(delivered))
+            assert float(rates["click_rate"]) == pytest.approx(float(clicked) / float(delivered))
+            one = run(["deals_closed"], company_id=company)["deals_closed"][0]
+            assert one == sum(1 for d in deals if d[0] == company and d[1] in ("won", "lost")) < sum(
+                q[0] for q in quarters.values())
+            results[target] = (sorted((str(k), v["deals_won"]) for k, v in got.items()), pipe["open_deals"])
+        finally:
+            wh.close()
+    assert results["duckdb"] == results["postgres"]
+
+
 def test_duckdb_and_postgres_marts_agree(built):
     """Same SQL, same raw data: every mart has the same rows on both targets."""
     duck, pg = all_marts(built["duckdb"][0]), all_marts(built["postgres"][0])
