@@ -479,6 +479,29 @@ def accounts_section(r: _Reader, company_id: str | None) -> str:
                   "deal value (marts.account_summary; accounts are derived from contacts' and leads' company names "
                   "and e-mail domains, marts.dim_accounts).", body, df.height)
 
+def contact_quality_section(r: _Reader, company_id: str | None) -> str:
+    """Average contact quality score per owner (lowest first) and the problems behind it in the table."""
+    w, p = _where(company_id, "AND")
+    df = r.query("SELECT coalesce(rep_name, '(unassigned)') AS owner, contacts, average_quality_score, incomplete, "
+                 "invalid_email + invalid_phone AS invalid, hard_bounced + complained + unsubscribed AS undeliverable, "
+                 "duplicate_email + duplicate_name AS duplicates, stale, decision_maker_coverage_pct "
+                 "FROM marts.contact_quality_summary WHERE contacts > 0" + w +
+                 " ORDER BY average_quality_score, owner", p)
+    shown = df.head(REP_LIMIT)
+    labels = [str(o) for o in shown["owner"]]
+    body = bar_chart(labels, [Series("average quality score", BLUE, [_num(v) for v in shown["average_quality_score"]])],
+                     lambda v: f"{v:.0f}", tip=lambda lab, s, v: f"{lab}: average contact quality {v:.1f} / 100")
+    body += data_table(["owner", "contacts", "average score", "incomplete", "invalid", "bounced, complained or "
+                        "unsubscribed", "duplicates", "stale", "opportunities with a decision maker"],
+                       [(o, f"{int(n):,}", "n/a" if a is None else f"{float(a):.1f}", f"{int(i):,}", f"{int(v):,}",
+                         f"{int(u):,}", f"{int(d):,}", f"{int(s):,}", pct(c))
+                        for o, n, a, i, v, u, d, s, c in df.iter_rows()], f"all {df.height} owners")
+    return figure("contact_quality", "Contact quality per owner", "Average 0–100 quality score of each rep's contacts "
+                  "(marts.contact_quality: missing fields, invalid or undeliverable addresses, duplicates, no touch "
+                  "for 90 days each take points off; the reasons per contact are in its quality_issues), lowest first; "
+                  "decision-maker coverage of their opportunities in the table (marts.contact_quality_summary).",
+                  body, shown.height)
+
 def attainment_section(r: _Reader, company_id: str | None, as_of: str | None) -> str:
     """The quarter the as-of day is in (quotas are set ahead: a later quarter has nothing won yet)."""
     w, p = _where(company_id, "AND")
@@ -676,6 +699,7 @@ def build_report(cfg: Settings, company_id: str | None = None, *, now: dt.dateti
                     speed_to_lead_section(r, company_id), follow_ups_section(r, company_id),
                     velocity_section(r, company_id), source_effectiveness_section(r, company_id),
                     attribution_section(r, company_id), accounts_section(r, company_id),
+                    contact_quality_section(r, company_id),
                     attainment_section(r, company_id, as_of), email_section(r, company_id),
                     lead_score_section(r, company_id), score_calibration_section(r), quality_section(r)]
     finally:

@@ -25,7 +25,7 @@ MARTS = ["dim_pipeline_stages", "dim_reps", "dim_leads", "dim_contacts", "fct_de
          "fct_deal_daily_snapshot", "win_loss", "pipeline_metrics", "rep_performance", "fct_crm_activities",
          "pipeline_forecast", "lead_scores", "email_campaign_performance", "funnel_conversion", "lead_response_times",
          "follow_ups_due", "sales_velocity", "lead_score_history", "lead_score_calibration", "lead_source_effectiveness",
-         "marketing_attribution", "dim_accounts", "account_summary"]
+         "marketing_attribution", "dim_accounts", "account_summary", "contact_quality", "contact_quality_summary"]
 KEYS = {
     "dim_pipeline_stages": ["stage_id"], "dim_reps": ["rep_id"], "dim_leads": ["lead_id"], "dim_contacts": ["contact_id"],
     "fct_deals": ["deal_id"], "fct_deal_stage_transitions": ["deal_id", "stage_id", "entered_at"],
@@ -34,7 +34,8 @@ KEYS = {
     "fct_crm_activities": ["activity_id", "source_table"], "pipeline_forecast": ["company_id", "close_month"],
     "lead_response_times": ["trigger_type", "trigger_id"], "follow_ups_due": ["record_type", "record_id"],
     "sales_velocity": ["company_id", "scope", "scope_id"], "lead_score_history": ["lead_id", "point"],
-    "lead_score_calibration": ["score_kind", "band"], "dim_accounts": ["account_id"], "account_summary": ["account_id"], "marketing_attribution": ["deal_id", "touch_id"],
+    "lead_score_calibration": ["score_kind", "band"], "dim_accounts": ["account_id"], "account_summary": ["account_id"],
+    "contact_quality": ["contact_id"], "contact_quality_summary": ["company_id", "rep_id"], "marketing_attribution": ["deal_id", "touch_id"],
     "lead_source_effectiveness": ["company_id", "lead_source", "utm_source", "utm_medium", "utm_campaign", "cohort_month"],
     "lead_scores": ["lead_id"], "email_campaign_performance": ["campaign_id", "variant"],
     "funnel_conversion": ["company_id", "cohort_month", "lead_source"],
@@ -627,6 +628,80 @@ def test_semantic_layer_metrics_on_both_targets_equal_figures_from_source_rows(b
     assert results["duckdb"] == results["postgres"]
 
 
+def test_contact_quality_recomputed_from_source_rows(built, tiny_source):
+    """Every contact's completeness, validity, duplicates, staleness, quality_score and reasons, computed here
+    from the source's contacts, leads, deal activities and unsubscribes (the provider events' bounces and
+    complaints from the warehouse's int_email_sends_with_events), equal contact_quality's; the summary's
+    counts per owner add up to them."""
+    cfg, res = built["duckdb"]
+    as_of = dt.date.fromisoformat(res.as_of)
+    end = dt.datetime.combine(as_of + dt.timedelta(days=1), dt.time(), dt.timezone.utc)
+    fields = ["first_name", "last_name", "email", "phone", "job_title", "company_name", "assigned_to"]
+    penalties = {"missing": 5, "invalid_email": 25, "invalid_phone": 10, "hard_bounce": 25, "complaint": 20,
+                 "unsubscribed": 10, "duplicate_email": 15, "duplicate_name": 10, "stale": 15}
+    with psycopg.connect(tiny_source[1]) as conn:
+        contacts = conn.execute(
+            "SELECT id::text, company_id::text, first_name, last_name, email, coalesce(phone, mobile_phone), job_title, "
+            "company_name, assigned_to::text, last_contact_date FROM contacts WHERE created_at < %s", (end,)).fetchall()
+        lead_emails = conn.execute("SELECT company_id::text, lower(trim(email)) FROM leads WHERE created_at < %s",
+                                   (end,)).fetchall()
+        touched = dict(conn.execute(
+            "SELECT coalesce(a.contact_id, d.primary_contact_id, d.contact_id)::text, "
+            "max(coalesce(a.completed_at, a.created_at)) FROM deal_activities a LEFT JOIN deals d ON d.id = a.deal_id "
+            "WHERE coalesce(a.completed_at, a.created_at) < %s GROUP BY 1", (end,)).fetchall())
+        unsubscribed = {e for (e,) in conn.execute(
+            "SELECT lower(trim(email)) FROM email_unsubscribes WHERE coalesce(is_active, true) AND resubscribed_at IS NULL "
+            "AND unsubscribed_at < %s", (end,)).fetchall()}
+    wh = open_warehouse(cfg)
+    try:
+        flags = {e: (b, c) for e, b, c in wh.rows(
+            "SELECT lower(trim(s.recipient_email)), bool_or(e.is_bounced_hard), bool_or(e.is_complained) "
+            "FROM intermediate.int_email_sends_with_events e JOIN staging.stg_builddesk__email_sends s "
+            "USING (email_send_id) GROUP BY 1")}
+        got = {r[0]: r[1:] for r in wh.rows("SELECT CAST(contact_id AS VARCHAR), quality_score, quality_issues, "
+                                            "completeness_pct, is_stale FROM marts.contact_quality")}
+        summary = wh.rows("SELECT contacts, stale, duplicate_email, opportunities, opportunities_with_decision_maker "
+                          "FROM marts.contact_quality_summary")
+    finally:
+        wh.close()
+    addresses: dict[tuple, int] = {}
+    names: dict[tuple, int] = {}
+    for c in contacts:
+        if c[4] and c[4].strip():
+            addresses[(c[1], c[4].strip().lower())] = addresses.get((c[1], c[4].strip().lower()), 0) + 1
+        name = (c[1], f"{c[2] or ''} {c[3] or ''}".strip().lower(), account_name_key(c[7]))
+        names[name] = names.get(name, 0) + 1
+    for company, email in lead_emails:
+        if email:
+            addresses[(company, email)] = addresses.get((company, email), 0) + 1
+    expected = {}
+    for cid, company, first, last, email, phone, title, cname, owner, last_contact in contacts:
+        values = dict(zip(fields, (first, last, email, phone, title, cname, owner)))
+        reasons = [f"missing_{f}" for f in fields if values[f] is None or not str(values[f]).strip()]
+        key = email.strip().lower() if email else None
+        if key and not re.fullmatch(r"[a-z0-9._%+-]+@[a-z0-9-]+(\.[a-z0-9-]+)*\.[a-z]{2,}", key):
+            reasons.append("invalid_email")
+        if phone and phone.strip() and not 7 <= len(re.sub("[^0-9]", "", phone)) <= 15:
+            reasons.append("invalid_phone")
+        bounced, complained = flags.get(key, (False, False))
+        reasons += ["hard_bounce"] * bool(bounced) + ["complaint"] * bool(complained)
+        reasons += ["unsubscribed"] * (key in unsubscribed)
+        reasons += ["duplicate_email"] * (addresses.get((company, key), 1) > 1)
+        name = f"{first or ''} {last or ''}".strip().lower()
+        reasons += ["duplicate_name"] * (bool(name) and names[(company, name, account_name_key(cname))] > 1)
+        last_touch = max([d for d in (touched.get(cid) and touched[cid].astimezone(dt.timezone.utc).date(), last_contact)
+                          if d is not None], default=None)
+        if last_touch is None or (as_of - last_touch).days > 90:
+            reasons.append("stale")
+        score = max(0, 100 - sum(penalties["missing" if r.startswith("missing_") else r] for r in reasons))
+        expected[cid] = (score, ", ".join(reasons) or None)
+    assert {k: v[:2] for k, v in got.items()} == expected
+    issues = {i for _, i, *_ in got.values() if i for i in i.split(", ")}
+    assert {"stale", "duplicate_email"} <= issues and any(s == 100 for s, *_ in got.values())
+    assert sum(r[0] for r in summary) == len(got) and sum(r[1] for r in summary) == sum(1 for v in got.values() if v[3])
+    assert sum(r[3] for r in summary) > 0 and 0 < sum(r[4] for r in summary) <= sum(r[3] for r in summary)
+
+
 def test_duckdb_and_postgres_marts_agree(built):
     """Same SQL, same raw data: every mart has the same rows on both targets."""
     duck, pg = all_marts(built["duckdb"][0]), all_marts(built["postgres"][0])
@@ -957,7 +1032,7 @@ def test_sql_command_answers_and_never_writes(built, target, monkeypatch, capsys
 
 
 # marts of one lead or contact: there "company_name" would read as the prospect's company, not the tenant
-PROSPECT_GRAIN = {"dim_leads", "dim_contacts", "lead_scores", "lead_response_times", "follow_ups_due", "lead_score_history"}
+PROSPECT_GRAIN = {"dim_leads", "dim_contacts", "lead_scores", "lead_response_times", "follow_ups_due", "lead_score_history", "contact_quality"}
 
 
 def names_beside_ids(cfg) -> list[str]:
