@@ -403,6 +403,26 @@ def cmd_report(cfg: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_segments_export(cfg: Settings, args: argparse.Namespace) -> int:
+    """A segment's members for a campaign, without anyone unsubscribed or opted out."""
+    from crm_warehouse.pipeline import with_target
+    from serving.report import ReportError
+    from serving.segments import SegmentExportError, export_segment
+
+    cfg = with_target(cfg, args.target)
+    try:
+        done = export_segment(cfg, args.segment, company_id=args.company_id, fmt=args.format,
+                              output=Path(args.output) if args.output else None)
+    except SegmentExportError as err:
+        console.print(f"[bold red]error:[/] {err}", highlight=False, soft_wrap=True)
+        return 2
+    except ReportError as err:
+        console.print(f"[bold red]error:[/] {err}", highlight=False, soft_wrap=True)
+        return 1
+    out.print(done.summary(), highlight=False, soft_wrap=True)
+    return 0
+
+
 def cmd_sql(cfg: Settings, args: argparse.Namespace) -> int:
     """SQL on the warehouse, read-only: the query given, a script on stdin, or a prompt on a terminal."""
     from crm_warehouse.pipeline import with_target
@@ -572,6 +592,18 @@ def build_parser() -> argparse.ArgumentParser:
     rep.add_argument("--company-id", default=None, metavar="UUID", help="one tenant's report (company-<id>.html)")
     rep.set_defaults(func=cmd_report)
 
+    seg = sub.add_parser("segments", help="engagement segments (marts.engagement_segments) as target lists")
+    segsub = seg.add_subparsers(dest="segments_command", required=True)
+    exp = segsub.add_parser("export", help="a segment's members with the fields a campaign needs, never anyone "
+                                           "unsubscribed or opted out (says how many were left out and why)")
+    exp.add_argument("--segment", required=True, help="customer_at_risk, customer, hot_untouched, engaged, nurturing "
+                                                      "or dormant")
+    exp.add_argument("--company-id", help="one tenant's members only (UUID)")
+    exp.add_argument("--format", default="csv", choices=["csv", "parquet"])
+    exp.add_argument("--output", help="file to write (default $CRM_HOME/segments/<segment>[-<company>].<format>)")
+    _target_option(exp)
+    exp.set_defaults(func=cmd_segments_export)
+
     sql_ = sub.add_parser("sql", help="SQL on the warehouse, read-only (no database client to install)",
                           description="Run SQL on the warehouse in a read-only session: the QUERY given, a script "
                                       "piped on stdin (statements end with ';'), or a prompt on a terminal.")
@@ -597,7 +629,25 @@ def _quiet_dagster(record: logging.LogRecord) -> bool:
     return record.levelno >= logging.WARNING or not record.name.startswith("dagster")
 
 
+def _stoppable_by_sigterm() -> None:
+    """A process started in the background by a shell (or by any parent ignoring ^C) inherits SIGINT
+    ignored, and Dagster maps SIGTERM to SIGINT's handler: `kill` would then be ignored by a refresh and by
+    the `dagster dev` processes of `ui`; a parent in which that mapping already happened hands SIGTERM down
+    ignored too. Both are put back (Python's ^C handler, SIGTERM's default), so SIGTERM stops the run, and
+    the children started from here get the default dispositions again."""
+    import signal
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        return
+    if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+    if signal.getsignal(signal.SIGTERM) is signal.SIG_IGN:
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
+    _stoppable_by_sigterm()
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     for handler in logging.getLogger().handlers:  # Dagster's step-by-step INFO lines stay in its run log
         handler.addFilter(_quiet_dagster)

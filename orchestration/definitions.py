@@ -11,7 +11,7 @@ from orchestration.defs.dbt.assets import dbt_models
 from orchestration.defs.dbt.project import dbt_child_executable, dbt_project
 from orchestration.defs.ingest.assets import DATA_DOCS_KEY, raw_tables
 from orchestration.defs.partitions import ensure_as_of_days
-from orchestration.defs.serving.assets import bi_access, dbt_docs
+from orchestration.defs.serving.assets import bi_access, dbt_docs, segment_exports
 from orchestration.resources import CrmWarehouse
 
 # Freshness of the marts (Dagster's own last-update checks, evaluated by a sensor): a mart not
@@ -31,7 +31,8 @@ with warnings.catch_warnings():
 # every check the UI shows has been evaluated after a refresh.
 ingest_job = dg.define_asset_job("ingest", selection=dg.AssetSelection.groups("raw") | dg.AssetSelection.assets(DATA_DOCS_KEY),
                                  executor_def=dg.in_process_executor)
-transform_job = dg.define_asset_job("transform", selection=dg.AssetSelection.assets(dbt_models, bi_access, dbt_docs),
+transform_job = dg.define_asset_job("transform", selection=dg.AssetSelection.assets(dbt_models, bi_access, dbt_docs,
+                                                                                  segment_exports),
                                     executor_def=dg.in_process_executor)
 daily_refresh_job = dg.define_asset_job("daily_refresh", selection=dg.AssetSelection.all(),
                                         executor_def=dg.in_process_executor)
@@ -47,7 +48,7 @@ def daily_refresh_schedule(context: dg.ScheduleEvaluationContext) -> dg.RunReque
 
 
 defs = dg.Definitions(
-    assets=[raw_tables, dbt_models, bi_access, dbt_docs],
+    assets=[raw_tables, dbt_models, bi_access, dbt_docs, segment_exports],
     jobs=[ingest_job, transform_job, daily_refresh_job],
     asset_checks=mart_freshness_checks,
     schedules=[daily_refresh_schedule],

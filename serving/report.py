@@ -502,6 +502,29 @@ def contact_quality_section(r: _Reader, company_id: str | None) -> str:
                   "decision-maker coverage of their opportunities in the table (marts.contact_quality_summary).",
                   body, shown.height)
 
+SEGMENT_LABELS = {"customer_at_risk": "customer at risk", "customer": "customer", "hot_untouched": "hot, untouched",
+                  "engaged": "engaged", "nurturing": "nurturing", "dormant": "dormant"}
+
+
+def segments_section(r: _Reader, company_id: str | None) -> str:
+    """Members per engagement segment (leads and contacts stacked), with the 30 days' moves in the table."""
+    w, p = _where(company_id)
+    df = r.query("SELECT segment, min(segment_order) AS o, sum(leads) AS leads, sum(contacts) AS contacts, "
+                 "sum(entered_30d) AS entered, sum(left_30d) AS left_ FROM marts.segment_summary" + w +
+                 " GROUP BY segment ORDER BY 2", p)
+    labels = [SEGMENT_LABELS.get(s, s) for s in df["segment"]]
+    series = [Series("leads", BLUE, [float(v) for v in df["leads"]]),
+              Series("contacts", ORANGE, [float(v) for v in df["contacts"]])]
+    body = bar_chart(labels, series, lambda v: f"{v:,.0f}", stacked=True,
+                     tip=lambda lab, s, v: f"{lab}: {v:,.0f} {s.name}")
+    body += data_table(["segment", "leads", "contacts", "entered (30 days)", "left (30 days)"],
+                       [(lab, f"{int(a):,}", f"{int(b):,}", f"{int(c):,}", f"{int(d):,}")
+                        for lab, (_, _, a, b, c, d) in zip(labels, df.iter_rows())], "members and moves")
+    return figure("segments", "Engagement segments", "Every live lead and contact in one segment as of the as-of day "
+                  "(marts.lead_segments, contact_segments; rules in dbt_project.yml vars segment_*), and how many entered or left "
+                  "each in the last 30 days (marts.segment_movements). `crm-warehouse segments export` writes a "
+                  "segment's members for a campaign, without the unsubscribed.", body, df.height)
+
 def attainment_section(r: _Reader, company_id: str | None, as_of: str | None) -> str:
     """The quarter the as-of day is in (quotas are set ahead: a later quarter has nothing won yet)."""
     w, p = _where(company_id, "AND")
@@ -699,7 +722,7 @@ def build_report(cfg: Settings, company_id: str | None = None, *, now: dt.dateti
                     speed_to_lead_section(r, company_id), follow_ups_section(r, company_id),
                     velocity_section(r, company_id), source_effectiveness_section(r, company_id),
                     attribution_section(r, company_id), accounts_section(r, company_id),
-                    contact_quality_section(r, company_id),
+                    contact_quality_section(r, company_id), segments_section(r, company_id),
                     attainment_section(r, company_id, as_of), email_section(r, company_id),
                     lead_score_section(r, company_id), score_calibration_section(r), quality_section(r)]
     finally:

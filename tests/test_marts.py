@@ -25,7 +25,8 @@ MARTS = ["dim_pipeline_stages", "dim_reps", "dim_leads", "dim_contacts", "fct_de
          "fct_deal_daily_snapshot", "win_loss", "pipeline_metrics", "rep_performance", "fct_crm_activities",
          "pipeline_forecast", "lead_scores", "email_campaign_performance", "funnel_conversion", "lead_response_times",
          "follow_ups_due", "sales_velocity", "lead_score_history", "lead_score_calibration", "lead_source_effectiveness",
-         "marketing_attribution", "dim_accounts", "account_summary", "contact_quality", "contact_quality_summary"]
+         "marketing_attribution", "dim_accounts", "account_summary", "contact_quality", "contact_quality_summary",
+         "lead_segments", "contact_segments", "segment_movements", "segment_summary"]
 KEYS = {
     "dim_pipeline_stages": ["stage_id"], "dim_reps": ["rep_id"], "dim_leads": ["lead_id"], "dim_contacts": ["contact_id"],
     "fct_deals": ["deal_id"], "fct_deal_stage_transitions": ["deal_id", "stage_id", "entered_at"],
@@ -35,7 +36,9 @@ KEYS = {
     "lead_response_times": ["trigger_type", "trigger_id"], "follow_ups_due": ["record_type", "record_id"],
     "sales_velocity": ["company_id", "scope", "scope_id"], "lead_score_history": ["lead_id", "point"],
     "lead_score_calibration": ["score_kind", "band"], "dim_accounts": ["account_id"], "account_summary": ["account_id"],
-    "contact_quality": ["contact_id"], "contact_quality_summary": ["company_id", "rep_id"], "marketing_attribution": ["deal_id", "touch_id"],
+    "contact_quality": ["contact_id"], "contact_quality_summary": ["company_id", "rep_id"],
+    "lead_segments": ["lead_id"], "contact_segments": ["contact_id"], "segment_summary": ["company_id", "segment"],
+    "segment_movements": ["company_id", "as_of_date", "from_segment", "to_segment"], "marketing_attribution": ["deal_id", "touch_id"],
     "lead_source_effectiveness": ["company_id", "lead_source", "utm_source", "utm_medium", "utm_campaign", "cohort_month"],
     "lead_scores": ["lead_id"], "email_campaign_performance": ["campaign_id", "variant"],
     "funnel_conversion": ["company_id", "cohort_month", "lead_source"],
@@ -702,6 +705,85 @@ def test_contact_quality_recomputed_from_source_rows(built, tiny_source):
     assert sum(r[3] for r in summary) > 0 and 0 < sum(r[4] for r in summary) <= sum(r[3] for r in summary)
 
 
+def test_segment_exports_leave_out_the_unsubscribed_and_opted_out_and_say_why(built, tiny_source, tmp_path, capsys,
+                                                                            monkeypatch):
+    """Every segment's export holds exactly its members with an address that is neither actively unsubscribed
+    (the source's email_unsubscribes) nor opted out of marketing e-mail (email_preferences of the app user with
+    that address), and counts each left-out reason; one tenant's Parquet list holds that tenant only; the
+    segments partition the live leads and contacts, and the summary counts them."""
+    import shutil
+
+    from crm_warehouse.cli import main
+    from serving.segments import SEGMENTS, export_segment
+
+    cfg, _ = built["duckdb"]
+    # a copy of the warehouse in which the app user who opted out has a nurturing member's address
+    copy = dataclasses.replace(cfg, home=tmp_path, duckdb_path=tmp_path / "warehouse.duckdb")
+    shutil.copy(cfg.duckdb_path, copy.duckdb_path)
+    con = duckdb.connect(str(copy.duckdb_path))
+    try:
+        member = con.execute("SELECT l.email FROM marts.lead_segments s JOIN staging.stg_builddesk__leads l "
+                             "USING (lead_id) WHERE s.segment = 'nurturing' AND l.email IS NOT NULL "
+                             "AND lower(l.email) NOT IN (SELECT lower(email) FROM raw.email_unsubscribes) "
+                             "ORDER BY l.lead_id LIMIT 1").fetchone()[0]
+        opted = con.execute("UPDATE raw.users SET email = upper(?) WHERE id = (SELECT min(user_id) FROM "
+                            "raw.email_preferences WHERE NOT marketing_emails) RETURNING id", [member]).fetchall()
+        assert len(opted) == 1
+        opted_out = {e for (e,) in con.execute(
+            "SELECT lower(trim(u.email)) FROM raw.users u JOIN raw.email_preferences p ON p.user_id = u.id "
+            "WHERE NOT p.marketing_emails").fetchall()}
+        members = con.execute("SELECT s.segment, s.record_type, CAST(s.company_id AS VARCHAR), "
+                              "lower(trim(coalesce(l.email, c.email))) FROM intermediate.int_engagement_segments s "
+                              "LEFT JOIN staging.stg_builddesk__leads l ON s.record_type = 'lead' AND l.lead_id = s.record_id "
+                              "LEFT JOIN staging.stg_builddesk__contacts c ON s.record_type = 'contact' "
+                              "AND c.contact_id = s.record_id").fetchall()
+        live = con.execute("SELECT (SELECT count(*) FROM staging.stg_builddesk__leads WHERE NOT is_deleted) + "
+                           "(SELECT count(*) FROM staging.stg_builddesk__contacts WHERE NOT is_deleted)").fetchone()[0]
+        summary = con.execute("SELECT sum(members) FROM marts.segment_summary").fetchone()[0]
+        marts = con.execute("SELECT (SELECT count(*) FROM marts.lead_segments) + "
+                            "(SELECT count(*) FROM marts.contact_segments)").fetchone()[0]
+    finally:
+        con.close()
+    assert len(members) == live == summary == marts  # each live lead and contact in exactly one segment
+    with psycopg.connect(tiny_source[1]) as conn:
+        unsubscribed = {e for (e,) in conn.execute(
+            "SELECT lower(trim(email)) FROM email_unsubscribes WHERE coalesce(is_active, true) "
+            "AND resubscribed_at IS NULL").fetchall()}
+    assert member.lower() in opted_out
+    left_total = {}
+    for segment in SEGMENTS:
+        done = export_segment(copy, segment)
+        expected_written, expected_left = set(), {}
+        for seg, _, _, email in members:
+            if seg != segment:
+                continue
+            reason = ("no_email" if not email else "unsubscribed" if email in unsubscribed
+                      else "opted_out" if email in opted_out else None)
+            if reason:
+                expected_left[reason] = expected_left.get(reason, 0) + 1
+            else:
+                expected_written.add(email)
+        written = pl.read_csv(done.path)
+        assert {e.strip().lower() for e in written["email"]} == expected_written, segment
+        assert done.left_out == expected_left and done.written == written.height, segment
+        assert not ({e.strip().lower() for e in written["email"]} & (unsubscribed | opted_out))
+        for r, n in done.left_out.items():
+            left_total[r] = left_total.get(r, 0) + n
+    assert left_total.get("unsubscribed", 0) > 0 and left_total.get("opted_out") == 1
+    # the command: one tenant, Parquet, a path of one's own; the line says what was left out
+    company = next(c for s, _, c, _ in members if s == "dormant")
+    out = tmp_path / "dormant.parquet"
+    monkeypatch.setenv("CRM_HOME", str(tmp_path))
+    monkeypatch.setenv("CRM_DUCKDB_PATH", str(copy.duckdb_path))
+    assert main(["segments", "export", "--segment", "dormant", "--company-id", company, "--format", "parquet",
+                 "--output", str(out), "--target", "duckdb"]) == 0
+    assert main(["segments", "export", "--segment", "hot"]) == 2
+    text = capsys.readouterr()
+    assert f"written to {out}" in text.out and "unknown segment 'hot'" in text.err
+    tenant = pl.read_parquet(out)
+    assert tenant.height > 0 and set(tenant["company_id"]) == {company}
+
+
 def test_duckdb_and_postgres_marts_agree(built):
     """Same SQL, same raw data: every mart has the same rows on both targets."""
     duck, pg = all_marts(built["duckdb"][0]), all_marts(built["postgres"][0])
@@ -735,6 +817,13 @@ def test_incremental_cycles_equal_a_full_rebuild(pg_server, workdir, target, sch
     assert last_day == dt.date(2026, 6, 20)
     assert_ok(run_refresh(cfg))
     incremental = all_marts(cfg)
+    wh = open_warehouse(cfg)
+    try:  # segment membership is kept over the refreshes: members moved between segments, day by day
+        moves = wh.rows("SELECT as_of_date, sum(members) FROM marts.segment_movements "
+                        "WHERE from_segment NOT IN ('(new)', to_segment) GROUP BY 1")
+    finally:
+        wh.close()
+    assert moves and all(n > 0 for _, n in moves)
     deleted = raw_deleted(cfg)
     assert deleted["leads"] > 0 and deleted["lead_activities"] > 0  # advance hard-deleted spam leads
     # --full-refresh rebuilds the models from raw and keeps raw (the only memory of deleted rows);
@@ -1032,7 +1121,8 @@ def test_sql_command_answers_and_never_writes(built, target, monkeypatch, capsys
 
 
 # marts of one lead or contact: there "company_name" would read as the prospect's company, not the tenant
-PROSPECT_GRAIN = {"dim_leads", "dim_contacts", "lead_scores", "lead_response_times", "follow_ups_due", "lead_score_history", "contact_quality"}
+PROSPECT_GRAIN = {"dim_leads", "dim_contacts", "lead_scores", "lead_response_times", "follow_ups_due", "lead_score_history", "contact_quality",
+                  "lead_segments", "contact_segments"}
 
 
 def names_beside_ids(cfg) -> list[str]:

@@ -820,8 +820,12 @@ def test_ui_serves_the_definitions(workdir):
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     env = {**os.environ, "CRM_HOME": str(workdir / f"ui-{time.monotonic_ns()}")}
+    # started with SIGINT and SIGTERM ignored (a background job's child; a process where Dagster mapped SIGTERM
+    # to an ignored SIGINT): dagster dev maps SIGTERM to SIGINT's handler, so without the CLI putting both
+    # back nothing below would stop
     proc = subprocess.Popen([sys.executable, "-m", "crm_warehouse.cli", "ui", "--port", str(port)], env=env,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            preexec_fn=lambda: [signal.signal(s, signal.SIG_IGN) for s in (signal.SIGINT, signal.SIGTERM)])
     try:
         deadline, body = time.monotonic() + 90, None
         while time.monotonic() < deadline and body is None:
@@ -845,7 +849,7 @@ def test_ui_serves_the_definitions(workdir):
         assert len(started) >= 3, [" ".join(p.cmdline()) for p in started]
     finally:
         os.kill(proc.pid, signal.SIGTERM)  # the CLI stops its webserver and waits for it
-        proc.wait(120)  # generous timeouts: dagster dev's processes shut down slowly on a loaded machine
-    gone, alive = psutil.wait_procs(started, timeout=120)
+        proc.wait(60)
+    gone, alive = psutil.wait_procs(started, timeout=60)
     assert not alive, [p.pid for p in alive]
     assert not [p for p in psutil.process_iter(["cmdline"]) if str(port) in " ".join(p.info["cmdline"] or [])]

@@ -22,10 +22,10 @@ from serving.report import BLUE, GREEN, ORANGE, PURPLE, build_report
 
 CHARTS = {"pipeline_value", "win_rate", "cycle_time", "funnel", "attainment", "email_engagement", "lead_scores",
           "speed_to_lead", "follow_ups", "velocity", "source_effectiveness", "attribution", "score_calibration",
-          "accounts", "contact_quality"}
+          "accounts", "contact_quality", "segments"}
 CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
                   "--disable-background-networking", "--disable-component-update", "--disable-sync",
-                  "--hide-scrollbars", "--window-size=1000,9800"]
+                  "--hide-scrollbars", "--window-size=1000,10600"]
 
 
 @pytest.fixture(scope="session")

@@ -45,3 +45,24 @@ def dbt_docs(context: dg.AssetExecutionContext, crm: CrmWarehouse) -> dg.Materia
     path, regenerated = generate_docs(cfg, target, cfg.home / "docs", catalog=cfg.warehouse != "duckdb")
     context.log.info(f"dbt docs: {path}" + (" (catalogue regenerated)" if regenerated else ""))
     return dg.MaterializeResult(metadata={"path": str(path), "catalog_regenerated": regenerated})
+
+
+SEGMENT_KEYS = [k for k in MART_KEYS if k.path[-1] in ("lead_segments", "contact_segments")]
+
+
+@dg.asset(key=["serving", "segment_exports"], deps=SEGMENT_KEYS, partitions_def=AS_OF_DAYS, group_name="serving",
+          backfill_policy=dg.BackfillPolicy.multi_run(1),
+          description="every engagement segment's sendable members (no one unsubscribed or opted out) as CSV under "
+                      "$CRM_HOME/segments, the lists `crm-warehouse segments export` writes")
+def segment_exports(context: dg.AssetExecutionContext, crm: CrmWarehouse) -> dg.MaterializeResult:
+    from serving.segments import SEGMENTS, export_segment
+
+    cfg = crm.settings()
+    done = [export_segment(cfg, segment) for segment in SEGMENTS]
+    for d in done:
+        context.log.info(d.summary())
+    return dg.MaterializeResult(metadata={
+        "written": sum(d.written for d in done),
+        "left_out": sum(sum(d.left_out.values()) for d in done),
+        **{f"{d.segment}": f"{d.written} written, {sum(d.left_out.values())} left out" for d in done},
+    })
