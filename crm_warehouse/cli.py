@@ -599,7 +599,7 @@ def build_parser() -> argparse.ArgumentParser:
     exp.add_argument("--segment", required=True, help="customer_at_risk, customer, hot_untouched, engaged, nurturing "
                                                       "or dormant")
     exp.add_argument("--company-id", help="one tenant's members only (UUID)")
-    exp.add_argument("--format", default="csv", choices=["csv", "parquet"])
+    exp.add_argument("--format", default="csv", choices=["csv", "parquet"], help="file format (default csv)")
     exp.add_argument("--output", help="file to write (default $CRM_HOME/segments/<segment>[-<company>].<format>)")
     _target_option(exp)
     exp.set_defaults(func=cmd_segments_export)
