@@ -100,7 +100,7 @@ def headline_figures(wh, kind: str) -> dict[str, object]:
     out: dict[str, object] = {}
     for label, (metric, window, scale) in HEADLINE_METRICS.items():
         value = wh.query(metrics_sql(kind, [metric], since=since if window else None))[metric][0]
-        out[label] = None if value is None else round(float(value) * scale, 1)
+        out[label] = None if value is None else int(value) if metric == "open_deals" else round(float(value) * scale, 1)
     out |= {name: wh.query(sql).row(0)[0] for name, sql in HEADLINES.items()}
     return out
 

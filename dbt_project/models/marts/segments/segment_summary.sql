@@ -17,6 +17,7 @@ members as (
     select
         company_id,
         segment,
+        min(segment_order) as segment_order,
         count(*) as members,
         sum(case when record_type = 'lead' then 1 else 0 end) as leads,
         sum(case when record_type = 'contact' then 1 else 0 end) as contacts,
@@ -61,10 +62,7 @@ final as (
         members.company_id,
         companies.name as company_name,
         members.segment,
-        case members.segment
-            when 'customer_at_risk' then 1 when 'customer' then 2 when 'hot_untouched' then 3
-            when 'engaged' then 4 when 'nurturing' then 5 else 6
-        end as segment_order,
+        members.segment_order,
         members.members,
         members.leads,
         members.contacts,
