@@ -113,7 +113,9 @@ checked as (
         case when names.name_key <> '' then names.records - 1 else 0 end as duplicate_name_records,
         greatest(
             touches.last_activity_at,
-            cast(contacts.last_contact_date as timestamp) at time zone 'UTC'
+            -- a last_contact_date after the as-of day is not known on that day (a rebuilt past day)
+            case when contacts.last_contact_date <= as_of.as_of_date
+                then cast(contacts.last_contact_date as timestamp) at time zone 'UTC' end
         ) as last_touch_at,
         {{ is_decision_maker_title('contacts.job_title') }} as is_decision_maker,
         as_of.as_of_date
