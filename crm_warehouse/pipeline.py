@@ -216,6 +216,10 @@ def _refresh(cfg: Settings, instance, *, full_refresh: bool, resync: "bool | lis
     res.failures += _step_failures(built)
     res.built = sorted("/".join(e.event_specific_data.materialization.asset_key.path)
                        for e in built.get_asset_materialization_events())
+    for e in built.get_asset_materialization_events():  # the learned score says how it went (or why not)
+        m = e.event_specific_data.materialization
+        if m.asset_key.path == ["marts", "lead_conversion_scores"] and "message" in m.metadata:
+            res.notes.append(m.metadata["message"].value)
     for ev in built.get_asset_check_evaluations():
         if ev.check_name == "freshness_check":  # Dagster's last-update check on a mart, not a dbt test
             if ev.passed:

@@ -18,6 +18,7 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import html
+import json
 import math
 import os
 import re
@@ -456,6 +457,62 @@ def score_calibration_section(r: _Reader) -> str:
                   f"had {days} days after they arrived (marts.lead_score_calibration); a useful score rises left to "
                   "right above the dashed base rate.", body, sum(1 for s in series for v in s.values if v is not None))
 
+def model_quality_section(r: _Reader) -> str:
+    """The learned conversion score: calibration of the latest trained run by decile, and its holdout AUC
+    against the rule and decayed scores' over runs (ops.lead_conversion_model_runs; all companies)."""
+    runs = r.query("SELECT run_id, as_of_date, trained_at, status, message, auc_won, rule_auc_won, decayed_auc_won, "
+                   "brier_won, rule_brier_won, base_rate_won, holdout_leads, beats_rule_score, calibration "
+                   "FROM ops.lead_conversion_model_runs ORDER BY trained_at") \
+        if table_columns(r, "ops.lead_conversion_model_runs") else pl.DataFrame()
+    title = "Learned conversion score: is it better than the rule score?"
+    if not runs.height:
+        return figure("model_quality", title, "No model run recorded yet: the next refresh trains one.", "", 0)
+    last = runs.row(-1, named=True)
+    trained = runs.filter(pl.col("status") == "trained")
+    if last["status"] != "trained":
+        note = f'<p class="model-status" data-status="{esc(last["status"])}">{esc(last["message"])}</p>'
+        if not trained.height:
+            return (f'<figure class="chart" id="chart-model_quality" data-chart="model_quality" data-points="0" '
+                    f'data-marks="0" data-status="{esc(last["status"])}"><h2>{esc(title)}</h2>'
+                    f"<figcaption>The latest refresh trained no model.</figcaption>{note}</figure>")
+    cal = json.loads(trained.row(-1, named=True)["calibration"])
+    t = trained.row(-1, named=True)
+    verdict = ("beats" if t["beats_rule_score"] else "does NOT beat") + " the rule score"
+    labels = [f"decile {c['decile']}" for c in cal]
+    body = bar_chart(labels, [Series("predicted", BLUE, [100 * c["mean_p"] for c in cal]),
+                              Series("observed", GREEN, [100 * c["observed"] for c in cal])],
+                     lambda v: f"{v:.0f}%", ref=(100 * t["base_rate_won"], f"base rate {100 * t['base_rate_won']:.1f}%"),
+                     tip=lambda lab, s, v: f"{lab}: {s.name} won rate {v:.1f}%")
+    body += data_table(["decile", "leads", "predicted won rate", "observed won rate"],
+                       [(c["decile"], f"{c['leads']:,}", pct(100 * c["mean_p"], 2), pct(100 * c["observed"], 2)) for c in cal],
+                       "holdout leads per decile")
+    calib = figure("model_calibration", f"Learned conversion score: calibration ({verdict})",
+                   f"The latest trained model's holdout ({int(t['holdout_leads']):,} leads of the newest cohorts, run of "
+                   f"{t['as_of_date']}): mean predicted probability of a won deal per decile against the share that "
+                   f"was won; calibrated bars match pairwise. AUC {t['auc_won']:.3f} against the rule score's "
+                   f"{t['rule_auc_won']:.3f}, Brier {t['brier_won']:.4f} against {t['rule_brier_won']:.4f} "
+                   "(ops.lead_conversion_model_runs; the scores: marts.lead_conversion_scores).", body, len(cal))
+    run_labels = [f"{d} #{i + 1}" for i, d in enumerate(trained["as_of_date"])]
+    series = [Series("learned", BLUE, [_num(v) for v in trained["auc_won"]]),
+              Series("rule score", ORANGE, [_num(v) for v in trained["rule_auc_won"]]),
+              Series("decayed score", PURPLE, [_num(v) for v in trained["decayed_auc_won"]])]
+    body = line_chart(run_labels, series, lambda v: f"{v:.2f}", tip=lambda lab, s, v: f"run {lab}: {s.name} AUC {v:.3f}")
+    body += data_table(["run", "status", "AUC", "rule AUC", "decayed AUC", "Brier", "rule Brier", "beats rule"],
+                       [(str(a), st, _f3(x), _f3(y), _f3(z), _f3(b, 4), _f3(rb, 4), "yes" if k else "no" if k is not None else "")
+                        for _, a, _, st, _, x, y, z, b, rb, _, _, k, _ in runs.iter_rows()], "every run")
+    over = figure("model_auc", "Learned conversion score: holdout AUC over runs",
+                  "Each trained run's AUC of a won deal on its time holdout, against the rule and decayed scores "
+                  "judged on the same leads at the same age; the table has every run, untrained ones with their status.",
+                  body, trained.height)
+    status = (f'<p class="model-status" data-status="{esc(last["status"])}">{esc(last["message"])}</p>'
+              if last["status"] != "trained" else "")
+    return status + calib + over
+
+
+def _f3(v: Any, digits: int = 3) -> str:
+    return "" if v is None else f"{float(v):.{digits}f}"
+
+
 ACCOUNT_LIMIT = 20  # bars in the accounts chart; the table has them too
 
 
@@ -724,7 +781,8 @@ def build_report(cfg: Settings, company_id: str | None = None, *, now: dt.dateti
                     attribution_section(r, company_id), accounts_section(r, company_id),
                     contact_quality_section(r, company_id), segments_section(r, company_id),
                     attainment_section(r, company_id, as_of), email_section(r, company_id),
-                    lead_score_section(r, company_id), score_calibration_section(r), quality_section(r)]
+                    lead_score_section(r, company_id), score_calibration_section(r), model_quality_section(r),
+                    quality_section(r)]
     finally:
         r.close()
     scope = f"company {company_id}" if company_id else "all companies"

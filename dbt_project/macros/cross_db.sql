@@ -206,3 +206,8 @@
 {% macro postgres__regex_found(text, pattern) -%}
     ({{ text }} ~ '{{ pattern }}')
 {%- endmacro %}
+
+{#- A timestamp n whole days later (n a number known when the SQL is compiled, e.g. a var). -#}
+{% macro plus_days(ts, n) -%}
+    ({{ ts }} + interval '{{ n | int }} days')
+{%- endmacro %}

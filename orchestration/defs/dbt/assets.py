@@ -4,12 +4,16 @@ the models are built for (CRM_AS_OF), so a past day can be rebuilt or backfilled
 source's business days (orchestration/defs/partitions.py)."""
 
 import dataclasses
+import datetime as dt
 import functools
 import json
 from typing import Any, Mapping
 
 import dagster as dg
-from dagster_dbt import DagsterDbtTranslator, DbtCliResource, dbt_assets
+from dagster_dbt import DagsterDbtTranslator, DbtCliResource
+from dagster_dbt.asset_utils import (DAGSTER_DBT_MANIFEST_METADATA_KEY, DAGSTER_DBT_PROJECT_METADATA_KEY,
+                                     DAGSTER_DBT_TRANSLATOR_METADATA_KEY, DAGSTER_DBT_UNIQUE_ID_METADATA_KEY,
+                                     build_dbt_specs)
 
 from ingest.config import redact, temporary_env
 from ingest.progress import report
@@ -58,9 +62,42 @@ def failed_nodes(run_results: Mapping[str, Any]) -> list[tuple[str, str]]:
     return out
 
 
-# one as-of day per run (CRM_AS_OF is the run's partition key): a backfill of many days is many runs
-@dbt_assets(manifest=ensure_manifest(), project=dbt_project, partitions_def=AS_OF_DAYS,
-            dagster_dbt_translator=Translator(), name="dbt_models", backfill_policy=dg.BackfillPolicy.multi_run(1))
+SCORES_KEY = dg.AssetKey(["marts", "lead_conversion_scores"])
+SCORES_SOURCE = "source:scores.lead_conversion_scores+"  # the dbt nodes that read the learned score
+
+
+def _specs() -> tuple[list[dg.AssetSpec], list[dg.AssetCheckSpec]]:
+    """The dbt project's specs (what @dbt_assets would make) and the learned score's, which sits between
+    dbt models: it reads the features dbt builds and dbt's lead_conversion_summary reads it (the dbt source
+    scores.lead_conversion_scores carries its asset key, so that edge is dbt's own lineage)."""
+    manifest = json.loads(ensure_manifest().read_text())
+    specs, checks = build_dbt_specs(translator=Translator(), manifest=manifest, select="fqn:*", exclude="",
+                                    selector="", io_manager_key=None, project=dbt_project)
+    dbt_meta = specs[0].metadata
+    source_id = next(uid for uid, s in manifest["sources"].items()
+                     if (s["source_name"], s["name"]) == ("scores", "lead_conversion_scores"))
+    scores = dg.AssetSpec(
+        SCORES_KEY, group_name="marts", kinds={"python", "scikit-learn"}, skippable=True,
+        deps=[dg.AssetKey(["intermediate", "int_lead_conversion_features"]), dg.AssetKey(["marts", "lead_score_history"])],
+        description="The learned conversion score of every open lead (crm_warehouse/lead_conversion.py): trained "
+                    "between the dbt builds of the step, inside its write-audit-publish build.",
+        # dagster-dbt reads the manifest from the first spec of the asset and maps a selected key to a dbt
+        # node: the score's node is its dbt source, which dbt does not build
+        metadata={k: dbt_meta[k] for k in (DAGSTER_DBT_MANIFEST_METADATA_KEY, DAGSTER_DBT_TRANSLATOR_METADATA_KEY,
+                                           DAGSTER_DBT_PROJECT_METADATA_KEY) if k in dbt_meta}
+        | {DAGSTER_DBT_UNIQUE_ID_METADATA_KEY: source_id})
+    return [*specs, scores], list(checks)
+
+
+_SPECS, _CHECK_SPECS = _specs()
+
+
+# one as-of day per run (CRM_AS_OF is the run's partition key): a backfill of many days is many runs.
+# What @dbt_assets makes, with the learned score's spec added (and no default --select: the step passes
+# its own selections to its two dbt builds)
+@dg.multi_asset(specs=_SPECS, check_specs=_CHECK_SPECS, can_subset=True, name="dbt_models",
+                partitions_def=AS_OF_DAYS, backfill_policy=dg.BackfillPolicy.multi_run(1),
+                allow_arbitrary_check_specs=True)
 def dbt_models(context: dg.AssetExecutionContext, dbt: DbtCliResource, crm: CrmWarehouse, config: BuildConfig):
     from crm_warehouse.lock import writer_lock
 
@@ -70,17 +107,67 @@ def dbt_models(context: dg.AssetExecutionContext, dbt: DbtCliResource, crm: CrmW
         yield from _build(context, dbt, cfg, config)
 
 
+def _dbt_build(context, dbt: DbtCliResource, args: list[str], target_path) -> tuple[list, dict, dict, bool]:
+    """One dbt invocation: its Dagster events, run results and manifest, and whether it succeeded."""
+    context.log.info(f"dbt {' '.join(args)}")
+    invocation = dbt.cli(args, context=context, raise_on_error=False, target_path=target_path)
+    events = []
+    try:
+        events.extend(invocation.stream())
+    finally:  # never leave dbt running (it holds the DuckDB file) when this step stops early
+        if invocation.process.poll() is None:
+            invocation.process.terminate()
+            invocation.process.wait()
+    return (events, invocation.get_artifact("run_results.json"), invocation.get_artifact("manifest.json"),
+            invocation.is_successful())
+
+
+def _event_id(e) -> tuple:
+    if isinstance(e, dg.Output):
+        return ("output", e.output_name)
+    if isinstance(e, dg.AssetCheckResult):
+        return ("check", e.asset_key, e.check_name)
+    return ("other", id(e))
+
+
+def _score(context, build_cfg, suffix: str):
+    """Train and score into the build (the DuckDB copy, or the shadow schemas): never fails the step. A
+    failure writes no scores and says why (the rest of the refresh goes on, as with too few outcomes)."""
+    from crm_warehouse import lead_conversion
+
+    as_of = dt.date.fromisoformat(context.partition_key)
+    report("learned conversion score: training and scoring in the build")
+    wh = open_warehouse(build_cfg)
+    try:
+        try:
+            run = lead_conversion.score_warehouse(wh, run_id=context.run_id, as_of=as_of, suffix=suffix)
+        except Exception as e:  # noqa: BLE001 - reported, recorded, and the build goes on without scores
+            context.log.error(f"learned conversion score failed: {redact(repr(e))}")
+            run = lead_conversion.failed_run(context.run_id, as_of, redact(f"{type(e).__name__}: {e}"))
+            lead_conversion.write(wh, run, suffix)
+    finally:
+        wh.close()
+    context.log.info(run.line)
+    return run
+
+
 def _build(context: dg.AssetExecutionContext, dbt: DbtCliResource, cfg, config: BuildConfig):
     # the as-of day travels as CRM_AS_OF (read by int_as_of), not --vars: changed --vars make dbt
     # re-parse the whole project (seconds), a changed env var only the files that read it
     args = ["build"]
     if config.full_refresh:
         args.append("--full-refresh")
+    excludes = []
     if cfg.warehouse == "postgres":
         # dbt-postgres cannot build unit-test fixtures for inputs with array columns ("cast(null as
         # ARRAY)"); the same SQL's unit tests run on DuckDB, and the tests compare both targets' marts.
-        args += ["--exclude", "test_type:unit"]
-    context.log.info(f"dbt {' '.join(args)} on the {cfg.warehouse} warehouse")
+        excludes.append("test_type:unit")
+    # the learned score sits between dbt models: dbt builds all it does not feed, Python trains and scores
+    # into the same build, dbt builds and tests what reads the score; then the build is published
+    scoring = SCORES_KEY in context.selected_asset_keys
+    first = args + ["--exclude", " ".join(excludes + ([SCORES_SOURCE] if scoring else []))] if excludes or scoring else args
+    then = args + (["--exclude", " ".join(excludes)] if excludes else []) + ["--select", SCORES_SOURCE]
+    context.log.info(f"dbt build on the {cfg.warehouse} warehouse" + (", the learned score between two builds" if scoring else ""))
     target_path = cfg.home / "dbt" / "target"  # run artefacts beside the warehouse, not in the repository
     # write–audit–publish (DuckDB): dbt builds and tests a copy of the warehouse file, which replaces
     # the published file only if the whole build passed (quality/wap.py)
@@ -97,21 +184,29 @@ def _build(context: dg.AssetExecutionContext, dbt: DbtCliResource, cfg, config: 
         copied = wap.pg_start(pg, stateful_relations(full_refresh="--full-refresh" in args))
         context.log.info(f"building into the shadow schemas *{wap.PG_SUFFIX}; carried over: {', '.join(copied) or 'none'}")
         env["CRM_SCHEMA_SUFFIX"] = wap.PG_SUFFIX
+    suffix = wap.PG_SUFFIX if pg is not None else ""
     events = []  # held back until the build is published: no materialization of a mart users cannot see
+    scored = None
+    rows = []
     try:
-        with temporary_env(env):  # the dbt process inherits it
-            invocation = dbt.cli(args, context=context, raise_on_error=False, target_path=target_path)
-            try:
-                events.extend(invocation.stream())
-            finally:  # never leave dbt running (it holds the DuckDB file) when this step stops early
-                if invocation.process.poll() is None:
-                    invocation.process.terminate()
-                    invocation.process.wait()
-        run_results = invocation.get_artifact("run_results.json")
-        failures = failed_nodes(run_results)
-        ok = not failures and invocation.is_successful()
-        rows = dbt_results(run_results, invocation.get_artifact("manifest.json"), run_id=context.run_id,
-                           as_of=context.partition_key, schema_suffix=wap.PG_SUFFIX if pg is not None else "")
+        with temporary_env(env):  # the dbt processes inherit it
+            evs, run_results, manifest, ok = _dbt_build(context, dbt, first, target_path)
+            events += evs
+            failures = failed_nodes(run_results)
+            rows += dbt_results(run_results, manifest, run_id=context.run_id, as_of=context.partition_key,
+                                schema_suffix=suffix)
+            if scoring and ok and not failures:
+                scored = _score(context, build_cfg, suffix)
+                # before what reads it: a multi-asset yields its outputs in dependency order
+                events.append(dg.Output(None, output_name=context.assets_def.get_output_name_for_asset_key(SCORES_KEY),
+                                        metadata=scored.metadata))
+                evs, run_results, manifest, ok = _dbt_build(context, dbt, then, target_path)
+                seen = {_event_id(e) for e in events}  # a subset run selects its nodes in both builds
+                events += [e for e in evs if _event_id(e) not in seen]
+                failures += failed_nodes(run_results)
+                rows += dbt_results(run_results, manifest, run_id=context.run_id, as_of=context.partition_key,
+                                    schema_suffix=suffix)
+        ok = ok and not failures
         recorded = False
         if build and ok:
             # the check history goes into the audited copy before it is published: after the publish
@@ -119,7 +214,7 @@ def _build(context: dg.AssetExecutionContext, dbt: DbtCliResource, cfg, config: 
             report("publish: recording the check results in the audited build")
             wh = open_warehouse(build_cfg)
             try:
-                record(wh, rows)
+                _record(wh, rows, scored)
             finally:
                 wh.close()
             recorded = True
@@ -145,7 +240,7 @@ def _build(context: dg.AssetExecutionContext, dbt: DbtCliResource, cfg, config: 
     if not recorded:
         wh = open_warehouse(cfg)
         try:
-            record(wh, rows)  # the history of check results (ops.check_results), published or not
+            _record(wh, rows, scored)  # the history of check results (ops.check_results), published or not
         finally:
             wh.close()
     if ok:
@@ -158,3 +253,12 @@ def _build(context: dg.AssetExecutionContext, dbt: DbtCliResource, cfg, config: 
         "; nothing was published: the marts are as the last successful refresh left them"
         if build or pg is not None else ""),
         metadata={"failed": dg.MetadataValue.json([n for n, _ in failures])})
+
+
+def _record(wh, rows: list[dict], scored) -> None:
+    """ops.check_results (every check of the run) and ops.lead_conversion_model_runs (the model's run)."""
+    from crm_warehouse import lead_conversion
+
+    record(wh, rows)
+    if scored is not None:
+        lead_conversion.record(wh, scored)

@@ -33,18 +33,18 @@ judged as (
         cutoff_scores.decayed_score,
         cutoff_scores.grade,
         coalesce(
-            journeys.deal_created_at <= cutoff_scores.scored_at + interval '{{ var("lead_score_outcome_days") | int }} days',
+            journeys.deal_created_at <= {{ plus_days('cutoff_scores.scored_at', var('lead_score_outcome_days')) }},
             false
         ) as converted,
         coalesce(
-            journeys.deal_created_at <= cutoff_scores.scored_at + interval '{{ var("lead_score_outcome_days") | int }} days'
+            journeys.deal_created_at <= {{ plus_days('cutoff_scores.scored_at', var('lead_score_outcome_days')) }}
             and journeys.won_date <= {{ add_days(utc_date('cutoff_scores.scored_at'), var('lead_score_outcome_days') | int) }},
             false
         ) as won
     from cutoff_scores
     inner join {{ ref('int_lead_journeys') }} as journeys on journeys.lead_id = cutoff_scores.lead_id
     cross join as_of
-    where cutoff_scores.scored_at + interval '{{ var("lead_score_outcome_days") | int }} days' <= as_of.as_of_end_utc
+    where {{ plus_days('cutoff_scores.scored_at', var('lead_score_outcome_days')) }} <= as_of.as_of_end_utc
         and (journeys.deal_created_at is null or journeys.deal_created_at > cutoff_scores.scored_at)
 
 ),

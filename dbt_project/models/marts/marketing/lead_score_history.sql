@@ -25,7 +25,7 @@ journeys as (
 points as (
 
     select lead_id, 'cutoff' as point,
-        created_at + interval '{{ var("lead_score_calibration_days") | int }} days' as scored_at
+        {{ plus_days('created_at', var('lead_score_calibration_days')) }} as scored_at
     from journeys
     union all
     select lead_id, 'deal_created', deal_created_at
