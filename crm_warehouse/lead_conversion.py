@@ -39,6 +39,8 @@ from ingest.warehouse import Warehouse, create_table
 
 MIN_OUTCOMES = 100          # won outcomes among the leads with a known outcome
 MIN_HOLDOUT_OUTCOMES = 20   # won outcomes in the holdout
+MAX_TRAIN_LEADS = 250_000   # the newest leads with a known outcome trained on (memory bounded at every tier)
+SCORE_CHUNK = 100_000       # open leads scored at a time
 HOLDOUT_SHARE = 0.2         # the newest cohort months holding at least this share are the holdout
 COUNTS = ["activities", "page_view_activities", "pricing_viewed_activities", "email_open_activities",
           "email_click_activities", "resource_downloaded_activities", "form_submit_activities",
@@ -153,14 +155,20 @@ def holdout_split(created: pl.Series) -> tuple[np.ndarray, object]:
     return (months >= first).to_numpy(), first
 
 
-def read_features(wh: Warehouse, suffix: str = "") -> pl.DataFrame:
-    return wh.query(
+def read_features(wh: Warehouse, suffix: str = "", where: str = "TRUE", limit: int | None = None,
+                  offset: int = 0, newest_first: bool = False) -> pl.DataFrame:
+    """The features with the rule and decayed scores at the same age, in (created_at, lead id) order;
+    ``limit``/``offset`` page through them (``newest_first``: the newest ``limit`` leads, still returned oldest first)."""
+    order = "DESC" if newest_first else ""
+    page = f" LIMIT {int(limit)} OFFSET {int(offset)}" if limit is not None else ""
+    df = wh.query(
         f"SELECT f.*, cast(f.lead_id AS VARCHAR) AS lead_key, cast(f.company_id AS VARCHAR) AS company_key, "
         f"h.rule_score, h.decayed_score "
         f"FROM intermediate{suffix}.int_lead_conversion_features AS f "
         f"LEFT JOIN marts{suffix}.lead_score_history AS h ON h.lead_id = f.lead_id AND h.point = 'cutoff' "
-        f"ORDER BY f.created_at, cast(f.lead_id AS VARCHAR)"
+        f"WHERE {where} ORDER BY f.created_at {order}, cast(f.lead_id AS VARCHAR) {order}{page}"
     ).with_columns(pl.col("lead_key").alias("lead_id"), pl.col("company_key").alias("company_id")).drop("lead_key", "company_key")
+    return df.reverse() if newest_first else df
 
 
 def _reasons(design: Design, model, x: np.ndarray, df: pl.DataFrame) -> list[list[tuple[str, float]]]:
@@ -211,16 +219,33 @@ def failed_run(run_id: str, as_of, reason: str) -> ScoreRun:
     return ScoreRun(row, pl.DataFrame(schema=SCORE_SCHEMA))
 
 
-def train_and_score(features: pl.DataFrame, *, run_id: str, as_of, min_outcomes: int = MIN_OUTCOMES,
-                    min_holdout_outcomes: int = MIN_HOLDOUT_OUTCOMES) -> ScoreRun:
-    """Train, evaluate on the time holdout, score the open leads: a pure function of the feature frame."""
+@dataclass
+class Model:
+    """The models refit on every known outcome, ready to score open leads."""
+    design: Design
+    won: object
+    converted: object
+    beats: bool
+    run_id: str
+    as_of: object
+
+
+def _known(features: pl.DataFrame) -> pl.DataFrame:
+    """The leads with a known outcome, at most the newest MAX_TRAIN_LEADS (memory bounded at every tier)."""
+    return features.filter(pl.col("outcome_known")).tail(MAX_TRAIN_LEADS)
+
+
+def evaluate(known: pl.DataFrame, *, run_id: str, as_of, min_outcomes: int = MIN_OUTCOMES,
+             min_holdout_outcomes: int = MIN_HOLDOUT_OUTCOMES) -> tuple[dict, Model | None]:
+    """Judge the model on the time holdout against the rule and decayed scores, then refit it on every known
+    outcome. ``known``: the leads with a known outcome in (created_at, lead id) order. No model when too
+    few outcomes are known (the row says why)."""
     t0 = time.perf_counter()
-    known = features.filter(pl.col("outcome_known"))
     won_n, conv_n = int(known["won"].sum() or 0), int(known["converted"].sum() or 0)
     row = {c: None for c, _ in RUN_COLUMNS}
-    row.update(run_id=run_id, as_of_date=as_of, trained_at=datetime.now(timezone.utc), status="too_few_outcomes", known_leads=known.height,
-               won_outcomes=won_n, converted_outcomes=conv_n, min_outcomes=min_outcomes, scored_leads=0)
-    empty = pl.DataFrame(schema=SCORE_SCHEMA)
+    row.update(run_id=run_id, as_of_date=as_of, trained_at=datetime.now(timezone.utc), status="too_few_outcomes",
+               known_leads=known.height, won_outcomes=won_n, converted_outcomes=conv_n, min_outcomes=min_outcomes,
+               scored_leads=0)
     test_mask, first = holdout_split(known["created_at"]) if known.height else (np.zeros(0, bool), None)
     holdout_won = int(known.filter(pl.Series(test_mask))["won"].sum() or 0) if known.height else 0
     row.update(holdout_won=holdout_won, holdout_from=first.date() if first is not None else None)
@@ -228,7 +253,7 @@ def train_and_score(features: pl.DataFrame, *, run_id: str, as_of, min_outcomes:
         row["message"] = (f"lead conversion score not trained: {won_n} won outcomes among {known.height} leads with a "
                           f"known outcome ({holdout_won} in the newest cohorts' holdout); it needs {min_outcomes} "
                           f"(and {min_holdout_outcomes} in the holdout and in training): no scores this run")
-        return ScoreRun(row, empty)
+        return row, None
 
     train, test = known.filter(~pl.Series(test_mask)), known.filter(pl.Series(test_mask))
     design = Design.fit(train)
@@ -248,50 +273,76 @@ def train_and_score(features: pl.DataFrame, *, run_id: str, as_of, min_outcomes:
             row[f"{prefix}_auc_{label}"] = _auc(yte, s_te)
             if f"{prefix}_brier_{label}" in row:
                 row[f"{prefix}_brier_{label}"] = _brier(yte, _platt(s_tr, ytr, s_te))
+    del xtr, xte
     yte, p = metrics["won"]
     row["calibration"] = json.dumps(calibration(yte, p))
     beats = (row["auc_won"] or 0) > (row["rule_auc_won"] or 0) and row["brier_won"] <= row["rule_brier_won"]
-    row.update(train_leads=train.height, holdout_leads=test.height, beats_rule_score=beats)
-    train_seconds = time.perf_counter() - t0
-
-    # the scores: refit on every lead with a known outcome, applied to the open leads
-    t1 = time.perf_counter()
+    row.update(train_leads=train.height, holdout_leads=test.height, beats_rule_score=beats, status="trained")
+    # the model that scores: refit on every lead with a known outcome
     design = Design.fit(known)
     xk = design.matrix(known)
-    won_model = _fit(xk, known["won"].cast(pl.Int64).to_numpy())
-    conv_model = _fit(xk, known["converted"].cast(pl.Int64).to_numpy())
-    open_leads = features.filter(pl.col("is_open"))
-    xo = design.matrix(open_leads)
-    if open_leads.height:
-        p_won, p_conv = won_model.predict_proba(xo)[:, 1], conv_model.predict_proba(xo)[:, 1]
-        reasons = _reasons(design, won_model, xo, open_leads)
-        ranks = pl.Series(p_won).rank("ordinal").to_numpy()
-        decile = np.ceil(ranks * 10 / len(ranks)).astype(np.int64)
-    else:
-        p_won = p_conv = np.zeros(0)
-        reasons, decile = [], np.zeros(0, np.int64)
-    scores = pl.DataFrame({
-        "lead_id": open_leads["lead_id"], "company_id": open_leads["company_id"],
-        "as_of_date": pl.Series([as_of] * open_leads.height, dtype=pl.Date),
-        "created_at": open_leads["created_at"], "features_at": open_leads["features_at"],
-        "features_complete": open_leads["features_complete"],
-        "p_won": np.round(p_won, 6), "p_converted": np.round(p_conv, 6), "won_decile": decile,
-        "model_beats_rule_score": [beats] * open_leads.height,
+    model = Model(design, _fit(xk, known["won"].cast(pl.Int64).to_numpy()),
+                  _fit(xk, known["converted"].cast(pl.Int64).to_numpy()), beats, run_id, as_of)
+    row["train_seconds"] = round(time.perf_counter() - t0, 3)
+    return row, model
+
+
+def score(model: Model, leads: pl.DataFrame) -> pl.DataFrame:
+    """Scores of ``leads`` (open leads), their three reasons; won_decile is set over the whole run (``deciles``)."""
+    if not leads.height:
+        return pl.DataFrame(schema=SCORE_SCHEMA)
+    x = model.design.matrix(leads)
+    p_won, p_conv = model.won.predict_proba(x)[:, 1], model.converted.predict_proba(x)[:, 1]
+    reasons = _reasons(model.design, model.won, x, leads)
+    n = leads.height
+    return pl.DataFrame({
+        "lead_id": leads["lead_id"], "company_id": leads["company_id"],
+        "as_of_date": pl.Series([model.as_of] * n, dtype=pl.Date),
+        "created_at": leads["created_at"], "features_at": leads["features_at"],
+        "features_complete": leads["features_complete"],
+        "p_won": np.round(p_won, 6), "p_converted": np.round(p_conv, 6), "won_decile": pl.Series([None] * n, dtype=pl.Int64),
+        "model_beats_rule_score": [model.beats] * n,
         **{f"reason_{k}": [r[k - 1][0] if len(r) >= k else None for r in reasons] for k in (1, 2, 3)},
         **{f"effect_{k}": pl.Series([r[k - 1][1] if len(r) >= k else None for r in reasons], dtype=pl.Float64)
            for k in (1, 2, 3)},
-        "model_run_id": [run_id] * open_leads.height,
-    }, schema=SCORE_SCHEMA) if open_leads.height else empty
-    row.update(status="trained", scored_leads=scores.height, train_seconds=round(train_seconds, 3),
-               score_seconds=round(time.perf_counter() - t1, 3),
+        "model_run_id": [model.run_id] * n,
+    }, schema=SCORE_SCHEMA)
+
+
+def deciles(scores: pl.DataFrame) -> pl.DataFrame:
+    """won_decile as SQL's ntile(10) over (p_won, lead id) gives it: what write_chunked sets in the warehouse."""
+    n = scores.height
+    order = scores.with_row_index("_i").sort("p_won", "lead_id")["_i"].to_numpy()
+    size, extra = divmod(n, 10)
+    bucket = np.concatenate([np.full(size + (1 if b < extra else 0), b + 1) for b in range(10)]) if n else np.zeros(0)
+    dec = np.empty(n, np.int64)
+    dec[order] = bucket
+    return scores.with_columns(won_decile=pl.Series(dec, dtype=pl.Int64))
+
+
+def _finish(row: dict, scored: int, t1: float) -> dict:
+    row.update(scored_leads=scored, score_seconds=round(time.perf_counter() - t1, 3),
                peak_rss_mb=round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1))
-    verdict = ("beats the rule score" if beats else
+    verdict = ("beats the rule score" if row["beats_rule_score"] else
                "does NOT beat the rule score on the holdout (the scores are written, marked model_beats_rule_score = false)")
     row["message"] = (f"lead conversion score: holdout AUC {row['auc_won']:.3f} (rule score {_fmt(row['rule_auc_won'])}, "
                       f"decayed {_fmt(row['decayed_auc_won'])}), Brier {row['brier_won']:.4f} (rule "
-                      f"{_fmt(row['rule_brier_won'], 4)}), base rate {row['base_rate_won']:.3f} on {test.height} leads "
-                      f"from {row['holdout_from']}: {verdict}; {scores.height} open leads scored")
-    return ScoreRun(row, scores)
+                      f"{_fmt(row['rule_brier_won'], 4)}), base rate {row['base_rate_won']:.3f} on {row['holdout_leads']} "
+                      f"leads from {row['holdout_from']}: {verdict}; {scored} open leads scored")
+    return row
+
+
+def train_and_score(features: pl.DataFrame, *, run_id: str, as_of, min_outcomes: int = MIN_OUTCOMES,
+                    min_holdout_outcomes: int = MIN_HOLDOUT_OUTCOMES) -> ScoreRun:
+    """Train, evaluate on the time holdout, score the open leads: a pure function of the feature frame
+    (in (created_at, lead id) order, as read_features returns it)."""
+    row, model = evaluate(_known(features), run_id=run_id, as_of=as_of, min_outcomes=min_outcomes,
+                          min_holdout_outcomes=min_holdout_outcomes)
+    if model is None:
+        return ScoreRun(row, pl.DataFrame(schema=SCORE_SCHEMA))
+    t1 = time.perf_counter()
+    scores = deciles(score(model, features.filter(pl.col("is_open"))))
+    return ScoreRun(_finish(row, scores.height, t1), scores)
 
 
 def _fmt(v, digits: int = 3) -> str:
@@ -315,20 +366,32 @@ def _quote(text: str) -> str:
     return "'" + text.replace("'", "''") + "'"
 
 
-def write(wh: Warehouse, run: ScoreRun, suffix: str = "") -> None:
-    """Replace marts<suffix>.lead_conversion_scores with the run's scores (one transaction), its table and
-    column comments set as dbt's persist_docs sets the marts' (BI tools show them)."""
-    table = f"marts{suffix}.lead_conversion_scores"
-    cols = ", ".join(f"cast({c} AS UUID) AS {c}" if c in ("lead_id", "company_id") else c for c in SCORE_SCHEMA)
+def _cast_cols() -> str:
+    return ", ".join(f"cast({c} AS UUID) AS {c}" if c in ("lead_id", "company_id") else c for c in SCORE_SCHEMA)
+
+
+def _create(wh: Warehouse, table: str, df: pl.DataFrame) -> None:
+    """(Re)create ``table`` holding ``df`` with the scores table's column types."""
+    staged = wh.stage("lead_conversion_scores_new", df)
+    wh.execute(f"DROP TABLE IF EXISTS {table}")
+    wh.execute(f"CREATE TABLE {table} AS SELECT {_cast_cols()} FROM {staged}")
+    wh.unstage(staged)
+
+
+def _comment(wh: Warehouse, table: str) -> None:
+    """The table's and columns' comments, as dbt's persist_docs sets the marts' (BI tools show them)."""
     about, columns = descriptions()
+    wh.execute(f"COMMENT ON TABLE {table} IS {_quote(about)}")
+    for c in SCORE_SCHEMA:
+        wh.execute(f"COMMENT ON COLUMN {table}.{c} IS {_quote(columns[c])}")
+
+
+def write(wh: Warehouse, run: ScoreRun, suffix: str = "") -> None:
+    """Replace marts<suffix>.lead_conversion_scores with the run's scores (one transaction)."""
+    table = f"marts{suffix}.lead_conversion_scores"
     with wh.transaction():
-        staged = wh.stage("lead_conversion_scores_new", run.scores)
-        wh.execute(f"DROP TABLE IF EXISTS {table}")
-        wh.execute(f"CREATE TABLE {table} AS SELECT {cols} FROM {staged}")
-        wh.unstage(staged)
-        wh.execute(f"COMMENT ON TABLE {table} IS {_quote(about)}")
-        for c in SCORE_SCHEMA:
-            wh.execute(f"COMMENT ON COLUMN {table}.{c} IS {_quote(columns[c])}")
+        _create(wh, table, run.scores)
+        _comment(wh, table)
 
 
 def record(wh: Warehouse, run: ScoreRun) -> None:
@@ -341,9 +404,35 @@ def record(wh: Warehouse, run: ScoreRun) -> None:
 
 
 def score_warehouse(wh: Warehouse, *, run_id: str, as_of, suffix: str = "", min_outcomes: int = MIN_OUTCOMES,
-                    min_holdout_outcomes: int = MIN_HOLDOUT_OUTCOMES) -> ScoreRun:
-    """Read the features of the build (schemas with ``suffix``), train, score, write the scores table."""
-    run = train_and_score(read_features(wh, suffix), run_id=run_id, as_of=as_of, min_outcomes=min_outcomes,
+                    min_holdout_outcomes: int = MIN_HOLDOUT_OUTCOMES, chunk: int = SCORE_CHUNK) -> ScoreRun:
+    """Train on the build's features (schemas with ``suffix``) and write the scores table. Memory is bounded
+    at every tier: at most MAX_TRAIN_LEADS training leads are read, and the open leads are scored ``chunk``
+    at a time. The same scores as train_and_score over the whole feature frame."""
+    known = read_features(wh, suffix, "f.outcome_known", limit=MAX_TRAIN_LEADS, newest_first=True)
+    row, model = evaluate(known, run_id=run_id, as_of=as_of, min_outcomes=min_outcomes,
                           min_holdout_outcomes=min_holdout_outcomes)
-    write(wh, run, suffix)
-    return run
+    del known
+    if model is None:
+        run = ScoreRun(row, pl.DataFrame(schema=SCORE_SCHEMA))
+        write(wh, run, suffix)
+        return run
+    t1 = time.perf_counter()
+    table = f"marts{suffix}.lead_conversion_scores"
+    scored, offset = 0, 0
+    with wh.transaction():
+        _create(wh, f"{table}__scored", pl.DataFrame(schema=SCORE_SCHEMA))
+        while True:
+            leads = read_features(wh, suffix, "f.is_open", limit=chunk, offset=offset)
+            if not leads.height:
+                break
+            staged = wh.stage("lead_conversion_scores_chunk", score(model, leads))
+            wh.execute(f"INSERT INTO {table}__scored SELECT {_cast_cols()} FROM {staged}")
+            wh.unstage(staged)
+            scored, offset = scored + leads.height, offset + chunk
+        cols = ", ".join("ntile(10) OVER (ORDER BY p_won, cast(lead_id AS VARCHAR)) AS won_decile" if c == "won_decile"
+                         else c for c in SCORE_SCHEMA)
+        wh.execute(f"DROP TABLE IF EXISTS {table}")
+        wh.execute(f"CREATE TABLE {table} AS SELECT {cols} FROM {table}__scored ORDER BY created_at, cast(lead_id AS VARCHAR)")
+        wh.execute(f"DROP TABLE {table}__scored")
+        _comment(wh, table)
+    return ScoreRun(_finish(row, scored, t1), pl.DataFrame(schema=SCORE_SCHEMA))
