@@ -582,6 +582,39 @@ def segments_section(r: _Reader, company_id: str | None) -> str:
                   "each in the last 30 days (marts.segment_movements). `crm-warehouse segments export` writes a "
                   "segment's members for a campaign, without the unsubscribed.", body, df.height)
 
+SEGMENT_COLORS = {"customer_at_risk": RED, "customer": GREEN, "hot_untouched": ORANGE, "engaged": BLUE,
+                  "nurturing": PURPLE, "dormant": GREY}
+
+
+def segment_sizes_section(r: _Reader, company_id: str | None) -> str:
+    """Members per segment at each refresh's as-of day: the running sum of the moves into and out of each
+    segment (marts.segment_movements, from the snapshot snap_engagement_segments; a member's first day is a
+    move from '(new)')."""
+    w, p = _where(company_id, "AND")
+    df = r.query("SELECT as_of_date, segment, sum(delta) AS delta FROM ("
+                 "SELECT as_of_date, to_segment AS segment, members AS delta, company_id FROM marts.segment_movements "
+                 "UNION ALL SELECT as_of_date, from_segment, -members, company_id FROM marts.segment_movements) AS m "
+                 "WHERE substr(segment, 1, 1) <> '('" + w + " GROUP BY as_of_date, segment ORDER BY as_of_date", p)
+    days = sorted(set(df["as_of_date"]))
+    deltas = {(d, sg): int(v) for d, sg, v in df.iter_rows()}
+    series, rows = [], []
+    for sg, color in SEGMENT_COLORS.items():
+        total, values = 0, []
+        for d in days:
+            total += deltas.get((d, sg), 0)
+            values.append(float(total))
+        series.append(Series(SEGMENT_LABELS[sg], color, values))
+    for i, d in enumerate(days):
+        rows.append((str(d), *(f"{int(s.values[i]):,}" for s in series)))
+    body = line_chart([str(d) for d in days], series, lambda v: f"{v:,.0f}",
+                      tip=lambda lab, s, v: f"{lab}: {s.name} {v:,.0f} members")
+    body += data_table(["as of", *(s.name for s in series)], rows, "members per refresh")
+    return figure("segment_sizes", "Engagement segments over time", "Members of each segment at each refresh's as-of "
+                  "day, leads and contacts together: the running sum of the moves into and out of it "
+                  "(marts.segment_movements, kept by the snapshot snap_engagement_segments).", body,
+                  len(days) * len(series))
+
+
 def attainment_section(r: _Reader, company_id: str | None, as_of: str | None) -> str:
     """The quarter the as-of day is in (quotas are set ahead: a later quarter has nothing won yet)."""
     w, p = _where(company_id, "AND")
@@ -780,6 +813,7 @@ def build_report(cfg: Settings, company_id: str | None = None, *, now: dt.dateti
                     velocity_section(r, company_id), source_effectiveness_section(r, company_id),
                     attribution_section(r, company_id), accounts_section(r, company_id),
                     contact_quality_section(r, company_id), segments_section(r, company_id),
+                    segment_sizes_section(r, company_id),
                     attainment_section(r, company_id, as_of), email_section(r, company_id),
                     lead_score_section(r, company_id), score_calibration_section(r), model_quality_section(r),
                     quality_section(r)]

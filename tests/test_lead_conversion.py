@@ -123,3 +123,35 @@ def test_scores_written_are_documented_and_reach_the_report(built, tmp_path):
     marks = {m.group(1): int(m.group(2)) for m in re.finditer(r'data-chart="(\w+)" data-points="\d+" data-marks="(\d+)"', text)}
     assert marks["model_calibration"] == 20  # ten deciles, predicted and observed
     assert marks["model_auc"] == 6           # two runs, three scores
+
+
+def test_scores_written_into_postgres_shadow_schemas_equal_duckdbs(built):
+    """On PostgreSQL the refresh writes into the build's shadow schemas (suffix): the same scores there."""
+    import psycopg
+
+    url = built["postgres"][0].warehouse_url
+    suffix = "__lctest"
+    with psycopg.connect(url, autocommit=True) as conn:
+        for schema, table in (("intermediate", "int_lead_conversion_features"), ("marts", "lead_score_history")):
+            conn.execute(f"DROP SCHEMA IF EXISTS {schema}{suffix} CASCADE")
+            conn.execute(f"CREATE SCHEMA {schema}{suffix}")
+            conn.execute(f"CREATE TABLE {schema}{suffix}.{table} AS SELECT * FROM {schema}.{table}")
+    wh = open_warehouse(built["postgres"][0])
+    try:
+        run = lc.score_warehouse(wh, run_id="pg", as_of=AS_OF, suffix=suffix, min_outcomes=5, min_holdout_outcomes=2,
+                                 chunk=100)
+        written = wh.query(f"SELECT * FROM marts{suffix}.lead_conversion_scores")
+        comments = wh.scalar(f"SELECT count(col_description('marts{suffix}.lead_conversion_scores'::regclass, attnum)) "
+                             f"FROM pg_attribute WHERE attrelid = 'marts{suffix}.lead_conversion_scores'::regclass "
+                             "AND attnum > 0")
+    finally:
+        wh.close()
+        with psycopg.connect(url, autocommit=True) as conn:
+            for schema in ("intermediate", "marts"):
+                conn.execute(f"DROP SCHEMA IF EXISTS {schema}{suffix} CASCADE")
+    whole = lc.train_and_score(_features(built["duckdb"][0]), run_id="pg", as_of=AS_OF, min_outcomes=5,
+                               min_holdout_outcomes=2)
+    assert run.row["status"] == "trained" and comments == len(lc.SCORE_SCHEMA)
+    cols = ["lead_id", "company_id", "p_won", "p_converted", "won_decile", "reason_1", "effect_1", "reason_3"]
+    got = written.with_columns(pl.col("lead_id").cast(pl.String), pl.col("company_id").cast(pl.String)).select(cols)
+    assert got.sort("lead_id").equals(whole.scores.select(cols).sort("lead_id"))

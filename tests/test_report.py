@@ -22,10 +22,10 @@ from serving.report import BLUE, GREEN, ORANGE, PURPLE, build_report
 
 CHARTS = {"pipeline_value", "win_rate", "cycle_time", "funnel", "attainment", "email_engagement", "lead_scores",
           "speed_to_lead", "follow_ups", "velocity", "source_effectiveness", "attribution", "score_calibration",
-          "accounts", "contact_quality", "segments"}
+          "accounts", "contact_quality", "segments", "segment_sizes"}
 CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
                   "--disable-background-networking", "--disable-component-update", "--disable-sync",
-                  "--hide-scrollbars", "--window-size=1000,10600"]
+                  "--hide-scrollbars", "--window-size=1000,11400"]
 
 
 @pytest.fixture(scope="session")
@@ -189,6 +189,14 @@ def test_report_renders_every_chart_in_headless_chromium(built, tiny_source, chr
              if (m := re.fullmatch(r"(.+): ([\d.]+)% answered within 24 h", t))}
     names = {"lead_created": "new lead", "demo_request": "demo request", "sales_contact_request": "sales-contact request"}
     assert drawn == pytest.approx({names[k]: round(v, 1) for k, v in shares.items()}, abs=0.051)
+    # segment sizes over time: the latest refresh's points are segment_summary's members
+    with duckdb.connect(str(cfg.duckdb_path), read_only=True) as con:
+        members = dict(con.execute("SELECT segment, sum(leads + contacts) FROM marts.segment_summary GROUP BY 1").fetchall())
+    latest = max(m[1] for t in dom.titles["segment_sizes"] if (m := re.match(r"(\S+): ", t)))
+    drawn = {m[1]: int(m[2].replace(",", "")) for t in dom.titles["segment_sizes"]
+             if (m := re.fullmatch(latest + r": (.+) ([\d,]+) members", t))}
+    from serving.report import SEGMENT_LABELS
+    assert drawn == {SEGMENT_LABELS[k]: v for k, v in members.items()} and sum(drawn.values()) > 0
     # overdue follow-ups: the bars add up to the mart's rows (the tiny tier has fewer reps than are drawn)
     with duckdb.connect(str(cfg.duckdb_path), read_only=True) as con:
         owed = con.execute("SELECT count(*) FROM marts.follow_ups_due").fetchone()[0]
