@@ -170,10 +170,16 @@ def _raw_live(cfg) -> dict[str, int]:
         wh.close()
 
 
+# The learned conversion score and its summary: empty on a tier this small (too few known outcomes to train
+# on; tests/test_lead_conversion.py checks that path and the training)
+UNTRAINED = {"lead_conversion_scores", "lead_conversion_summary"}
+
+
 def _marts(cfg) -> dict[str, int]:
     wh = open_warehouse(cfg)
     try:
-        names = [t for (t,) in wh.rows("SELECT table_name FROM information_schema.tables WHERE table_schema = 'marts'")]
+        names = [t for (t,) in wh.rows("SELECT table_name FROM information_schema.tables WHERE table_schema = 'marts'")
+                 if t not in UNTRAINED]
         return {t: int(wh.scalar(f"SELECT count(*) FROM marts.{t}")) for t in names}
     finally:
         wh.close()
@@ -192,6 +198,7 @@ def test_live_source_refreshes_into_every_mart(live_source, pg_server, workdir, 
     assert _raw_live(tcfg) == _counts(url)
     marts = _marts(tcfg)
     assert len(marts) >= 15 and all(marts.values()), marts
+    assert any(n.startswith("lead conversion score not trained") for n in res.notes), res.notes  # why those are empty
     wh = open_warehouse(tcfg)
     try:
         leads = {str(k): str(c) for k, c in wh.rows("SELECT lead_id, company_id FROM marts.dim_leads")}

@@ -398,16 +398,18 @@ def test_mart_freshness_checks_evaluate_in_dagster():
     [checks] = mart_freshness_checks
     keys = list({k.asset_key for k in checks.check_keys})
     assert dg.AssetKey(["marts", "fct_deals"]) in keys and len(keys) >= 12
-    job = dg.Definitions(assets=defs.assets, asset_checks=mart_freshness_checks, resources=defs.resources,
-                         jobs=[dg.define_asset_job("fresh", selection=dg.AssetSelection.checks(checks))]
-                         ).resolve_job_def("fresh")
-    instance = dg.DagsterInstance.ephemeral()
-    never = job.execute_in_process(instance=instance)
-    assert {e.passed for e in never.get_asset_check_evaluations()} == {False}   # never built: stale
-    for key in keys:
-        instance.report_runless_asset_event(dg.AssetMaterialization(key))
-    fresh = job.execute_in_process(instance=instance)
-    assert {e.passed for e in fresh.get_asset_check_evaluations()} == {True}
+    # entered: the definitions' load context reads the current instance (without one it may find the
+    # storage of an instance an earlier test in this process disposed of)
+    with dg.DagsterInstance.ephemeral() as instance:
+        job = dg.Definitions(assets=defs.assets, asset_checks=mart_freshness_checks, resources=defs.resources,
+                             jobs=[dg.define_asset_job("fresh", selection=dg.AssetSelection.checks(checks))]
+                             ).resolve_job_def("fresh")
+        never = job.execute_in_process(instance=instance)
+        assert {e.passed for e in never.get_asset_check_evaluations()} == {False}   # never built: stale
+        for key in keys:
+            instance.report_runless_asset_event(dg.AssetMaterialization(key))
+        fresh = job.execute_in_process(instance=instance)
+        assert {e.passed for e in fresh.get_asset_check_evaluations()} == {True}
 
 
 def test_quarantined_rows_are_read_again_until_they_pass(gate_source, pg_server, monkeypatch):
