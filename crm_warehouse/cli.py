@@ -119,7 +119,9 @@ def _ingest_table(meta: dict[str, dict], title: str) -> Table:
 
 
 def _print_outcome(res, seconds: float) -> None:
-    if res.as_of:
+    if res.as_of and res.dbt_skipped:
+        out.print(res.dbt_skipped, highlight=False)
+    elif res.as_of:
         out.print(f"dbt build as of {res.as_of}: {len(res.built)} models, seeds and snapshots built; "
                   f"{res.checks_passed} dbt tests passed, {len(res.checks_failed)} failed", highlight=False)
     for name in res.checks_failed:

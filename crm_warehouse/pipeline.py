@@ -33,6 +33,7 @@ class RefreshResult:
     log_path: Path | None = None
     quality_docs: Path | None = None
     notes: list[str] = field(default_factory=list)
+    dbt_skipped: str | None = None                                     # why the dbt build was skipped
 
 
 _PROGRESS = re.compile(r"(\d+ of \d+ (?:START|OK|PASS|ERROR|FAIL|WARN|SKIP)\b.*?)(?:\s\.{2,}|$)")
@@ -220,6 +221,11 @@ def _refresh(cfg: Settings, instance, *, full_refresh: bool, resync: "bool | lis
         m = e.event_specific_data.materialization
         if m.asset_key.path == ["marts", "lead_conversion_scores"] and "message" in m.metadata:
             res.notes.append(m.metadata["message"].value)
+    for e in built.all_events:  # a build skipped because nothing it reads changed says so
+        if e.event_type_value == "ASSET_OBSERVATION":
+            meta = e.event_specific_data.asset_observation.metadata
+            if "dbt_build" in meta:
+                res.dbt_skipped = meta["message"].value
     for ev in built.get_asset_check_evaluations():
         if ev.check_name == "freshness_check":  # Dagster's last-update check on a mart, not a dbt test
             if ev.passed:

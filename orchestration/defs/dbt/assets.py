@@ -21,7 +21,7 @@ from ingest.warehouse import open_warehouse
 from orchestration.defs.dbt.project import dbt_env, dbt_project, ensure_manifest, refresh_catalog
 from orchestration.defs.partitions import AS_OF_DAYS
 from orchestration.resources import BuildConfig, CrmWarehouse
-from quality import wap
+from quality import build_fingerprint, wap
 from quality.check_results import dbt_results, record
 
 class Translator(DagsterDbtTranslator):
@@ -165,6 +165,22 @@ def _build(context: dg.AssetExecutionContext, dbt: DbtCliResource, cfg, config: 
     # the learned score sits between dbt models: dbt builds all it does not feed, Python trains and scores
     # into the same build, dbt builds and tests what reads the score; then the build is published
     scoring = SCORES_KEY in context.selected_asset_keys
+    # nothing the build reads changed since the last published build: it would publish the same marts
+    digest = None
+    if not config.full_refresh and context.selected_asset_keys == set(context.assets_def.keys):
+        try:
+            digest, last = build_fingerprint.published_state(cfg, as_of=context.partition_key)
+        except Exception as e:  # noqa: BLE001 - a digest that cannot be read only costs the skip: build
+            context.log.warning(f"the build's digest could not be read ({redact(repr(e))}): building")
+            digest, last = None, None
+        if last is not None and digest == last[0]:
+            message = (f"dbt build skipped: nothing it reads changed since the published build of run {last[1][:8]} "
+                       f"(the raw tables, the dbt project, the as-of day {context.partition_key}); "
+                       "`refresh --full-refresh` builds anyway")
+            context.log.info(message)
+            report(message)
+            yield dg.AssetObservation(asset_key=SCORES_KEY, metadata={"dbt_build": "skipped", "message": message})
+            return
     first = args + ["--exclude", " ".join(excludes + ([SCORES_SOURCE] if scoring else []))] if excludes or scoring else args
     then = args + (["--exclude", " ".join(excludes)] if excludes else []) + ["--select", SCORES_SOURCE]
     context.log.info(f"dbt build on the {cfg.warehouse} warehouse" + (", the learned score between two builds" if scoring else ""))
@@ -215,6 +231,8 @@ def _build(context: dg.AssetExecutionContext, dbt: DbtCliResource, cfg, config: 
             wh = open_warehouse(build_cfg)
             try:
                 _record(wh, rows, scored)
+                if digest is not None:  # published together with the marts it describes
+                    build_fingerprint.record(wh, run_id=context.run_id, as_of=context.partition_key, digest=digest)
             finally:
                 wh.close()
             recorded = True
@@ -230,6 +248,12 @@ def _build(context: dg.AssetExecutionContext, dbt: DbtCliResource, cfg, config: 
             report("publish: the audited build's shadow schemas are renamed in")
             wap.pg_publish(pg)
             context.log.info("published the audited build: shadow schemas renamed in")
+            if digest is not None:
+                wh = open_warehouse(cfg)
+                try:
+                    build_fingerprint.record(wh, run_id=context.run_id, as_of=context.partition_key, digest=digest)
+                finally:
+                    wh.close()
             report("publish: done")
     finally:
         if build:
