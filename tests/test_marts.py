@@ -885,7 +885,8 @@ def test_failing_blocking_test_names_it_and_leaves_marts_unchanged(pg_server, wo
         wh.execute("DELETE FROM raw.deals WHERE rowid = (SELECT max(rowid) FROM raw.deals)")  # the duplicate
         bad = wh.query("SELECT CAST(id AS VARCHAR) AS id FROM raw.deals WHERE _deleted_at IS NULL AND "
                        "updated_at < (SELECT max(updated_at) FROM raw.deals) - INTERVAL 3 DAY ORDER BY id LIMIT 1")["id"][0]
-        wh.execute("UPDATE raw.deals SET estimated_value = -5 WHERE CAST(id AS VARCHAR) = ?", (bad,))
+        # stamped as the ingest stamps what it writes (a build reading unchanged raw tables is skipped)
+        wh.execute("UPDATE raw.deals SET estimated_value = -5, _ingested_at = now() WHERE CAST(id AS VARCHAR) = ?", (bad,))
     finally:
         wh.close()
     assert main(["refresh"]) == 1
@@ -948,7 +949,8 @@ def test_postgres_build_is_published_only_when_every_test_passed(pg_server, work
         snap_rows = conn.execute("SELECT count(*) FROM snapshots.snap_deals").fetchone()[0]
         bad = conn.execute("SELECT id::text FROM raw.deals WHERE _deleted_at IS NULL AND updated_at < "
                            "(SELECT max(updated_at) FROM raw.deals) - interval '3 days' ORDER BY id LIMIT 1").fetchone()[0]
-        conn.execute("UPDATE raw.deals SET estimated_value = -5 WHERE id = %s", (bad,))
+        # stamped as the ingest stamps what it writes (a build reading unchanged raw tables is skipped)
+        conn.execute("UPDATE raw.deals SET estimated_value = -5, _ingested_at = now() WHERE id = %s", (bad,))
     for k, v in {"CRM_HOME": pcfg.home, "CRM_SOURCE_URL": url, "CRM_EMAIL_EVENTS_DIR": pcfg.email_events_dir,
                  "CRM_WAREHOUSE": "postgres", "CRM_WAREHOUSE_URL": pcfg.warehouse_url}.items():
         monkeypatch.setenv(k, str(v))
@@ -964,7 +966,7 @@ def test_postgres_build_is_published_only_when_every_test_passed(pg_server, work
         failed = conn.execute("SELECT DISTINCT asset FROM ops.check_results WHERE NOT passed AND check_name LIKE "
                               "'accepted_range_fct_deals_estimated_value%'").fetchall()
         assert failed == [("marts/fct_deals",)]
-        conn.execute("UPDATE raw.deals SET estimated_value = 5 WHERE id = %s", (bad,))
+        conn.execute("UPDATE raw.deals SET estimated_value = 5, _ingested_at = now() WHERE id = %s", (bad,))
         # a model whose SQL fails on this target (here: a column it reads is missing)
         conn.execute("ALTER TABLE raw.deals RENAME COLUMN name TO name_gone")
     res = run_refresh(pcfg, ingest=False)
@@ -1277,13 +1279,19 @@ print(con.execute(q).fetchall(), flush=True)
 """
 
 
-def test_open_reader_blocks_refresh_cleanly_and_is_not_disturbed(built):
+def test_open_reader_blocks_refresh_cleanly_and_is_not_disturbed(built, tmp_path):
     """An analyst's read-only session on the DuckDB file (another process): the refresh stops with a
     clear message and changes nothing, the reader goes on reading; once it is closed the refresh runs."""
     import subprocess
     import sys
 
-    cfg, _ = built["duckdb"]
+    import dataclasses
+    import shutil
+
+    src, _ = built["duckdb"]  # a copy: the fixture's warehouse is read-only for tests
+    cfg = dataclasses.replace(src, home=tmp_path / "home", duckdb_path=tmp_path / "home" / "warehouse.duckdb")
+    cfg.home.mkdir()
+    shutil.copyfile(src.duckdb_path, cfg.duckdb_path)
     reader = subprocess.Popen([sys.executable, "-c", READER, str(cfg.duckdb_path)], stdin=subprocess.PIPE,
                               stdout=subprocess.PIPE, text=True)
     try:
