@@ -12,7 +12,9 @@ path imports this module.
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 import json
+import re
 from pathlib import Path
 
 from ingest.tables import SPECS
@@ -69,8 +71,11 @@ def _bind(value, params: dict):
     return value
 
 
-def build_data_docs(home: Path, wh) -> Path:
-    """Store each raw table's suite and its latest gate result in GE; build Data Docs. Returns index.html."""
+def build_data_docs(home: Path, wh) -> tuple[Path, bool]:
+    """Store each raw table's suite and its latest gate result in GE; build Data Docs. Returns index.html and
+    whether it was rebuilt: when the suites, every table's latest gate results (passed, failing count, sample,
+    message) and latest batch (rows, status) are what the last build showed, the pages are kept as they are
+    (a run that found nothing new; `docs.fingerprint` beside them holds that digest)."""
     import great_expectations as gx
     from great_expectations.core import ExpectationSuiteValidationResult, ExpectationValidationResult
     from great_expectations.core.run_identifier import RunIdentifier
@@ -82,7 +87,6 @@ def build_data_docs(home: Path, wh) -> Path:
     from quality.data_docs_offline import make_offline
 
     root = home / DOCS_DIR
-    context = gx.get_context(mode="file", project_root_dir=str(root))
     latest = {}
     if table_columns(wh, "ops.check_results"):
         rows = wh.query(
@@ -97,7 +101,19 @@ def build_data_docs(home: Path, wh) -> Path:
         b = wh.query("SELECT asset, batch_id, rows_read, status, finished_at FROM ops.ingest_batches b WHERE "
                      "finished_at = (SELECT max(finished_at) FROM ops.ingest_batches x WHERE x.asset = b.asset)")
         batches = {a.removeprefix("raw/"): (bid, n, status) for a, bid, n, status, _ in b.iter_rows()}
-    for table in [s.raw for s in SPECS] + ["email_events"]:
+    tables = [s.raw for s in SPECS] + ["email_events"]
+    digest = hashlib.sha256(json.dumps({
+        "gx": gx.__version__, "suites": {t: expectations(t) for t in tables},
+        # a message names its run's batch ("1 rows quarantined (batch raw_x-<time>-…)"): not a change of result
+        "results": {t: {n: (*v[:3], re.sub(r"\(batch [^)]*\)", "", v[3] or "")) for n, v in r.items()}
+                    for t, r in latest.items()},
+        "batches": {t: v[1:] for t, v in batches.items()}}, sort_keys=True, default=str).encode()).hexdigest()
+    site = root / "gx" / "uncommitted" / "data_docs" / "local_site"
+    fingerprint_file = root / "docs.fingerprint"
+    if (site / "index.html").is_file() and fingerprint_file.is_file() and fingerprint_file.read_text() == digest:
+        return site / "index.html", False
+    context = gx.get_context(mode="file", project_root_dir=str(root))
+    for table in tables:
         suite = ge_suite(table)
         context.suites.add_or_update(suite)
         results = latest.get(table)
@@ -144,6 +160,6 @@ def build_data_docs(home: Path, wh) -> Path:
             run_id=RunIdentifier(run_name=run_name, run_time=stamp), batch_identifier=batch_id)
         context.validation_results_store.set(key, vr)
     context.build_data_docs()
-    site = root / "gx" / "uncommitted" / "data_docs" / "local_site"
     make_offline(site)  # the CDN links GE writes replaced by vendored copies: the pages work offline
-    return site / "index.html"
+    fingerprint_file.write_text(digest)
+    return site / "index.html", True

@@ -1315,7 +1315,8 @@ def test_open_reader_blocks_refresh_cleanly_and_is_not_disturbed(built, tmp_path
 
 def test_a_refresh_with_nothing_new_skips_the_build_and_says_so(built, tmp_path):
     """The raw tables, the dbt project and the as-of day as the last published build had them: dbt, the
-    write–audit–publish copy and the checks are skipped, the marts stay as published, the refresh says why;
+    write–audit–publish copy and the checks are skipped, the marts stay as published, the refresh says why
+    (and the gate's Data Docs, whose results did not change, are kept);
     a changed raw table (here: one row's _ingested_at, as a re-ingested row carries) builds again."""
     import dataclasses
     import shutil
@@ -1329,12 +1330,15 @@ def test_a_refresh_with_nothing_new_skips_the_build_and_says_so(built, tmp_path)
     first = run_refresh(cfg)  # builds, unless the fixture's source is as the built warehouse has it
     assert_ok(first)
     before = all_marts(cfg)
+    docs = first.quality_docs.stat().st_mtime_ns  # the gate's Data Docs, written by the first run in this home
     builds = duckdb.connect(str(cfg.duckdb_path), read_only=True).execute("SELECT count(*) FROM ops.dbt_builds").fetchone()
     res = run_refresh(cfg)
     assert_ok(res)
     assert res.dbt_skipped and "nothing it reads changed" in res.dbt_skipped and res.as_of in res.dbt_skipped
     assert not [k for k in res.built if k.startswith(("marts/", "serving/"))] and not res.checks_failed
     assert all_marts(cfg) == before
+    # the gate found what it found last time: its Data Docs are kept, not rebuilt
+    assert res.quality_docs == first.quality_docs and res.quality_docs.stat().st_mtime_ns == docs
     con = duckdb.connect(str(cfg.duckdb_path))
     try:
         assert con.execute("SELECT count(*) FROM ops.dbt_builds").fetchone() == builds

@@ -102,19 +102,20 @@ def _data_docs(context: dg.AssetExecutionContext, cfg) -> dg.MaterializeResult |
     try:
         first, latest = business_days(wh)
         try:
-            path = build_data_docs(cfg.home, wh)
+            path, rebuilt = build_data_docs(cfg.home, wh)
         except Exception as err:  # noqa: BLE001 - reported, never fails the ingest
             context.log.warning(f"quality docs not rebuilt: {err}")
-            path = None
+            path, rebuilt = None, False
     finally:
         wh.close()
     # the partitions whatever became of the docs
     added = ensure_as_of_days(context.instance, first, max(d for d in (latest, today()) if d))
     if path is None:
         return None
-    context.log.info(f"Data Docs: {path}; {added} as-of day(s) added to the partitions")
+    context.log.info(f"Data Docs {'rebuilt' if rebuilt else 'kept (the gate found what it found last time)'}: "
+                     f"{path}; {added} as-of day(s) added to the partitions")
     return dg.MaterializeResult(asset_key=DATA_DOCS_KEY, metadata={
-        "path": dg.MetadataValue.path(str(path)), "seconds": round(time.monotonic() - t0, 2),
+        "path": dg.MetadataValue.path(str(path)), "seconds": round(time.monotonic() - t0, 2), "rebuilt": rebuilt,
         "first_business_day": str(first) if first else "none", "latest_business_day": str(latest) if latest else "none"})
 
 
