@@ -610,8 +610,8 @@ def segment_sizes_section(r: _Reader, company_id: str | None) -> str:
                       tip=lambda lab, s, v: f"{lab}: {s.name} {v:,.0f} members")
     body += data_table(["as of", *(s.name for s in series)], rows, "members per refresh")
     return figure("segment_sizes", "Engagement segments over time", "Members of each segment at each refresh's as-of "
-                  "day, leads and contacts together: the running sum of the moves into and out of it "
-                  "(marts.segment_movements, kept by the snapshot snap_engagement_segments).", body,
+                  "day, leads and contacts together: the running sum of the moves into and out of it, deletions from the "
+                  "CRM included (marts.segment_movements, kept by the snapshot snap_engagement_segments).", body,
                   len(days) * len(series))
 
 

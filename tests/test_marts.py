@@ -828,6 +828,18 @@ def test_incremental_cycles_equal_a_full_rebuild(pg_server, workdir, target, sch
     assert moves and all(n > 0 for _, n in moves)
     deleted = raw_deleted(cfg)
     assert deleted["leads"] > 0 and deleted["lead_activities"] > 0  # advance hard-deleted spam leads
+    # every move into and out of each segment, deletions from the CRM ('(removed)') included, adds up to its members
+    wh = open_warehouse(cfg)
+    try:
+        net = {s: int(n) for s, n in wh.rows(
+            "SELECT segment, sum(d) FROM (SELECT to_segment AS segment, members AS d FROM marts.segment_movements "
+            "UNION ALL SELECT from_segment, -members FROM marts.segment_movements) AS m "
+            "WHERE substr(segment, 1, 1) <> '(' GROUP BY segment") if int(n)}
+        members = {s: int(n) for s, n in wh.rows("SELECT segment, sum(members) FROM marts.segment_summary GROUP BY 1")}
+        removed = wh.scalar("SELECT count(*) FROM marts.segment_movements WHERE to_segment = '(removed)'")
+    finally:
+        wh.close()
+    assert net == members and removed > 0
     # --full-refresh rebuilds the models from raw and keeps raw (the only memory of deleted rows);
     # --resync re-reads the source whole and merges: the deleted rows stay, flagged
     for how in ({"full_refresh": True}, {"resync": True}, {"resync": ["leads", "lead_activities"], "full_refresh": True}):
