@@ -75,7 +75,6 @@ class Design:
     levels: dict[str, list[str]]
     mean: np.ndarray = field(default_factory=lambda: np.zeros(0))
     scale: np.ndarray = field(default_factory=lambda: np.ones(0))
-    names: list[str] = field(default_factory=list)    # one per column: 'lead_source=referral', 'log1p(activities)'
     groups: list[str] = field(default_factory=list)   # the feature each column belongs to
 
     @classmethod
@@ -89,21 +88,22 @@ class Design:
         return d
 
     def _raw(self, df: pl.DataFrame) -> np.ndarray:
-        cols, names, groups = [], [], []
+        cols, groups = [], []
         for c in COUNTS:
             cols.append(np.log1p(df[c].fill_null(0).cast(pl.Float64).to_numpy()))
-            names.append(c), groups.append(c)
+            groups.append(c)
         budget = df["estimated_budget"].cast(pl.Float64)
-        cols.append(np.log1p(budget.fill_null(0).clip(0).to_numpy())), names.append("estimated_budget"), groups.append("estimated_budget")
-        cols.append(budget.is_null().cast(pl.Float64).to_numpy()), names.append("no estimated_budget"), groups.append("estimated_budget")
+        cols += [np.log1p(budget.fill_null(0).clip(0).to_numpy()), budget.is_null().cast(pl.Float64).to_numpy()]
+        groups += ["estimated_budget", "estimated_budget"]  # its log, and whether it is missing
         for c in FLAGS:
-            cols.append(df[c].fill_null(False).cast(pl.Float64).to_numpy()), names.append(c), groups.append(c)
+            cols.append(df[c].fill_null(False).cast(pl.Float64).to_numpy())
+            groups.append(c)
         for c, values in self.levels.items():
             col = df[c].cast(pl.String)
-            for v in values:
+            for v in values:  # one-hot: one column per level seen in training
                 cols.append((col == v).fill_null(False).cast(pl.Float64).to_numpy())
-                names.append(f"{c}={v}"), groups.append(c)
-        self.names, self.groups = names, groups
+                groups.append(c)
+        self.groups = groups
         return np.column_stack(cols) if cols else np.zeros((df.height, 0))
 
     def matrix(self, df: pl.DataFrame) -> np.ndarray:
@@ -310,7 +310,7 @@ def score(model: Model, leads: pl.DataFrame) -> pl.DataFrame:
 
 
 def deciles(scores: pl.DataFrame) -> pl.DataFrame:
-    """won_decile as SQL's ntile(10) over (p_won, lead id) gives it: what write_chunked sets in the warehouse."""
+    """won_decile as SQL's ntile(10) over (p_won, lead id) gives it: what score_warehouse sets in the warehouse."""
     n = scores.height
     order = scores.with_row_index("_i").sort("p_won", "lead_id")["_i"].to_numpy()
     size, extra = divmod(n, 10)

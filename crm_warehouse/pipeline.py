@@ -215,12 +215,12 @@ def _refresh(cfg: Settings, instance, *, full_refresh: bool, resync: "bool | lis
         instance=instance, raise_on_error=False, run_config=transform_config, partition_key=res.as_of)
     res.seconds["transform"] = time.perf_counter() - t1
     res.failures += _step_failures(built)
-    res.built = sorted("/".join(e.event_specific_data.materialization.asset_key.path)
-                       for e in built.get_asset_materialization_events())
-    for e in built.get_asset_materialization_events():  # the learned score says how it went (or why not)
+    for e in built.get_asset_materialization_events():
         m = e.event_specific_data.materialization
+        res.built.append("/".join(m.asset_key.path))
         if m.asset_key.path == ["marts", "lead_conversion_scores"] and "message" in m.metadata:
-            res.notes.append(m.metadata["message"].value)
+            res.notes.append(m.metadata["message"].value)  # the learned score says how it went (or why not)
+    res.built.sort()
     for e in built.all_events:  # a build skipped because nothing it reads changed says so
         if e.event_type_value == "ASSET_OBSERVATION":
             meta = e.event_specific_data.asset_observation.metadata

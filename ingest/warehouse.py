@@ -42,12 +42,14 @@ class WarehouseBusy(RuntimeError):
 class DuckDBWarehouse:
     path: Path
     kind: str = "duckdb"
+    read_only: bool = False  # a reader beside analysts' sessions (no schema created, no writer's settings)
     in_lane = False  # a connection made by ``lane()``: the database's settings are left to its owner
 
     def __post_init__(self) -> None:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        if not self.read_only:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
         try:
-            self.con = duckdb.connect(str(self.path))
+            self.con = duckdb.connect(str(self.path), read_only=self.read_only)
         except duckdb.IOException as err:
             if "lock" not in str(err).lower():
                 raise
@@ -60,6 +62,8 @@ class DuckDBWarehouse:
         self.con.execute("SET TimeZone = 'UTC'")
         self.con.execute("SET enable_progress_bar = false")
         self.con.execute(f"SET memory_limit = '{memory_limit()}'")  # CRM_MEMORY_LIMIT; spills beside the file beyond it
+        if self.read_only:
+            return
         # A bulk INSERT writes each full row group (122,880 rows) to the file as it fills, not five at
         # a time (DuckDB's default): the compression runs while the next batch is extracted instead of
         # stalling the table's last INSERT, and less is held in memory. email_sends alone (659 k rows):

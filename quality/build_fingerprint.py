@@ -22,14 +22,15 @@ from pathlib import Path
 from ingest.warehouse import Warehouse, create_table
 
 ROOT = Path(__file__).resolve().parents[1]
-PROJECT_FILES = [ROOT / "dbt_project.yml", ROOT / "crm_warehouse" / "lead_conversion.py",
-                 *(ROOT / "dbt_project" / d for d in ("models", "macros", "seeds", "snapshots", "tests"))]
 BUILD_COLUMNS = (("run_id", "VARCHAR"), ("as_of", "VARCHAR"), ("fingerprint", "VARCHAR"), ("built_at", "TIMESTAMPTZ"))
 
 
 def project_digest() -> str:
+    """The dbt project's files (the ones whose change makes dbt parse again) and the learned score's code."""
+    from orchestration.defs.dbt.project import SOURCES
+
     h = hashlib.sha256()
-    for p in PROJECT_FILES:
+    for p in [*SOURCES, ROOT / "crm_warehouse" / "lead_conversion.py"]:
         files = [p] if p.is_file() else sorted(f for f in p.rglob("*") if f.is_file()) if p.is_dir() else []
         for f in files:
             h.update(str(f.relative_to(ROOT)).encode() + b"\0" + f.read_bytes() + b"\0")
@@ -60,32 +61,16 @@ def fingerprint(wh: Warehouse, *, as_of: str, target: str) -> str:
     return h.hexdigest()
 
 
-class ReadOnlyDuckDB:
-    """The published DuckDB file opened read-only (analysts may hold it open; a writer could not open it)."""
-
-    def __init__(self, path: Path):
-        import duckdb
-
-        from ingest.config import memory_limit
-
-        self.con = duckdb.connect(str(path), read_only=True, config={"memory_limit": memory_limit()})
-
-    def rows(self, sql: str, params=None) -> list[tuple]:
-        return self.con.execute(sql, params or []).fetchall()
-
-    def close(self) -> None:
-        self.con.close()
-
-
 def published_state(settings, *, as_of: str) -> tuple[str | None, tuple[str, str] | None]:
     """(this build's digest, (digest, run_id) of the last published build) read from the published warehouse;
     (None, None) when there is none yet."""
-    from ingest.warehouse import open_warehouse
+    from ingest.warehouse import DuckDBWarehouse, open_warehouse
 
     if settings.warehouse == "duckdb":
         if not settings.duckdb_path.exists():
             return None, None
-        wh = ReadOnlyDuckDB(settings.duckdb_path)
+        # read-only: analysts may hold the published file open (a writer could not open it)
+        wh = DuckDBWarehouse(settings.duckdb_path, read_only=True)
     else:
         wh = open_warehouse(settings)
     try:

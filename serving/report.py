@@ -469,14 +469,15 @@ def model_quality_section(r: _Reader) -> str:
         return figure("model_quality", title, "No model run recorded yet: the next refresh trains one.", "", 0)
     last = runs.row(-1, named=True)
     trained = runs.filter(pl.col("status") == "trained")
-    if last["status"] != "trained":
-        note = f'<p class="model-status" data-status="{esc(last["status"])}">{esc(last["message"])}</p>'
-        if not trained.height:
-            return (f'<figure class="chart" id="chart-model_quality" data-chart="model_quality" data-points="0" '
-                    f'data-marks="0" data-status="{esc(last["status"])}"><h2>{esc(title)}</h2>'
-                    f"<figcaption>The latest refresh trained no model.</figcaption>{note}</figure>")
-    cal = json.loads(trained.row(-1, named=True)["calibration"])
+    # the latest run trained nothing: its reason, above the latest trained run's charts if there is one
+    note = (f'<p class="model-status" data-status="{esc(last["status"])}">{esc(last["message"])}</p>'
+            if last["status"] != "trained" else "")
+    if not trained.height:
+        return (f'<figure class="chart" id="chart-model_quality" data-chart="model_quality" data-points="0" '
+                f'data-marks="0" data-status="{esc(last["status"])}"><h2>{esc(title)}</h2>'
+                f"<figcaption>The latest refresh trained no model.</figcaption>{note}</figure>")
     t = trained.row(-1, named=True)
+    cal = json.loads(t["calibration"])
     verdict = ("beats" if t["beats_rule_score"] else "does NOT beat") + " the rule score"
     labels = [f"decile {c['decile']}" for c in cal]
     body = bar_chart(labels, [Series("predicted", BLUE, [100 * c["mean_p"] for c in cal]),
@@ -504,9 +505,7 @@ def model_quality_section(r: _Reader) -> str:
                   "Each trained run's AUC of a won deal on its time holdout, against the rule and decayed scores "
                   "judged on the same leads at the same age; the table has every run, untrained ones with their status.",
                   body, trained.height)
-    status = (f'<p class="model-status" data-status="{esc(last["status"])}">{esc(last["message"])}</p>'
-              if last["status"] != "trained" else "")
-    return status + calib + over
+    return note + calib + over
 
 
 def _f3(v: Any, digits: int = 3) -> str:

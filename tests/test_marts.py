@@ -1333,6 +1333,7 @@ def test_a_refresh_with_nothing_new_skips_the_build_and_says_so(built, tmp_path)
     import dataclasses
     import shutil
 
+    from ingest.warehouse import DuckDBWarehouse
     from quality import build_fingerprint
 
     src, _ = built["duckdb"]
@@ -1343,7 +1344,8 @@ def test_a_refresh_with_nothing_new_skips_the_build_and_says_so(built, tmp_path)
     assert_ok(first)
     before = all_marts(cfg)
     docs = first.quality_docs.stat().st_mtime_ns  # the gate's Data Docs, written by the first run in this home
-    builds = duckdb.connect(str(cfg.duckdb_path), read_only=True).execute("SELECT count(*) FROM ops.dbt_builds").fetchone()
+    with duckdb.connect(str(cfg.duckdb_path), read_only=True) as con:
+        builds = con.execute("SELECT count(*) FROM ops.dbt_builds").fetchone()
     res = run_refresh(cfg)
     assert_ok(res)
     assert res.dbt_skipped and "nothing it reads changed" in res.dbt_skipped and res.as_of in res.dbt_skipped
@@ -1351,11 +1353,15 @@ def test_a_refresh_with_nothing_new_skips_the_build_and_says_so(built, tmp_path)
     assert all_marts(cfg) == before
     # the gate found what it found last time: its Data Docs are kept, not rebuilt
     assert res.quality_docs == first.quality_docs and res.quality_docs.stat().st_mtime_ns == docs
+    wh = DuckDBWarehouse(cfg.duckdb_path, read_only=True)
+    try:
+        assert wh.rows("SELECT count(*) FROM ops.dbt_builds")[0] == builds
+        digest = build_fingerprint.fingerprint(wh, as_of=res.as_of, target="duckdb")
+        assert digest == wh.scalar("SELECT fingerprint FROM ops.dbt_builds ORDER BY built_at DESC LIMIT 1")
+    finally:
+        wh.close()
     con = duckdb.connect(str(cfg.duckdb_path))
     try:
-        assert con.execute("SELECT count(*) FROM ops.dbt_builds").fetchone() == builds
-        digest = build_fingerprint.fingerprint(_Rows(con), as_of=res.as_of, target="duckdb")
-        assert digest == con.execute("SELECT fingerprint FROM ops.dbt_builds ORDER BY built_at DESC LIMIT 1").fetchone()[0]
         con.execute("UPDATE raw.leads SET _ingested_at = _ingested_at + INTERVAL 1 SECOND "
                     "WHERE id = (SELECT min(id) FROM raw.leads)")
     finally:
@@ -1363,14 +1369,6 @@ def test_a_refresh_with_nothing_new_skips_the_build_and_says_so(built, tmp_path)
     again = run_refresh(cfg)
     assert_ok(again)
     assert again.dbt_skipped is None and "marts/win_loss" in again.built
-
-
-class _Rows:
-    def __init__(self, con):
-        self.con = con
-
-    def rows(self, sql, params=None):
-        return self.con.execute(sql, params or []).fetchall()
 
 
 def test_a_reader_opened_the_moment_of_publish_does_not_fail_the_refresh(built, tmp_path, monkeypatch):

@@ -40,21 +40,27 @@ leads as (
 
 ),
 
-cutoffs as (
+judged as (
 
     select
         journeys.lead_id,
         journeys.created_at,
-        case
-            when {{ plus_days('journeys.created_at', var('lead_score_calibration_days')) }} <= as_of.as_of_end_utc
-                then {{ plus_days('journeys.created_at', var('lead_score_calibration_days')) }}
-            else as_of.as_of_end_utc
-        end as features_at,
-        {{ plus_days('journeys.created_at', var('lead_score_calibration_days')) }} <= as_of.as_of_end_utc as features_complete,
-        {{ plus_days(plus_days('journeys.created_at', var('lead_score_calibration_days')), var('lead_score_outcome_days')) }}
-            <= as_of.as_of_end_utc as outcome_known
+        {{ plus_days('journeys.created_at', var('lead_score_calibration_days')) }} as judged_at,
+        as_of.as_of_end_utc
     from journeys
     cross join as_of
+
+),
+
+cutoffs as (
+
+    select
+        lead_id,
+        created_at,
+        case when judged_at <= as_of_end_utc then judged_at else as_of_end_utc end as features_at,
+        judged_at <= as_of_end_utc as features_complete,
+        {{ plus_days('judged_at', var('lead_score_outcome_days')) }} <= as_of_end_utc as outcome_known
+    from judged
 
 ),
 
