@@ -36,23 +36,29 @@ class RefreshResult:
     dbt_skipped: str | None = None                                     # why the dbt build was skipped
 
 
-_PROGRESS = re.compile(r"(\d+ of \d+ (?:START|OK|PASS|ERROR|FAIL|WARN|SKIP)\b.*?)(?:\s\.{2,}|$)")
+_PROGRESS = re.compile(r"(\d+ of \d+ (?:START|OK|PASS|ERROR|FAIL|WARN|SKIP)\b.*?)"
+                       r"(?:\s+\.*\s*\[([^\]]*)\]\s*$|\s\.{2,}.*$|$)")
+_ANSI = re.compile(r"\x1b\[[0-9;]*m")
 
 
 class _LogTee(io.TextIOBase):
-    """Takes what dagster-dbt prints (dbt's log lines) to a log file, and reports "N of M" lines."""
+    """Takes what dagster-dbt prints (dbt's log lines) to a log file, and reports its "N of M" lines, with
+    dbt's own outcome and time (``[OK in 1.2s]``, on PostgreSQL ``[SELECT 1234 in 1.2s]``: rows written)."""
 
     def __init__(self, path: Path, progress: Callable[[str], None] | None):
         path.parent.mkdir(parents=True, exist_ok=True)
         self.file = path.open("a", encoding="utf-8")
         self.progress = progress
+        self.partial = ""
 
     def write(self, text: str) -> int:
         self.file.write(text)
         if self.progress:
-            m = _PROGRESS.search(text)
-            if m:
-                self.progress(m.group(1))
+            *lines, self.partial = (self.partial + text).split("\n")
+            for line in lines:
+                m = _PROGRESS.search(_ANSI.sub("", line))
+                if m:
+                    self.progress(m.group(1) + (f" ({m.group(2)})" if m.group(2) not in (None, "RUN") else ""))
         return len(text)
 
     def flush(self) -> None:

@@ -1217,7 +1217,9 @@ def _ingest(wh: Warehouse, src: PostgresSource, spec: TableSpec, *, resync: bool
                 if changed is not None:
                     wh.execute("DROP TABLE raw_changed")
                 wh.unstage("raw_batch")
-                progress(f"raw.{spec.raw}: {res.rows_extracted:,} rows read")
+                elapsed = time.perf_counter() - t0
+                progress(f"raw/{spec.raw}: {res.rows_extracted:,} rows read so far "
+                         f"({res.rows_extracted / max(elapsed, 1e-9):,.0f} rows/s, {elapsed:.0f} s)")
             res.extract_seconds = t_extract
             if not started_ahead:
                 ahead()  # this table's extraction is done: the next table's may start

@@ -988,7 +988,18 @@ def test_postgres_build_is_published_only_when_every_test_passed(pg_server, work
         assert not conn.execute("SELECT nspname FROM pg_namespace WHERE nspname LIKE '%%build'").fetchall()
         conn.execute("ALTER TABLE raw.deals RENAME COLUMN name_gone TO name")
     assert main(["refresh"]) == 0
-    capsys.readouterr()
+    # its log (no terminal, no -v): one line per table ingested, with rows and rate, and one per dbt model built,
+    # with dbt's outcome, rows and time; not the routine (nodes starting, tests passing, chunks inside a table)
+    log = capsys.readouterr().err
+    ingested = set(re.findall(r"^\S+ raw/(\w+): [\d,]+ read, [\d,]+ written, .* live \([\w-]+, [\d.]+ s, "
+                              r"(?:[\d,]+|–) rows/s\)$", log, re.M))
+    assert {"leads", "lead_activities", "deals", "email_sends"} <= ingested and len(ingested) >= 20, log
+    assert re.search(r"^\S+ raw/email_events: [\d,]+ new landing lines .* \(landing, [\d.]+ s, (?:[\d,]+|–) "
+                     r"lines/s\)$", log, re.M), log
+    assert re.search(r"^\S+ \d+ of \d+ OK created sql table model marts(?:__build)?\.fct_deals \(SELECT \d+ in [\d.]+s\)$",
+                     log, re.M), log
+    assert len(re.findall(r"^\S+ \d+ of \d+ OK created .* \([A-Z][A-Z0-9 ]* in [\d.]+s\)$", log, re.M)) >= 50, log
+    assert not re.search(r"\d+ of \d+ (START|PASS)\b|rows read so far|files loaded|AssetObservation", log), log
     with psycopg.connect(pcfg.warehouse_url) as conn:
         assert conn.execute("SELECT estimated_value FROM marts.fct_deals WHERE deal_id = %s", (bad,)).fetchone()[0] == 5
         assert conn.execute("SELECT count(*) FROM snapshots.snap_deals").fetchone()[0] >= snap_rows  # history kept

@@ -189,8 +189,8 @@ def test_a_killed_refresh_takes_its_dbt_child_with_it(tiny_source, pg_server):
 KILL_POINTS = [
     ("e-mail ingest", r"raw/email_events: .* loaded", 1),   # the first chunk committed
     ("e-mail ingest", r"raw/email_events: .* loaded", 3),   # three more chunks into the next run
-    ("table ingest", r"raw/(?!email_events)\w+: .* read", 1),
-    ("table ingest", r"raw/(?!email_events)\w+: .* read", 12),
+    ("table ingest", r"raw/(?!email_events)\w+: .* written", 1),
+    ("table ingest", r"raw/(?!email_events)\w+: .* written", 12),
     ("dbt build", r"\d+ of \d+ START", 1),
     ("dbt build", r"\d+ of \d+ (OK|PASS)", 120),
     ("publish", r"publish: recording the check results", 1),

@@ -86,7 +86,8 @@ def ingest_email_events(wh: Warehouse, landing_dir: Path, *, full_refresh: bool 
             _batch_row(wh, result, started)
         if progress:
             progress(f"raw/email_events: {result.lines_read:,} new landing lines from {result.files_read:,} "
-                     f"files loaded, {result.events_new:,} new events")
+                     f"files loaded, {result.events_new:,} new events ({result.lines_read / max(result.seconds, 1e-9):,.0f} "
+                     f"lines/s, {result.seconds:.0f} s)")
     if not result.lines_read:  # nothing new: the run is still recorded
         result.seconds = time.perf_counter() - t0
         with wh.transaction():

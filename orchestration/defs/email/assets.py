@@ -30,9 +30,11 @@ def ingest_landing_zone(context: dg.AssetExecutionContext, cfg: Settings) -> dg.
         r = ingest_email_events(wh, cfg.email_events_dir, progress=progress, chunk_bytes=email_chunk_bytes())
     finally:
         wh.close()
-    context.log.info(
-        f"{r.lines_read:,} new landing lines from {r.files_read:,} files: {r.events_new:,} new events, "
-        f"{r.duplicates:,} duplicates, {r.rejected:,} quarantined ({r.seconds:.1f} s)")
+    rate = f"{r.lines_read / r.seconds:,.0f} lines/s" if r.seconds > 0 else "– lines/s"
+    done = (f"{r.lines_read:,} new landing lines from {r.files_read:,} files: {r.events_new:,} new events, "
+            f"{r.duplicates:,} duplicates, {r.rejected:,} quarantined (landing, {r.seconds:.1f} s, {rate})")
+    context.log.info(done)
+    report(f"raw/email_events: {done}")
     return dg.MaterializeResult(asset_key=EMAIL_EVENTS_KEY, metadata={
         "batch_id": r.batch_id,
         "target": cfg.warehouse,

@@ -32,6 +32,10 @@ def _how(spec: TableSpec) -> str:
             "full": "full extract compared by key"}[spec.kind]
 
 
+def _rate(rows: int, seconds: float) -> str:
+    return f"{rows / seconds:,.0f} rows/s" if seconds > 0 else "– rows/s"
+
+
 def _key(spec: TableSpec) -> dg.AssetKey:
     return dg.AssetKey(["raw", spec.raw])
 
@@ -167,7 +171,7 @@ def _raw_tables(context: dg.AssetExecutionContext, cfg, config: IngestConfig, fa
                     if dg.AssetCheckKey(key, c.check_name) in checks])
                 continue
             done = (f"{r.rows_extracted:,} read, {r.rows_written:,} written, {r.rows_deleted:,} newly deleted, "
-                    f"{r.rows_live:,} live ({r.mode}, {r.seconds:.1f} s)")
+                    f"{r.rows_live:,} live ({r.mode}, {r.seconds:.1f} s, {_rate(r.rows_extracted, r.seconds)})")
             context.log.info(f"raw.{spec.raw}: {done}")
             progress_report(f"raw/{spec.raw}: {done}")
             yield dg.MaterializeResult(asset_key=key, metadata={
