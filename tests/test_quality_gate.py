@@ -350,6 +350,7 @@ def test_a_blocked_refresh_names_the_table_and_leaves_the_marts(pg_server, workd
                      "(SELECT id FROM deals ORDER BY id LIMIT (SELECT count(*) / 5 FROM deals))")
         n_bad = conn.execute("SELECT count(*) FROM deals WHERE estimated_value < 0").fetchone()[0]
     monkeypatch.setenv("CRM_QUARANTINE_MIN_ROWS", str(min(n_bad, 10)))  # a tiny source has few deals
+    monkeypatch.setattr("quality.suites.DOCS_KEEP_RUNS", 1)  # the Data Docs keep only the newest run's results
     for k, v in {"CRM_HOME": cfg.home, "CRM_SOURCE_URL": url, "CRM_EMAIL_EVENTS_DIR": cfg.email_events_dir,
                  "CRM_WAREHOUSE": "duckdb", "CRM_DUCKDB_PATH": cfg.duckdb_path}.items():
         monkeypatch.setenv(k, str(v))
@@ -370,6 +371,12 @@ def test_a_blocked_refresh_names_the_table_and_leaves_the_marts(pg_server, workd
     [latest] = (site / "validations" / "raw" / "deals").rglob(f"{blocked[0]}.html")
     text = " ".join(re.sub(r"<[^>]+>", " ", latest.read_text()).split())
     assert "Expectation Suite: raw.deals" in text and "Status: Failed" in text
+    # older runs' results are pruned from GE's store and from the site (the docs build stays bounded)
+    store = cfg.home / "quality_docs" / "gx" / "uncommitted" / "validations" / "raw"
+    for pages in (store, site / "validations" / "raw"):
+        kept = {t: [p for p in (pages / t).glob("*/*") if p.is_dir()] for t in ("deals", "leads", "email_events")}
+        assert all(len(v) == 1 for v in kept.values()), kept
+    assert len(list(store.rglob("*.json"))) == len(list((site / "validations" / "raw").rglob("*.html"))) >= 20
     assert f"estimated_value Status Expectation Observed Value values must be greater than or equal to 0 . {n_bad} " \
            "unexpected values found" in text
 
