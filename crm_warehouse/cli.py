@@ -134,7 +134,7 @@ def _print_outcome(res, seconds: float) -> None:
     for name in res.stale_marts:
         console.print(f"[bold yellow]stale mart:[/] {name} not rebuilt for 26 h", highlight=False, soft_wrap=True)
     for step, msg in res.failures:
-        console.print(f"[bold red]failed:[/] {step}: {msg}", highlight=False, soft_wrap=True)
+        console.print(f"[bold red]failed:[/] {step}: {_hint(msg)}", highlight=False, soft_wrap=True)
     if res.log_path:
         out.print(f"dbt log: {res.log_path}", highlight=False, soft_wrap=True)
     if res.quality_docs:
@@ -143,6 +143,14 @@ def _print_outcome(res, seconds: float) -> None:
         console.print(f"[yellow]note:[/] {note}", highlight=False, soft_wrap=True)
     out.print(f"{'ok' if res.ok else 'FAILED'} in {seconds:.1f} s "
               f"(ingest {res.seconds.get('ingest', 0):.1f} s, dbt {res.seconds.get('transform', 0):.1f} s)", highlight=False)
+
+
+def _hint(message: str) -> str:
+    """A failure's message, with the setting to change when DuckDB ran out of its memory limit."""
+    if "Out of Memory Error" not in message:
+        return message
+    return (f"{message.strip()} — DuckDB reached CRM_MEMORY_LIMIT={memory_limit()}: raise it (or free memory for "
+            f"it); the next refresh picks up from here")
 
 
 def _parse_day(value: str | None) -> str | None:

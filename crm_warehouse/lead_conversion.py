@@ -156,17 +156,20 @@ def holdout_split(created: pl.Series) -> tuple[np.ndarray, object]:
 
 
 def read_features(wh: Warehouse, suffix: str = "", where: str = "TRUE", limit: int | None = None,
-                  offset: int = 0, newest_first: bool = False) -> pl.DataFrame:
+                  after: tuple | None = None, newest_first: bool = False) -> pl.DataFrame:
     """The features with the rule and decayed scores at the same age, in (created_at, lead id) order;
-    ``limit``/``offset`` page through them (``newest_first``: the newest ``limit`` leads, still returned oldest first)."""
+    ``limit`` leads after the key ``after`` (the previous page's last (created_at, lead id): keyset paging, so
+    each page reads only its own rows); ``newest_first``: the newest ``limit`` leads, still returned oldest first."""
     order = "DESC" if newest_first else ""
-    page = f" LIMIT {int(limit)} OFFSET {int(offset)}" if limit is not None else ""
+    page = f" LIMIT {int(limit)}" if limit is not None else ""
+    key = "(f.created_at, cast(f.lead_id AS VARCHAR))"
     df = wh.query(
         f"SELECT f.*, cast(f.lead_id AS VARCHAR) AS lead_key, cast(f.company_id AS VARCHAR) AS company_key, "
         f"h.rule_score, h.decayed_score "
         f"FROM intermediate{suffix}.int_lead_conversion_features AS f "
         f"LEFT JOIN marts{suffix}.lead_score_history AS h ON h.lead_id = f.lead_id AND h.point = 'cutoff' "
-        f"WHERE {where} ORDER BY f.created_at {order}, cast(f.lead_id AS VARCHAR) {order}{page}"
+        f"WHERE ({where}){f' AND {key} > (?, ?)' if after else ''} "
+        f"ORDER BY f.created_at {order}, cast(f.lead_id AS VARCHAR) {order}{page}", list(after) if after else None
     ).with_columns(pl.col("lead_key").alias("lead_id"), pl.col("company_key").alias("company_id")).drop("lead_key", "company_key")
     return df.reverse() if newest_first else df
 
@@ -418,17 +421,17 @@ def score_warehouse(wh: Warehouse, *, run_id: str, as_of, suffix: str = "", min_
         return run
     t1 = time.perf_counter()
     table = f"marts{suffix}.lead_conversion_scores"
-    scored, offset = 0, 0
+    scored, after = 0, None
     with wh.transaction():
         _create(wh, f"{table}__scored", pl.DataFrame(schema=SCORE_SCHEMA))
         while True:
-            leads = read_features(wh, suffix, "f.is_open", limit=chunk, offset=offset)
+            leads = read_features(wh, suffix, "f.is_open", limit=chunk, after=after)
             if not leads.height:
                 break
             staged = wh.stage("lead_conversion_scores_chunk", score(model, leads))
             wh.execute(f"INSERT INTO {table}__scored SELECT {_cast_cols()} FROM {staged}")
             wh.unstage(staged)
-            scored, offset = scored + leads.height, offset + chunk
+            scored, after = scored + leads.height, (leads["created_at"][-1], leads["lead_id"][-1])
         cols = ", ".join("ntile(10) OVER (ORDER BY p_won, cast(lead_id AS VARCHAR)) AS won_decile" if c == "won_decile"
                          else c for c in SCORE_SCHEMA)
         wh.execute(f"DROP TABLE IF EXISTS {table}")

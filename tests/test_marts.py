@@ -1560,3 +1560,20 @@ def test_one_memory_limit_reaches_every_duckdb_the_refresh_opens(built, tmp_path
     err = capsys.readouterr().err
     assert "CRM_MEMORY_LIMIT must be a size" in err and len(err.strip().splitlines()) == 1
     assert not (tmp_path / "home").exists()
+
+
+def test_running_out_of_duckdbs_memory_names_the_setting(monkeypatch):
+    """A DuckDB out-of-memory error (a real one, from a query over its limit) reaches the user with the setting
+    to change and its value; any other failure's message is left as it is."""
+    from crm_warehouse.cli import _hint
+
+    con = duckdb.connect(config={"memory_limit": "10MB"})
+    with pytest.raises(duckdb.OutOfMemoryException) as err:
+        con.execute("SELECT s, count(*) FROM (SELECT md5(i::VARCHAR) AS s FROM range(3000000) r(i)) GROUP BY s "
+                    "ORDER BY 2 DESC LIMIT 1").fetchall()
+    monkeypatch.setenv("CRM_MEMORY_LIMIT", "3GB")
+    failure = f"dbt build failed: model.builddesk_crm.fct_deals: Runtime Error in model fct_deals {err.value}"
+    hint = _hint(failure)
+    assert hint.startswith(failure.strip()) and "DuckDB reached CRM_MEMORY_LIMIT=3GB: raise it" in hint
+    assert _hint("dbt build failed: model.builddesk_crm.fct_deals: column x does not exist") == \
+        "dbt build failed: model.builddesk_crm.fct_deals: column x does not exist"
