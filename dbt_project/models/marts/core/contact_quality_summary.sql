@@ -70,9 +70,11 @@ opportunities as (
     left join quality on quality.contact_id = opportunities.contact_id
     left join {{ ref('int_leads_with_tenant') }} as leads
         on leads.lead_id = opportunities.lead_id and not leads.is_deleted
+    -- the contact's account, else the lead's; one equality key (an OR of two keys cannot be a hash join: at the
+    -- large tier that nested loop over 100k opportunities x 1.3 M members took 231 s of a 382 s build)
     left join members
-        on (members.record_type = 'contact' and members.record_id = contacts.contact_id)
-        or (contacts.contact_id is null and members.record_type = 'lead' and members.record_id = leads.lead_id)
+        on members.record_type = case when contacts.contact_id is not null then 'contact' else 'lead' end
+        and members.record_id = coalesce(contacts.contact_id, leads.lead_id)
     left join accounts_with_dm on accounts_with_dm.account_id = members.account_id
     where not opportunities.is_deleted
         and opportunities.created_at < (select as_of_end_utc from as_of)
