@@ -51,6 +51,16 @@ def _pss(pid: int) -> int:
     return 0
 
 
+def _name(pid: int) -> str:
+    try:
+        p = psutil.Process(pid)
+        cmd = p.cmdline()
+        return next((part.rsplit("/", 1)[-1] for part in cmd[1:2] if part.startswith("/")), p.name()) \
+            if p.name().startswith("python") else p.name()
+    except psutil.Error:
+        return str(pid)
+
+
 def tree_pids(home: Path) -> set[int]:
     """The benchmark's descendants and the embedded servers (with their backends) whose data lives under home."""
     me = psutil.Process()
@@ -71,11 +81,17 @@ class Sampler:
 
     def __init__(self, home: Path) -> None:
         self.home, self.peak_mem, self.peak_disk, self._stop = home, 0, 0, threading.Event()
+        self.peak_at, self.peak_parts = "", ""
         self.thread = threading.Thread(target=self._run, daemon=True)
 
     def _run(self) -> None:
         while not self._stop.is_set():
-            self.peak_mem = max(self.peak_mem, sum(_pss(pid) for pid in tree_pids(self.home)))
+            by_pid = {pid: _pss(pid) for pid in tree_pids(self.home)}
+            total = sum(by_pid.values())
+            if total > self.peak_mem:  # what the peak is made of: the largest processes at that moment
+                self.peak_mem, self.peak_at = total, time.strftime("%H:%M:%S")
+                self.peak_parts = ", ".join(f"{_name(pid)} {v / GB:.2f}" for pid, v in
+                                            sorted(by_pid.items(), key=lambda kv: -kv[1])[:3] if v > 0.1 * GB)
             self.peak_disk = max(self.peak_disk, shutil.disk_usage(self.home).used - self.disk0)
             time.sleep(0.25)
 
@@ -120,6 +136,7 @@ def step(name: str, args: list[str], env: dict[str, str], home: Path, log: Path)
     big = ", ".join(f"{k} {v / GB:.2f}" for k, v in sizes.items() if v > 0.05 * GB)
     print(f"{name:28s} exit {rc}  {wall:8.1f} s  peak {r['peak_gb']:5.2f} GB  disk +{r['disk_peak_gb']:5.2f} GB "
           f"during, home {r['home_gb']:6.2f} GB ({big})", flush=True)
+    print(f"{'':28s} peak at {s.peak_at}: {s.peak_parts}", flush=True)
     if rc != 0:
         print(f"  failed: see {log}", flush=True)
     return r
