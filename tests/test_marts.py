@@ -947,6 +947,30 @@ def test_each_build_has_its_own_copy_and_publishes_only_over_the_file_it_was_mad
     assert sorted(p.name for p in tmp_path.iterdir()) == ["warehouse.duckdb"]
 
 
+def test_the_build_copy_is_a_clone_where_the_file_system_shares_blocks(tmp_path):
+    """wap.clone_or_copy clones (FICLONE) exactly where coreutils' `cp --reflink=always` can (XFS with reflink,
+    btrfs), else copies; either way the build's file holds the published one's bytes and is a file of its own
+    (writing it leaves the published file as it was)."""
+    import subprocess
+
+    from quality import wap
+
+    src = tmp_path / "w.duckdb"
+    con = duckdb.connect(str(src))
+    con.execute("CREATE TABLE t AS SELECT i, md5(i::VARCHAR) AS s FROM range(200000) r(i)")
+    con.close()
+    before = src.read_bytes()
+    can_clone = subprocess.run(["cp", "--reflink=always", str(src), str(tmp_path / "probe")],
+                               capture_output=True).returncode == 0
+    dst = tmp_path / "w.duckdb.build"
+    assert wap.clone_or_copy(src, dst) == ("clone" if can_clone else "copy")
+    assert dst.read_bytes() == before and dst.stat().st_ino != src.stat().st_ino
+    con = duckdb.connect(str(dst))
+    con.execute("UPDATE t SET s = 'changed' WHERE i < 1000")
+    con.close()
+    assert src.read_bytes() == before
+
+
 def test_postgres_build_is_published_only_when_every_test_passed(pg_server, workdir, monkeypatch, capsys):
     """PostgreSQL write–audit–publish: dbt builds into shadow schemas, renamed in only after a passing
     build. A failing mart test leaves every mart as it was and no shadow schema behind; a later good
