@@ -1364,7 +1364,8 @@ def test_a_refresh_with_nothing_new_skips_the_build_and_says_so(built, tmp_path)
     """The raw tables, the dbt project and the as-of day as the last published build had them: dbt, the
     write–audit–publish copy and the checks are skipped, the marts stay as published, the refresh says why
     (and the gate's Data Docs, whose results did not change, are kept);
-    a changed raw table (here: one row's _ingested_at, as a re-ingested row carries) builds again."""
+    a changed raw table (here: one row's _ingested_at, as a re-ingested row carries) builds again. The build
+    before it is a --full-refresh: it records its digest too, so the refresh after it may skip."""
     import dataclasses
     import shutil
 
@@ -1375,7 +1376,7 @@ def test_a_refresh_with_nothing_new_skips_the_build_and_says_so(built, tmp_path)
     cfg = dataclasses.replace(src, home=tmp_path / "home", duckdb_path=tmp_path / "home" / "warehouse.duckdb")
     cfg.home.mkdir()
     shutil.copyfile(src.duckdb_path, cfg.duckdb_path)
-    first = run_refresh(cfg)  # builds, unless the fixture's source is as the built warehouse has it
+    first = run_refresh(cfg, full_refresh=True)  # builds whatever changed, and records what it built from
     assert_ok(first)
     before = all_marts(cfg)
     docs = first.quality_docs.stat().st_mtime_ns  # the gate's Data Docs, written by the first run in this home

@@ -166,14 +166,15 @@ def _build(context: dg.AssetExecutionContext, dbt: DbtCliResource, cfg, config: 
     # into the same build, dbt builds and tests what reads the score; then the build is published
     scoring = SCORES_KEY in context.selected_asset_keys
     # nothing the build reads changed since the last published build: it would publish the same marts
+    # (a --full-refresh builds anyway, and records its digest like any whole build, so the next run may skip)
     digest = None
-    if not config.full_refresh and context.selected_asset_keys == set(context.assets_def.keys):
+    if context.selected_asset_keys == set(context.assets_def.keys):
         try:
             digest, last = build_fingerprint.published_state(cfg, as_of=context.partition_key)
         except Exception as e:  # noqa: BLE001 - a digest that cannot be read only costs the skip: build
             context.log.warning(f"the build's digest could not be read ({redact(repr(e))}): building")
             digest, last = None, None
-        if last is not None and digest == last[0]:
+        if not config.full_refresh and last is not None and digest == last[0]:
             message = (f"dbt build skipped: nothing it reads changed since the published build of run {last[1][:8]} "
                        f"(the raw tables, the dbt project, the as-of day {context.partition_key}); "
                        "`refresh --full-refresh` builds anyway")
