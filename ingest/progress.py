@@ -14,6 +14,11 @@ from typing import Callable, Iterator
 _sink: Callable[[str], None] | None = None
 
 
+def rate(n: int, seconds: float, unit: str = "rows") -> str:
+    """``12,345 rows/s`` (``– rows/s`` before any time has passed): how progress lines give a speed."""
+    return f"{n / seconds:,.0f} {unit}/s" if seconds > 0 else f"– {unit}/s"
+
+
 def report(message: str) -> None:
     if _sink is not None:
         _sink(message)

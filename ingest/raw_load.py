@@ -32,6 +32,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from ingest.ops import BATCH_COLUMNS, new_batch_id
+from ingest.progress import rate
 from ingest.postgres_source import (Column, PostgresSource, SnapshotCount, SourceTable, SourceTableMissing,
                                      pg_target_type)
 from ingest.tables import CASCADE_PARENTS, TableSpec, read_mode
@@ -1219,7 +1220,7 @@ def _ingest(wh: Warehouse, src: PostgresSource, spec: TableSpec, *, resync: bool
                 wh.unstage("raw_batch")
                 elapsed = time.perf_counter() - t0
                 progress(f"raw/{spec.raw}: {res.rows_extracted:,} rows read so far "
-                         f"({res.rows_extracted / max(elapsed, 1e-9):,.0f} rows/s, {elapsed:.0f} s)")
+                         f"({rate(res.rows_extracted, elapsed)}, {elapsed:.0f} s)")
             res.extract_seconds = t_extract
             if not started_ahead:
                 ahead()  # this table's extraction is done: the next table's may start

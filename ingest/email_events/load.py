@@ -22,6 +22,7 @@ from ingest.email_events.landing import DEFAULT_CHUNK_BYTES, FileMark, new_line_
 from ingest.email_events.model import EVENT_COLUMNS, EVENT_COLUMN_NAMES
 from ingest.email_events.parse import parse_lines
 from ingest.ops import BATCH_COLUMNS, new_batch_id
+from ingest.progress import rate
 from ingest.warehouse import Warehouse, create_table, insert_row
 from quality.check_results import check_row, record
 
@@ -86,8 +87,8 @@ def ingest_email_events(wh: Warehouse, landing_dir: Path, *, full_refresh: bool 
             _batch_row(wh, result, started)
         if progress:
             progress(f"raw/email_events: {result.lines_read:,} new landing lines from {result.files_read:,} "
-                     f"files loaded, {result.events_new:,} new events ({result.lines_read / max(result.seconds, 1e-9):,.0f} "
-                     f"lines/s, {result.seconds:.0f} s)")
+                     f"files loaded, {result.events_new:,} new events ({rate(result.lines_read, result.seconds, 'lines')}, "
+                     f"{result.seconds:.0f} s)")
     if not result.lines_read:  # nothing new: the run is still recorded
         result.seconds = time.perf_counter() - t0
         with wh.transaction():

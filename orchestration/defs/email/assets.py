@@ -5,7 +5,7 @@ import dagster as dg
 
 from ingest.config import Settings, email_chunk_bytes
 from ingest.email_events.load import ingest_email_events
-from ingest.progress import report
+from ingest.progress import rate, report
 from ingest.warehouse import open_warehouse
 
 EMAIL_EVENTS_KEY = dg.AssetKey(["raw", "email_events"])
@@ -30,9 +30,9 @@ def ingest_landing_zone(context: dg.AssetExecutionContext, cfg: Settings) -> dg.
         r = ingest_email_events(wh, cfg.email_events_dir, progress=progress, chunk_bytes=email_chunk_bytes())
     finally:
         wh.close()
-    rate = f"{r.lines_read / r.seconds:,.0f} lines/s" if r.seconds > 0 else "– lines/s"
     done = (f"{r.lines_read:,} new landing lines from {r.files_read:,} files: {r.events_new:,} new events, "
-            f"{r.duplicates:,} duplicates, {r.rejected:,} quarantined (landing, {r.seconds:.1f} s, {rate})")
+            f"{r.duplicates:,} duplicates, {r.rejected:,} quarantined "
+            f"(landing, {r.seconds:.1f} s, {rate(r.lines_read, r.seconds, 'lines')})")
     context.log.info(done)
     report(f"raw/email_events: {done}")
     return dg.MaterializeResult(asset_key=EMAIL_EVENTS_KEY, metadata={

@@ -13,7 +13,7 @@ import dagster as dg
 
 from ingest.postgres_server import source_url
 from ingest.postgres_source import PostgresSource
-from ingest.progress import report as progress_report
+from ingest.progress import rate, report as progress_report
 from ingest.raw_load import IngestBlocked, freshness, ingest_tables, mass_delete_allowed, table_deps
 from ingest.tables import SPECS, TableSpec
 from ingest.warehouse import open_warehouse
@@ -30,10 +30,6 @@ def _how(spec: TableSpec) -> str:
     return {"mutable": f"incremental on {spec.cursor} with a lookback window, merged on the primary key",
             "append": f"append-only, cursor on {spec.cursor} with overlap, de-duplicated on the key",
             "full": "full extract compared by key"}[spec.kind]
-
-
-def _rate(rows: int, seconds: float) -> str:
-    return f"{rows / seconds:,.0f} rows/s" if seconds > 0 else "– rows/s"
 
 
 def _key(spec: TableSpec) -> dg.AssetKey:
@@ -171,7 +167,7 @@ def _raw_tables(context: dg.AssetExecutionContext, cfg, config: IngestConfig, fa
                     if dg.AssetCheckKey(key, c.check_name) in checks])
                 continue
             done = (f"{r.rows_extracted:,} read, {r.rows_written:,} written, {r.rows_deleted:,} newly deleted, "
-                    f"{r.rows_live:,} live ({r.mode}, {r.seconds:.1f} s, {_rate(r.rows_extracted, r.seconds)})")
+                    f"{r.rows_live:,} live ({r.mode}, {r.seconds:.1f} s, {rate(r.rows_extracted, r.seconds)})")
             context.log.info(f"raw.{spec.raw}: {done}")
             progress_report(f"raw/{spec.raw}: {done}")
             yield dg.MaterializeResult(asset_key=key, metadata={
