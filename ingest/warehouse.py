@@ -34,6 +34,17 @@ def embedded_warehouse_url(settings: Settings) -> str:
     return embedded_database_url(settings.warehouse_pgdata, WAREHOUSE_DB)
 
 
+# A staged frame is not registered (``con.register``, a temporary view): a view dropped inside an open
+# transaction stays in DuckDB's catalogue, with the Arrow data it holds, until the transaction ends
+# (duckdb/duckdb-python#469). A first load stages every batch of a table in one transaction, so the
+# large tier's lead_activities (30 M rows, 120 batches of 64 MB) held 8 GB until its commit, outside
+# CRM_MEMORY_LIMIT. A statement is run instead where the staged frames are the calling frame's
+# variables: DuckDB's replacement scan finds them by name (after the catalogue), for that statement
+# only, and the data is freed as soon as the next batch replaces it.
+_RUN = compile("_duckdb_con.execute(_duckdb_sql, _duckdb_params)", "<staged>", "eval")
+_RELATION = compile("_duckdb_con.sql(_duckdb_sql, params=_duckdb_params or None)", "<staged>", "eval")
+
+
 class WarehouseBusy(RuntimeError):
     """The DuckDB warehouse file is held by another process."""
 
@@ -46,6 +57,7 @@ class DuckDBWarehouse:
     in_lane = False  # a connection made by ``lane()``: the database's settings are left to its owner
 
     def __post_init__(self) -> None:
+        self._staged: dict[str, pa.Table] = {}  # name → frame (``stage``)
         if not self.read_only:
             self.path.parent.mkdir(parents=True, exist_ok=True)
         try:
@@ -78,6 +90,7 @@ class DuckDBWarehouse:
         Settings such as ``threads`` are the database's, shared by every lane."""
         other = copy.copy(self)
         other.con = self.con.cursor()
+        other._staged = {}
         other.con.execute("SET TimeZone = 'UTC'")
         other.in_lane = True
         return other
@@ -95,24 +108,32 @@ class DuckDBWarehouse:
             raise
         self.con.execute("COMMIT")
 
+    def _run(self, sql: str, params: list | tuple | None, relation: bool = False):
+        """``sql`` on this connection (a lazy relation if ``relation``), the staged frames readable by
+        their names (``_RUN``)."""
+        if not self._staged:
+            return self.con.sql(sql, params=params or None) if relation else self.con.execute(sql, params or [])
+        return eval(_RELATION if relation else _RUN, {},
+                    {**self._staged, "_duckdb_con": self.con, "_duckdb_sql": sql, "_duckdb_params": params or []})
+
     def execute(self, sql: str, params: list | tuple | None = None) -> None:
-        self.con.execute(sql, params or [])
+        self._run(sql, params)
 
     def execute_count(self, sql: str, params: list | tuple | None = None) -> int:
         """Run an INSERT/UPDATE/DELETE and return how many rows it affected."""
-        row = self.con.execute(sql, params or []).fetchone()
+        row = self._run(sql, params).fetchone()
         return int(row[0]) if row else 0
 
     def query(self, sql: str, params: list | tuple | None = None) -> pl.DataFrame:
-        return self.con.sql(sql, params=params or None).pl()
+        return self._run(sql, params, relation=True).pl()
 
     def rows(self, sql: str, params: list | tuple | None = None) -> list[tuple]:
         """All rows as tuples (no frame built: the many small catalogue and state reads of an ingest)."""
-        return self.con.execute(sql, params or []).fetchall()
+        return self._run(sql, params).fetchall()
 
     def scalar(self, sql: str, params: list | tuple | None = None):
         """The first column of the first row (no frame built: the many small counts of an ingest)."""
-        rows = self.con.execute(sql, params or []).fetchall()  # fetched to the end: the connection is free again
+        rows = self._run(sql, params).fetchall()  # fetched to the end: the connection is free again
         return rows[0][0] if rows else None
 
     @staticmethod
@@ -120,12 +141,13 @@ class DuckDBWarehouse:
         return t
 
     def stage(self, name: str, df: "pl.DataFrame | pa.Table") -> str:
-        """Make ``df`` (Polars or Arrow) readable as the relation ``name`` inside the current transaction."""
-        self.con.register(name, df.to_arrow() if isinstance(df, pl.DataFrame) else df)
+        """Make ``df`` (Polars or Arrow) readable as the relation ``name`` by this object's statements
+        until ``unstage`` (not by ``con``'s own: see ``_RUN``)."""
+        self._staged[name] = df.to_arrow() if isinstance(df, pl.DataFrame) else df
         return name
 
     def unstage(self, name: str) -> None:
-        self.con.unregister(name)
+        self._staged.pop(name, None)
 
 
 @dataclass

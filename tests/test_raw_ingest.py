@@ -566,6 +566,41 @@ def test_crash_between_batches_recovers_without_duplicates(make_wh, tiny_source,
     src.close()
 
 
+def test_a_first_load_holds_one_batch_at_a_time_not_the_table(workdir, tiny_source, monkeypatch):
+    """A first load is one transaction over every batch of the table. What the warehouse holds of the
+    batches already merged is freed as the next arrives, not at the commit: the large tier's
+    lead_activities (120 batches of 64 MB) held 8 GB outside CRM_MEMORY_LIMIT when each batch was a
+    view registered and dropped inside the transaction (duckdb/duckdb-python#469)."""
+    import gc
+    import weakref
+
+    import ingest.postgres_source as ps
+
+    monkeypatch.setattr(ps, "BATCH_BYTES", 64 * 1024)  # many small batches
+    wh = DuckDBWarehouse(workdir / "one-batch.duckdb")
+    src = PostgresSource(tiny_source[1])
+    staged: list[weakref.ref] = []
+    alive: list[int] = []
+    real_stage = DuckDBWarehouse.stage
+
+    def stage(self, name, df):
+        if name == "raw_batch":
+            gc.collect()
+            alive.append(sum(r() is not None for r in staged))  # earlier batches still held
+            staged.append(weakref.ref(df))
+        return real_stage(self, name, df)
+
+    monkeypatch.setattr(DuckDBWarehouse, "stage", stage)
+    r = ingest_table(wh, src, spec("lead_activities"))
+    with psycopg.connect(tiny_source[1]) as conn:
+        n = conn.execute("SELECT count(*) FROM lead_activities").fetchone()[0]
+    assert r.rows_written == n and len(staged) >= 10, (r.rows_written, n, len(staged))
+    assert max(alive) <= 1, alive  # at most the batch before (the loop's variable until it is replaced)
+    assert wh.scalar("SELECT count(*) FROM raw.lead_activities") == n
+    src.close()
+    wh.close()
+
+
 def test_rows_whose_version_raw_holds_are_neither_gated_nor_merged_again(pg_server, workdir):
     """DuckDB, incremental: of a batch (the lookback window reads a day again) only the rows whose
     version (key, cursor) raw does not hold live go through the gate and the merge; a batch that
