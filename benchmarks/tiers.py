@@ -155,6 +155,9 @@ def main() -> int:
     ap.add_argument("--reuse", action="store_true",
                     help="--home already holds this tier's source and warehouse: start its source server (not timed "
                          "as a step) and go on from step 3; the ratios are then taken against step 5")
+    ap.add_argument("--from-source", action="store_true",
+                    help="--home holds this tier's source only (an earlier `source up`, timed apart): start its "
+                         "server (not timed) and go on from step 2")
     ap.add_argument("--skip-full-refresh", action="store_true",
                     help="leave out step 5 (the ratios are then taken against the first refresh)")
     args = ap.parse_args()
@@ -172,13 +175,14 @@ def main() -> int:
           f"CRM_MEMORY_LIMIT {env.get('CRM_MEMORY_LIMIT', '4GB (default)')}", flush=True)
     rows: list[dict] = []
     try:
-        if args.reuse:
+        if args.reuse or args.from_source:
             subprocess.run([CLI, "source", "up"], env=env, check=True, stdout=subprocess.DEVNULL)
         else:
             rows.append(step("source up", ["source", "up", "--scale", args.scale, "--seed", str(args.seed)], env, home,
                              log))
             if rows[-1]["rc"]:
                 return 1
+        if not args.reuse:
             rows.append(step("refresh (first, full)", ["refresh"], env, home, log))
         for i in range(args.runs):
             rows.append(step(f"refresh (no change) {i + 1}", ["refresh"], env, home, log))
