@@ -146,11 +146,21 @@ def _print_outcome(res, seconds: float) -> None:
 
 
 def _hint(message: str) -> str:
-    """A failure's message, with the setting to change when DuckDB ran out of its memory limit."""
-    if "Out of Memory Error" not in message:
-        return message
-    return (f"{message.strip()} — DuckDB reached CRM_MEMORY_LIMIT={memory_limit()}: raise it (or free memory for "
-            f"it); the next refresh picks up from here")
+    """A failure's message, with the setting to change when DuckDB ran out of its memory limit or the disk
+    ran out of space (errno 28, as DuckDB, PostgreSQL and Python all spell it)."""
+    if "Out of Memory Error" in message:
+        return (f"{message.strip()} — DuckDB reached CRM_MEMORY_LIMIT={memory_limit()}: raise it (or free memory "
+                f"for it); the next refresh picks up from here")
+    if "No space left on device" in message or "could not extend file" in message:
+        from ingest.config import settings
+
+        cfg = settings()
+        where = cfg.duckdb_path.parent if cfg.warehouse == "duckdb" else cfg.home
+        return (f"{message.strip()} — the disk under {where} is full: free space there (a DuckDB refresh needs "
+                f"about the warehouse file's size again for its write-audit-publish copy, plus DuckDB's spill "
+                f"beside it) or point CRM_HOME / CRM_DUCKDB_PATH at a larger disk; the published warehouse is "
+                f"unchanged and the next refresh picks up from here")
+    return message
 
 
 def _parse_day(value: str | None) -> str | None:

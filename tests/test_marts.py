@@ -1602,3 +1602,19 @@ def test_running_out_of_duckdbs_memory_names_the_setting(monkeypatch):
     assert hint.startswith(failure.strip()) and "DuckDB reached CRM_MEMORY_LIMIT=3GB: raise it" in hint
     assert _hint("dbt build failed: model.builddesk_crm.fct_deals: column x does not exist") == \
         "dbt build failed: model.builddesk_crm.fct_deals: column x does not exist"
+
+
+def test_running_out_of_disk_names_where_and_the_settings(monkeypatch, tmp_path):
+    """A write that fails for want of space (a real ENOSPC: DuckDB writing to /dev/full) reaches the user
+    with the directory that is full and the settings that move the warehouse."""
+    from crm_warehouse.cli import _hint
+
+    with pytest.raises(duckdb.IOException) as err:
+        duckdb.connect().execute("COPY (SELECT repeat('x', 1000) FROM range(100000)) TO '/dev/full' (FORMAT csv)")
+    monkeypatch.setenv("CRM_HOME", str(tmp_path))
+    monkeypatch.delenv("CRM_DUCKDB_PATH", raising=False)
+    monkeypatch.setenv("CRM_WAREHOUSE", "duckdb")
+    failure = f"ingest: raw/lead_activities: {err.value}"
+    hint = _hint(failure)
+    assert hint.startswith(failure.strip()) and f"the disk under {tmp_path} is full" in hint
+    assert "CRM_HOME / CRM_DUCKDB_PATH" in hint and "published warehouse is unchanged" in hint
