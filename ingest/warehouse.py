@@ -156,6 +156,7 @@ class PostgresWarehouse:
     kind: str = "postgres"
 
     def __post_init__(self) -> None:
+        self._staged: dict[str, str] = {}  # name → the columns ``stage`` made it with
         self.conn = connect(self.url)
         from psycopg.types.string import TextLoader
 
@@ -203,15 +204,29 @@ class PostgresWarehouse:
         return PG_TYPES.get(t, t)
 
     def stage(self, name: str, df: pl.DataFrame) -> str:
-        """COPY ``df`` into a temporary table ``name`` (dropped at commit)."""
+        """COPY ``df`` into a temporary table ``name`` (dropped at commit).
+
+        A temporary table made in this transaction (``ON COMMIT DROP``: any that exists was) is emptied
+        in place by TRUNCATE, and its file shrinks at once; one dropped and made again keeps its file on
+        disk until the commit. A first load stages every batch of a table in one transaction: the large
+        tier's lead_activities left ~9 GB of dropped staging files under the warehouse until its commit."""
         cols = ", ".join(f"{c} {PG_TYPES.get(_duck_type(t), 'text')}" for c, t in df.schema.items())
-        self.conn.execute(f"DROP TABLE IF EXISTS {name}")
-        self.conn.execute(f"CREATE TEMP TABLE {name} ({cols}) ON COMMIT DROP")
+        if self._temp_exists(name) and self._staged.get(name) == cols:
+            self.conn.execute(f"TRUNCATE {name}")
+        else:
+            self.conn.execute(f"DROP TABLE IF EXISTS {name}")
+            self.conn.execute(f"CREATE TEMP TABLE {name} ({cols}) ON COMMIT DROP")
+            self._staged[name] = cols
         copy_frame(self.conn, name, df)
         return name
 
     def unstage(self, name: str) -> None:
-        self.conn.execute(f"DROP TABLE IF EXISTS {name}")
+        """Empty the staged table (in place: see ``stage``); the commit drops it."""
+        if self._temp_exists(name):
+            self.conn.execute(f"TRUNCATE {name}")
+
+    def _temp_exists(self, name: str) -> bool:
+        return self.conn.execute("SELECT to_regclass(%s) IS NOT NULL", (f"pg_temp.{name}",)).fetchone()[0]
 
 
 Warehouse = DuckDBWarehouse | PostgresWarehouse

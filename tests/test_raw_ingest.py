@@ -601,6 +601,40 @@ def test_a_first_load_holds_one_batch_at_a_time_not_the_table(workdir, tiny_sour
     wh.close()
 
 
+def test_a_postgres_first_load_stages_every_batch_in_one_file(pg_server, tiny_source, monkeypatch):
+    """PostgreSQL: the staging table a first load fills batch after batch is emptied in place, so the disk the
+    load holds until its commit is raw's rows and one batch, not a dropped staging file per batch (the large
+    tier's lead_activities left ~9 GB of them)."""
+    import ingest.postgres_source as ps
+
+    monkeypatch.setattr(ps, "BATCH_BYTES", 64 * 1024)  # many small batches
+    wh = PostgresWarehouse(new_database(pg_server, f"stagewh_{time.monotonic_ns()}"))
+    src = PostgresSource(tiny_source[1])
+    nodes: set[int] = set()
+    seen: list[tuple[int, int, int]] = []  # (database size, raw's size, the staged batch's size) per batch
+    real_stage = PostgresWarehouse.stage
+
+    def stage(self, name, df):
+        out = real_stage(self, name, df)
+        if name == "raw_batch":
+            nodes.add(self.scalar("SELECT pg_relation_filenode('raw_batch')"))
+            seen.append(self.rows("SELECT pg_database_size(current_database()), "
+                                  "coalesce(pg_total_relation_size(to_regclass('raw.lead_activities')), 0), "
+                                  "pg_total_relation_size('raw_batch')")[0])
+        return out
+
+    monkeypatch.setattr(PostgresWarehouse, "stage", stage)
+    r = ingest_table(wh, src, spec("lead_activities"))
+    assert r.rows_written > 0 and len(seen) >= 10, (r.rows_written, len(seen))
+    assert len(nodes) == 1, nodes  # one staging relation, emptied in place
+    (db0, raw0, _), (db1, raw1, _) = seen[0], seen[-1]
+    batch = max(b for _, _, b in seen)
+    held = db1 - db0 - (raw1 - raw0)  # what the database grew by beyond raw's own growth
+    assert held <= 4 * batch, (held, batch, len(seen))
+    src.close()
+    wh.close()
+
+
 def test_rows_whose_version_raw_holds_are_neither_gated_nor_merged_again(pg_server, workdir):
     """DuckDB, incremental: of a batch (the lookback window reads a day again) only the rows whose
     version (key, cursor) raw does not hold live go through the gate and the merge; a batch that
