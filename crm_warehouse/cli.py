@@ -155,11 +155,17 @@ def _hint(message: str) -> str:
         from ingest.config import settings
 
         cfg = settings()
-        where = cfg.duckdb_path.parent if cfg.warehouse == "duckdb" else cfg.home
-        return (f"{message.strip()} — the disk under {where} is full: free space there (a DuckDB refresh needs "
-                f"about the warehouse file's size again for its write-audit-publish copy, plus DuckDB's spill "
-                f"beside it) or point CRM_HOME / CRM_DUCKDB_PATH at a larger disk; the published warehouse is "
-                f"unchanged and the next refresh picks up from here")
+        if cfg.warehouse == "duckdb":
+            where = (f"the disk under {cfg.duckdb_path.parent} is full: free space there (a DuckDB refresh needs "
+                     "about the warehouse file's size again for its write-audit-publish copy, plus DuckDB's spill "
+                     "beside it) or point CRM_DUCKDB_PATH (or CRM_HOME) at a larger disk")
+        elif cfg.warehouse_url:
+            where = "the warehouse server's disk (CRM_WAREHOUSE_URL) is full: free space on it"
+        else:
+            where = (f"the disk under {cfg.home} (the embedded warehouse server's data) is full: free space there, "
+                     "or point CRM_HOME at a larger disk or CRM_WAREHOUSE_URL at a server with room")
+        kept = "" if "nothing was published" in message else "; the published warehouse is unchanged"
+        return f"{message.strip()} — {where}{kept}; the next refresh picks up from here"
     return message
 
 

@@ -1617,4 +1617,12 @@ def test_running_out_of_disk_names_where_and_the_settings(monkeypatch, tmp_path)
     failure = f"ingest: raw/lead_activities: {err.value}"
     hint = _hint(failure)
     assert hint.startswith(failure.strip()) and f"the disk under {tmp_path} is full" in hint
-    assert "CRM_HOME / CRM_DUCKDB_PATH" in hint and "published warehouse is unchanged" in hint
+    assert "CRM_DUCKDB_PATH (or CRM_HOME)" in hint and "published warehouse is unchanged" in hint
+    # PostgreSQL's own words for it (the large tier's PostgreSQL refresh on this machine's disk), embedded server
+    monkeypatch.setenv("CRM_WAREHOUSE", "postgres")
+    monkeypatch.delenv("CRM_WAREHOUSE_URL", raising=False)
+    pg = ('dbt_models: Database Error in model fct_crm_activities could not extend file "base/16384/18816.2": '
+          "No space left on device; nothing was published: the marts are as the last successful refresh left them")
+    hint = _hint(pg)
+    assert f"the disk under {tmp_path} (the embedded warehouse server's data) is full" in hint
+    assert "CRM_WAREHOUSE_URL" in hint and hint.count("unchanged") == 0
