@@ -116,30 +116,42 @@ def publish(build: Build, published: Path) -> None:
 
 PG_SCHEMAS = ("staging", "intermediate", "marts", "snapshots")
 PG_SUFFIX = "__build"   # dbt's generate_schema_name appends CRM_SCHEMA_SUFFIX to every schema it builds
+GONE = "__gone"         # an incremental model's tombstones in a delta build (dbt_project/macros/wap_delta.sql)
 
 
 def _pg_schema_exists(conn, name: str) -> bool:
     return conn.execute("SELECT 1 FROM pg_namespace WHERE nspname = %s", (name,)).fetchone() is not None
 
 
-def pg_start(conn, stateful: list[tuple[str, str]]) -> list[str]:
-    """Empty shadow schemas ``<schema>__build``, holding copies of the tables whose content carries
-    over between builds (incremental models, snapshots); returns the tables copied.
+def pg_start(conn, stateful: list[tuple[str, str, tuple[str, ...] | None]]) -> tuple[list[str], list[str]]:
+    """Empty shadow schemas ``<schema>__build``, ready for dbt; returns the tables copied in (snapshots)
+    and the incremental models set up to be built as a delta of their published table.
 
-    Views and ordinary tables are rebuilt by dbt from ``raw``; only history has to be carried.
+    Views and ordinary tables are rebuilt by dbt from ``raw``; only history has to be carried. A
+    snapshot is copied whole (dbt's snapshot merges into the table). An incremental model with a grain
+    whose published table exists gets an empty table of the same columns (dbt's delete+insert writes
+    this build's rows into it) and ``<name>__gone`` for the grain of the published rows it replaces or
+    deletes (dbt_project/macros/wap_delta.sql); ``pg_publish`` applies both to the published table. The
+    cost follows the day's change, not the table's size.
     """
     from psycopg import sql
 
-    copied = []
+    copied, deltas = [], []
     with conn.transaction():
         for s in PG_SCHEMAS:
             conn.execute(sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(sql.Identifier(s + PG_SUFFIX)))
             conn.execute(sql.SQL("CREATE SCHEMA {}").format(sql.Identifier(s + PG_SUFFIX)))
-        for schema, name in stateful:
+        for schema, name, grain in stateful:
             if conn.execute("SELECT to_regclass(%s)", (f'"{schema}"."{name}"',)).fetchone()[0] is None:
                 continue  # not built yet: dbt creates it
             src = sql.Identifier(schema, name)
             dst = sql.Identifier(schema + PG_SUFFIX, name)
+            if grain:
+                conn.execute(sql.SQL("CREATE TABLE {} (LIKE {} INCLUDING DEFAULTS)").format(dst, src))
+                conn.execute(sql.SQL("CREATE TABLE {} AS SELECT {} FROM {} WITH NO DATA").format(
+                    sql.Identifier(schema + PG_SUFFIX, name + GONE), sql.SQL(", ").join(map(sql.Identifier, grain)), src))
+                deltas.append(f"{schema}.{name}")
+                continue
             # the rows first, the indexes after: building an index once is cheaper than keeping it
             # up to date through millions of inserts
             indexes = [d for (d,) in conn.execute(
@@ -151,18 +163,81 @@ def pg_start(conn, stateful: list[tuple[str, str]]) -> list[str]:
                 head, on, tail = d.partition(" ON ")
                 qualified, using, rest = tail.partition(" USING ")
                 conn.execute(f"{head} ON {target} USING {rest}")
-            # statistics now: the incremental model's delete+insert is planned against this copy
-            # before autovacuum would have analyzed it
+            # statistics now: the snapshot's merge is planned against this copy before autovacuum
+            # would have analyzed it
             conn.execute(sql.SQL("ANALYZE {}").format(dst))
             copied.append(f"{schema}.{name}")
-    return copied
+    return copied, deltas
+
+
+def _pg_deltas(conn, shadow: str) -> list[str]:
+    """The incremental models of one shadow schema built as a delta (they have a tombstone table)."""
+    return [t[:-len(GONE)] for (t,) in conn.execute(
+        "SELECT tablename FROM pg_tables WHERE schemaname = %s AND right(tablename, %s) = %s ORDER BY 1",
+        (shadow, len(GONE), GONE))]
+
+
+def _pg_apply_delta(conn, schema: str, name: str) -> None:
+    """Write one delta build into the published table: its tombstoned rows deleted, the delta inserted.
+
+    Row locks only: readers of the published table go on reading the previous version until commit."""
+    from psycopg import sql
+
+    shadow = schema + PG_SUFFIX
+    kind = conn.execute("SELECT c.relkind FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
+                        "WHERE n.nspname = %s AND c.relname = %s", (shadow, name)).fetchone()
+    # the model ran: its name is the view of the new state, the rows are in <name>__delta; a model this
+    # build did not run (a subset) left its empty table: nothing to apply
+    delta = name + "__delta" if kind and kind[0] == "v" else name
+    if kind and kind[0] == "v":
+        conn.execute(sql.SQL("DROP VIEW {}").format(sql.Identifier(shadow, name)))
+    grain = [c for (c,) in conn.execute(
+        "SELECT attname FROM pg_attribute WHERE attrelid = %s::regclass AND attnum > 0 AND NOT attisdropped "
+        "ORDER BY attnum", (sql.Identifier(shadow, name + GONE).as_string(conn),))]
+    published = sql.Identifier(schema, name)
+    conn.execute(sql.SQL("DELETE FROM {} AS p USING (SELECT DISTINCT {} FROM {}) AS g WHERE {}").format(
+        published, sql.SQL(", ").join(map(sql.Identifier, grain)), sql.Identifier(shadow, name + GONE),
+        sql.SQL(" AND ").join(sql.SQL("p.{c} = g.{c}").format(c=sql.Identifier(c)) for c in grain)))
+    conn.execute(sql.SQL("INSERT INTO {} SELECT * FROM {}").format(published, sql.Identifier(shadow, delta)))
+    conn.execute(sql.SQL("DROP TABLE {}, {}").format(sql.Identifier(shadow, delta), sql.Identifier(shadow, name + GONE)))
+
+
+def _pg_move_in(conn, schema: str, name: str, *, attempts: int = 60, lock_timeout_s: float = 2.0) -> None:
+    """Move the published table into the shadow schema (which is about to become the published one).
+
+    ALTER TABLE … SET SCHEMA needs the table to itself: a reader's query still running on it delays it,
+    and queries arriving meanwhile wait behind it. So each attempt waits at most ``lock_timeout_s`` and
+    gives way (a savepoint: the delta already applied stays) before trying again; the last one waits."""
+    import psycopg
+    from psycopg import sql
+
+    stmt = sql.SQL("ALTER TABLE {} SET SCHEMA {}").format(sql.Identifier(schema, name),
+                                                          sql.Identifier(schema + PG_SUFFIX))
+    for attempt in range(attempts):
+        last = attempt == attempts - 1
+        try:
+            with conn.transaction():  # a savepoint inside the publish transaction
+                conn.execute(f"SET LOCAL lock_timeout = '{0 if last else int(lock_timeout_s * 1000)}ms'")
+                conn.execute(stmt)
+            return
+        except psycopg.errors.LockNotAvailable:
+            time.sleep(lock_timeout_s / 2)
 
 
 def pg_publish(conn) -> None:
-    """Swap every shadow schema in, in one transaction: readers see the old marts or the new ones."""
+    """Swap every shadow schema in, in one transaction: readers see the old marts or the new ones.
+
+    The incremental models built as a delta are applied to their published table first, which then
+    moves into the shadow schema: the same table, now holding the new state, renamed in with the rest."""
     from psycopg import sql
 
     with conn.transaction():
+        deltas = [(s, name) for s in PG_SCHEMAS if _pg_schema_exists(conn, s + PG_SUFFIX)
+                  for name in _pg_deltas(conn, s + PG_SUFFIX)]
+        for schema, name in deltas:
+            _pg_apply_delta(conn, schema, name)
+        for schema, name in deltas:  # the exclusive locks last, each held only until the commit below
+            _pg_move_in(conn, schema, name)
         for s in PG_SCHEMAS:
             if not _pg_schema_exists(conn, s + PG_SUFFIX):
                 continue

@@ -805,8 +805,16 @@ def test_incremental_cycles_equal_a_full_rebuild(pg_server, workdir, target, sch
     cfg, url = make_source(pg_server, workdir, f"inc_{target}", seed=23, schema_kind=schema_kind)
     cfg = for_target(cfg, target, pg_server, f"incwh_{target}_{time.monotonic_ns()}")
     assert_ok(run_refresh(cfg))
+    kept = incremental_tables(cfg)
     advance.advance(url, cfg.email_events_dir, days=1)
     assert_ok(run_refresh(cfg))
+    if target == "postgres":
+        # write–audit–publish by delta: the published incremental tables were written in place at the
+        # publish (the same tables, their files not rewritten), not copied into the shadow and swapped
+        assert incremental_tables(cfg) == kept and len(kept) == 3
+        with psycopg.connect(cfg.warehouse_url) as conn:
+            assert not conn.execute("SELECT relname FROM pg_class WHERE relname LIKE '%%\\_\\_gone' "
+                                    "OR relname LIKE '%%\\_\\_delta'").fetchall()
     advance.advance(url, cfg.email_events_dir, days=1)
     past = run_refresh(cfg, as_of="2026-06-20")  # a backfill of a past day, then the normal run after it
     assert_ok(past)
@@ -850,6 +858,17 @@ def test_incremental_cycles_equal_a_full_rebuild(pg_server, workdir, target, sch
             assert len(incremental[m]) == len(full[m]), (how, m)
             diff = [(a, b) for a, b in zip(incremental[m], full[m]) if a != b]
             assert not diff, f"{how} {m}: {len(diff)} rows differ, e.g.\n{diff[0][0]}\n{diff[0][1]}"
+
+
+def incremental_tables(cfg) -> dict[str, tuple[int, int]]:
+    """PostgreSQL: the published incremental models' tables, each with its OID and file node (DuckDB: {})."""
+    if cfg.warehouse != "postgres":
+        return {}
+    with psycopg.connect(cfg.warehouse_url) as conn:
+        return {f"{s}.{t}": (int(o), int(f)) for s, t, o, f in conn.execute(
+            "SELECT n.nspname, c.relname, c.oid, c.relfilenode FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
+            "WHERE c.relkind = 'r' AND (n.nspname, c.relname) IN (('marts', 'fct_crm_activities'), "
+            "('marts', 'fct_deal_daily_snapshot'), ('staging', 'stg_email__events'))")}
 
 
 def raw_deleted(cfg) -> dict[str, int]:
@@ -1028,6 +1047,63 @@ def test_postgres_build_is_published_only_when_every_test_passed(pg_server, work
         assert conn.execute("SELECT estimated_value FROM marts.fct_deals WHERE deal_id = %s", (bad,)).fetchone()[0] == 5
         assert conn.execute("SELECT count(*) FROM snapshots.snap_deals").fetchone()[0] >= snap_rows  # history kept
         assert not [r for r in conn.execute("SELECT nspname FROM pg_namespace WHERE nspname LIKE '%%\\_\\_build'")]
+
+
+def test_postgres_delta_publish_gives_way_to_readers_and_applies_only_the_change(pg_server):
+    """quality/wap.py on its own: an incremental table published by delta. The published table is written
+    only at the publish, in its transaction (a reader sees the old rows or the new ones); a reader's
+    query that holds the table when the publish wants it delays the publish without holding up the
+    queries that arrive meanwhile; a build that is discarded leaves the table as it was."""
+    import threading
+
+    from quality import wap
+    from tests.conftest import new_database
+
+    url = new_database(pg_server, f"wapdelta_{time.monotonic_ns()}")
+    with psycopg.connect(url, autocommit=True) as conn:
+        for s in wap.PG_SCHEMAS:
+            conn.execute(f"CREATE SCHEMA {s}")
+        conn.execute("CREATE TABLE marts.f (k int, d int, v text)")
+        conn.execute("CREATE INDEX ON marts.f (k, d)")
+        conn.execute("INSERT INTO marts.f SELECT k, d, 'old' FROM generate_series(1, 50) k, generate_series(1, 4) d")
+        oid = conn.execute("SELECT 'marts.f'::regclass::oid").fetchone()[0]
+        stateful = [("marts", "f", ("k", "d"))]
+
+        # a discarded build: nothing reaches the published table
+        assert wap.pg_start(conn, stateful) == ([], ["marts.f"])
+        conn.execute("INSERT INTO marts__build.f VALUES (1, 1, 'new')")
+        conn.execute("INSERT INTO marts__build.f__gone SELECT k, d FROM marts.f")
+        wap.pg_discard(conn)
+        assert conn.execute("SELECT count(*), min(v), max(v) FROM marts.f").fetchone() == (200, "old", "old")
+
+        # a build of key 7 (its rows replaced: 3 days now) and day 4 of every key dropped, as the macros leave it
+        wap.pg_start(conn, stateful)
+        conn.execute("INSERT INTO marts__build.f SELECT 7, d, 'new' FROM generate_series(1, 3) d")
+        conn.execute("INSERT INTO marts__build.f__gone SELECT k, d FROM marts.f WHERE k = 7 OR d = 4")
+        conn.execute("ALTER TABLE marts__build.f RENAME TO f__delta")
+        conn.execute("CREATE VIEW marts__build.f AS SELECT * FROM marts.f p WHERE NOT EXISTS (SELECT 1 FROM "
+                     "marts__build.f__gone g WHERE g.k = p.k AND g.d = p.d) UNION ALL SELECT * FROM marts__build.f__delta")
+        new_state = sorted(conn.execute("SELECT * FROM marts__build.f").fetchall())
+        assert len(new_state) == 49 * 3 + 3
+
+        with psycopg.connect(url) as reader, psycopg.connect(url, autocommit=True, options="-c statement_timeout=5000") as other:
+            reader.execute("SELECT count(*) FROM marts.f").fetchone()  # its transaction holds the table
+            done = threading.Event()
+            publisher = threading.Thread(target=lambda: (wap.pg_publish(conn), done.set()))
+            publisher.start()
+            time.sleep(3)
+            assert not done.is_set()  # the publish waits for the reader...
+            t0 = time.monotonic()
+            assert other.execute("SELECT count(*) FROM marts.f").fetchone()[0] == 200  # ...others are not held up
+            assert time.monotonic() - t0 < 2.5
+            reader.rollback()
+            publisher.join(30)
+            assert done.is_set()
+        assert sorted(conn.execute("SELECT * FROM marts.f").fetchall()) == new_state
+        # the same table, written in place; nothing of the build left behind
+        assert conn.execute("SELECT 'marts.f'::regclass::oid").fetchone()[0] == oid
+        assert not conn.execute("SELECT nspname FROM pg_namespace WHERE nspname LIKE '%%\\_\\_build' "
+                                "OR nspname LIKE '%%\\_\\_old'").fetchall()
 
 
 def test_as_of_must_be_a_day(monkeypatch, workdir, capsys):

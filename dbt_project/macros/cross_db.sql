@@ -123,9 +123,10 @@
     round(cast(avg({{ expr }}) as decimal(18, 6)), {{ scale }})
 {%- endmacro %}
 
-{#- The high-water mark of an incremental model: raw rows changed since then are re-read. -#}
+{#- The high-water mark of an incremental model: raw rows changed since then are re-read (the state
+    before this build: the published table in a PostgreSQL delta build, macros/wap_delta.sql). -#}
 {% macro load_high_water_mark() -%}
-    (select max(changed_at) - interval '{{ var("load_lookback_minutes") | int }} minutes' from {{ this }})
+    (select max(changed_at) - interval '{{ var("load_lookback_minutes") | int }} minutes' from {{ incremental_state() }})
 {%- endmacro %}
 
 {#- The least of a group's UUIDs (PostgreSQL has no min(uuid)): a deterministic pick among several. -#}

@@ -35,15 +35,20 @@ class Translator(DagsterDbtTranslator):
 
 
 @functools.cache
-def stateful_relations(full_refresh: bool = False) -> list[tuple[str, str]]:
-    """(schema, table) of the nodes whose content carries over between builds: incremental models
-    and snapshots (what a PostgreSQL write–audit–publish build must start from). A full refresh
-    rebuilds the incremental models from raw: only the snapshots' history carries over."""
+def stateful_relations(full_refresh: bool = False) -> list[tuple[str, str, tuple[str, ...] | None]]:
+    """(schema, table, grain) of the nodes whose content carries over between builds: incremental
+    models (grain: the columns that tell their rows apart, meta.grain else the merge key) and snapshots
+    (grain None): what a PostgreSQL write–audit–publish build must start from. A full refresh rebuilds
+    the incremental models from raw: only the snapshots' history carries over."""
     manifest = json.loads(ensure_manifest().read_text())
-    return sorted((n["schema"], n.get("alias") or n["name"]) for n in manifest["nodes"].values()
-                  if n["resource_type"] == "snapshot" or (
-                      not full_refresh and n["resource_type"] == "model"
-                      and n["config"].get("materialized") == "incremental"))
+    out = []
+    for n in manifest["nodes"].values():
+        if n["resource_type"] == "snapshot":
+            out.append((n["schema"], n.get("alias") or n["name"], None))
+        elif not full_refresh and n["resource_type"] == "model" and n["config"].get("materialized") == "incremental":
+            grain = (n["config"].get("meta") or {}).get("grain") or n["config"].get("unique_key")
+            out.append((n["schema"], n.get("alias") or n["name"], tuple([grain] if isinstance(grain, str) else grain)))
+    return sorted(out, key=lambda r: r[:2])
 
 
 def _warehouse_url(cfg) -> str:
@@ -188,8 +193,9 @@ def _build(context: dg.AssetExecutionContext, dbt: DbtCliResource, cfg, config: 
     target_path = cfg.home / "dbt" / "target"  # run artefacts beside the warehouse, not in the repository
     # write–audit–publish (DuckDB): dbt builds and tests a copy of the warehouse file, which replaces
     # the published file only if the whole build passed (quality/wap.py)
-    # write–audit–publish (PostgreSQL): dbt builds into shadow schemas <schema>__build (incremental
-    # models and snapshots copied in first), swapped in by renaming the schemas in one transaction
+    # write–audit–publish (PostgreSQL): dbt builds into shadow schemas <schema>__build (snapshots copied
+    # in first; incremental models built as a delta of their published table, macros/wap_delta.sql),
+    # swapped in by renaming the schemas in one transaction
     build = wap.start(cfg.duckdb_path) if cfg.warehouse == "duckdb" else None
     build_cfg = dataclasses.replace(cfg, duckdb_path=build.path) if build else cfg
     pg = None
@@ -198,8 +204,9 @@ def _build(context: dg.AssetExecutionContext, dbt: DbtCliResource, cfg, config: 
         from ingest.postgres_server import connect
 
         pg = connect(_warehouse_url(cfg), autocommit=True)
-        copied = wap.pg_start(pg, stateful_relations(full_refresh="--full-refresh" in args))
-        context.log.info(f"building into the shadow schemas *{wap.PG_SUFFIX}; carried over: {', '.join(copied) or 'none'}")
+        copied, deltas = wap.pg_start(pg, stateful_relations(full_refresh="--full-refresh" in args))
+        context.log.info(f"building into the shadow schemas *{wap.PG_SUFFIX}; copied: {', '.join(copied) or 'none'}; "
+                         f"built as a delta of the published table: {', '.join(deltas) or 'none'}")
         env["CRM_SCHEMA_SUFFIX"] = wap.PG_SUFFIX
     suffix = wap.PG_SUFFIX if pg is not None else ""
     events = []  # held back until the build is published: no materialization of a mart users cannot see

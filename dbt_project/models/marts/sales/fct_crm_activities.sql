@@ -5,6 +5,7 @@
     unique_key=['activity_id', 'source_table'],
     incremental_strategy='delete+insert',
     on_schema_change='fail',
+    post_hook=["{{ wap_delta_finish() }}"],
 ) }}
 
 {#-

@@ -5,9 +5,11 @@
     unique_key='deal_id',
     incremental_strategy='delete+insert',
     on_schema_change='fail',
+    meta={'grain': ['deal_id', 'snapshot_date']},
     post_hook=[
-        "{% if is_incremental() %}delete from {{ this }} where deal_id in (select deal_id from {{ ref('stg_builddesk__deals') }} where is_deleted){% endif %}",
-        "{% if is_incremental() %}delete from {{ this }} where snapshot_date > (select as_of_date from {{ ref('int_as_of') }}){% endif %}",
+        "{% if is_incremental() %}{{ incremental_delete(\"deal_id in (select deal_id from \" ~ ref('stg_builddesk__deals') ~ \" where is_deleted)\") }}{% endif %}",
+        "{% if is_incremental() %}{{ incremental_delete(\"snapshot_date > (select as_of_date from \" ~ ref('int_as_of') ~ \")\") }}{% endif %}",
+        "{{ wap_delta_finish() }}",
     ],
 ) }}
 
@@ -73,7 +75,7 @@ selected_deals as (
     where deals.status not in ('won', 'lost')
         or deal_changes.changed_at >= {{ load_high_water_mark() }}
         -- closed after the previous build's last day, or after this build's: its days change
-        or deals.actual_close_date >= {{ add_days("least(as_of.as_of_date, (select max(snapshot_date) from " ~ this ~ "))", "-" ~ var("incremental_lookback_days")) }}
+        or deals.actual_close_date >= {{ add_days("least(as_of.as_of_date, (select max(snapshot_date) from " ~ incremental_state() ~ "))", "-" ~ var("incremental_lookback_days")) }}
     {% endif %}
 
 ),

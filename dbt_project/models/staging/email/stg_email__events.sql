@@ -5,6 +5,7 @@
     unique_key=['provider', 'event_id'],
     incremental_strategy='delete+insert',
     on_schema_change='append_new_columns',
+    post_hook=["{{ wap_delta_finish() }}"],
 ) }}
 
 {#-
