@@ -310,11 +310,11 @@ def _cascade(wh: Warehouse, spec: TableSpec, column: str, parent_raw: str, paren
     # scans the child table once per parent (raw has no index on the reference column) — 71 parents,
     # 7.7 M rows compared, 60-75 s on the medium tier's lead_activities, 10x that at large. A hash join
     # reads the child once whatever the parents' number.
-    wh.execute("SET enable_nestloop = off")
-    try:
-        return wh.execute_count(update, (now, batch_id, *restrict_params, *params))
-    finally:
-        wh.execute("RESET enable_nestloop")
+    # SET LOCAL: a failed UPDATE aborts the transaction, whose rollback undoes the setting too
+    wh.execute("SET LOCAL enable_nestloop = off")
+    flagged = wh.execute_count(update, (now, batch_id, *restrict_params, *params))
+    wh.execute("RESET enable_nestloop")  # the rest of the table's transaction plans as usual
+    return flagged
 
 
 RETRY_MAX = 10_000  # quarantined keys re-read by key each run (more: they wait for a change in the source)

@@ -188,8 +188,9 @@ def _pg_apply_delta(conn, schema: str, name: str) -> None:
                         "WHERE n.nspname = %s AND c.relname = %s", (shadow, name)).fetchone()
     # the model ran: its name is the view of the new state, the rows are in <name>__delta; a model this
     # build did not run (a subset) left its empty table: nothing to apply
-    delta = name + "__delta" if kind and kind[0] == "v" else name
-    if kind and kind[0] == "v":
+    ran = kind is not None and kind[0] == "v"
+    delta = name + "__delta" if ran else name
+    if ran:
         conn.execute(sql.SQL("DROP VIEW {}").format(sql.Identifier(shadow, name)))
     grain = [c for (c,) in conn.execute(
         "SELECT attname FROM pg_attribute WHERE attrelid = %s::regclass AND attnum > 0 AND NOT attisdropped "
@@ -219,6 +220,7 @@ def _pg_move_in(conn, schema: str, name: str, *, attempts: int = 60, lock_timeou
             with conn.transaction():  # a savepoint inside the publish transaction
                 conn.execute(f"SET LOCAL lock_timeout = '{0 if last else int(lock_timeout_s * 1000)}ms'")
                 conn.execute(stmt)
+                conn.execute("RESET lock_timeout")  # the rest of the publish waits as it always did
             return
         except psycopg.errors.LockNotAvailable:
             time.sleep(lock_timeout_s / 2)

@@ -604,7 +604,7 @@ def test_a_first_load_holds_one_batch_at_a_time_not_the_table(workdir, tiny_sour
 def test_a_postgres_first_load_stages_every_batch_in_one_file(pg_server, tiny_source, monkeypatch):
     """PostgreSQL: the staging table a first load fills batch after batch is emptied in place, so the disk the
     load holds until its commit is raw's rows and one batch, not a dropped staging file per batch (the large
-    tier's lead_activities left ~9 GB of them)."""
+    tier's lead_activities had left 5.9 GB of them five minutes into its load)."""
     import ingest.postgres_source as ps
 
     monkeypatch.setattr(ps, "BATCH_BYTES", 64 * 1024)  # many small batches
