@@ -807,7 +807,13 @@ def test_incremental_cycles_equal_a_full_rebuild(pg_server, workdir, target, sch
     assert_ok(run_refresh(cfg))
     kept = incremental_tables(cfg)
     advance.advance(url, cfg.email_events_dir, days=1)
+    dbt_log = cfg.home / "dbt" / "target" / "dbt.log"
+    dbt_log.unlink()
     assert_ok(run_refresh(cfg))
+    # the build's profile is the same as the last build's (on DuckDB: one copy path per warehouse), so dbt
+    # re-parses only changed files instead of the whole project
+    log = dbt_log.read_text()
+    assert "Partial parsing enabled" in log and "Unable to do partial parsing" not in log
     if target == "postgres":
         # write–audit–publish by delta: the published incremental tables were written in place at the
         # publish (the same tables, their files not rewritten), not copied into the shadow and swapped
@@ -935,9 +941,14 @@ def test_failing_blocking_test_names_it_and_leaves_marts_unchanged(pg_server, wo
     assert set(failed["asset"]) == {"marts/fct_deals"} and built_bad == 0
 
 
-def test_each_build_has_its_own_copy_and_publishes_only_over_the_file_it_was_made_from(tmp_path):
-    """quality/wap.py on a real DuckDB file: a killed run's copy is removed by the next start, two
-    builds never share a path, and a build whose published file changed meanwhile is refused."""
+def test_the_build_copy_is_removed_when_stale_refused_when_in_use_and_published_only_over_its_origin(tmp_path):
+    """quality/wap.py on a real DuckDB file: the copy has one path per warehouse (dbt's partial parsing keys on
+    it); a killed run's copy is removed by the next start, but one another process still has open (a killed
+    run's dbt, still running) is refused, not replaced under it; a build whose published file changed
+    meanwhile is refused."""
+    import subprocess
+    import sys
+
     from quality import wap
 
     published = tmp_path / "warehouse.duckdb"
@@ -945,8 +956,23 @@ def test_each_build_has_its_own_copy_and_publishes_only_over_the_file_it_was_mad
     con.execute("CREATE TABLE t AS SELECT 1 AS v")
     con.close()
     killed = wap.start(published)  # never published nor discarded: what kill -9 leaves
+    con = duckdb.connect(str(killed.path))
+    con.execute("INSERT INTO t VALUES (100)")  # the killed build's work
+    con.close()
+    # the killed run's dbt still has the copy open: the next start leaves it alone and says so
+    holder = subprocess.Popen([sys.executable, "-c", "import duckdb, sys; con = duckdb.connect(sys.argv[1]); "
+                               "print('open', flush=True); sys.stdin.read()", str(killed.path)],
+                              stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "open"
+        with pytest.raises(wap.BuildInUse, match="open in another process"):
+            wap.start(published)
+        assert killed.path.exists()
+    finally:
+        holder.communicate("")  # ends it
     first = wap.start(published)
-    assert first.path != killed.path and not killed.path.exists() and first.path.exists()
+    assert first.path == killed.path == tmp_path / "warehouse.duckdb.build"
+    assert duckdb.connect(str(first.path), read_only=True).execute("SELECT sum(v) FROM t").fetchone() == (1,)
     con = duckdb.connect(str(first.path))
     con.execute("INSERT INTO t VALUES (2)")
     con.close()
@@ -955,7 +981,6 @@ def test_each_build_has_its_own_copy_and_publishes_only_over_the_file_it_was_mad
     # a build made from that file; then something else replaces the published file before it publishes
     late = wap.start(published)
     other = wap.start(published)  # another run (without the lock) would have removed `late`'s copy
-    assert not late.path.exists()
     con = duckdb.connect(str(other.path))
     con.execute("INSERT INTO t VALUES (4)")
     con.close()
