@@ -51,6 +51,41 @@ def stateful_relations(full_refresh: bool = False) -> list[tuple[str, str, tuple
     return sorted(out, key=lambda r: r[:2])
 
 
+def outdated_incremental_models(cfg) -> list[str]:
+    """The incremental models whose published table lacks a column this version of the project declares for
+    it (an upgrade that added one): their incremental build would stop on the schema change
+    (``on_schema_change='fail'``), so the build that meets one rebuilds every model instead."""
+    manifest = json.loads(ensure_manifest().read_text())
+    declared = {(n["schema"], n.get("alias") or n["name"]): {c.lower() for c in n.get("columns", {})}
+                for n in manifest["nodes"].values()
+                if n["resource_type"] == "model" and n["config"].get("materialized") == "incremental"}
+    if not declared or (cfg.warehouse == "duckdb" and not cfg.duckdb_path.exists()):
+        return []
+    sql = ("SELECT table_schema, table_name, column_name FROM information_schema.columns WHERE table_schema IN ("
+           + ", ".join(f"'{s}'" for s in sorted({s for s, _ in declared})) + ")")
+    found: dict[tuple[str, str], set[str]] = {}
+    for schema, table, column in _published_rows(cfg, sql):
+        found.setdefault((schema, table), set()).add(column.lower())
+    return sorted(f"{s}.{t}" for (s, t), cols in declared.items() if (s, t) in found and cols - found[(s, t)])
+
+
+def _published_rows(cfg, sql: str) -> list[tuple]:
+    """Rows of a query on the published warehouse (DuckDB: read-only, as analysts may have it open)."""
+    if cfg.warehouse == "duckdb":
+        import duckdb
+
+        con = duckdb.connect(str(cfg.duckdb_path), read_only=True)
+        try:
+            return con.execute(sql).fetchall()
+        finally:
+            con.close()
+    wh = open_warehouse(cfg)
+    try:
+        return wh.rows(sql)
+    finally:
+        wh.close()
+
+
 def _warehouse_url(cfg) -> str:
     from ingest.postgres_server import WAREHOUSE_DB, embedded_database_url
 
@@ -160,7 +195,8 @@ def _build(context: dg.AssetExecutionContext, dbt: DbtCliResource, cfg, config: 
     # the as-of day travels as CRM_AS_OF (read by int_as_of), not --vars: changed --vars make dbt
     # re-parse the whole project (seconds), a changed env var only the files that read it
     args = ["build"]
-    if config.full_refresh:
+    full_refresh = config.full_refresh
+    if full_refresh:
         args.append("--full-refresh")
     excludes = []
     if cfg.warehouse == "postgres":
@@ -179,7 +215,7 @@ def _build(context: dg.AssetExecutionContext, dbt: DbtCliResource, cfg, config: 
         except Exception as e:  # noqa: BLE001 - a digest that cannot be read only costs the skip: build
             context.log.warning(f"the build's digest could not be read ({redact(repr(e))}): building")
             digest, last = None, None
-        if not config.full_refresh and last is not None and digest == last[0]:
+        if not full_refresh and last is not None and digest == last[0]:
             message = (f"dbt build skipped: nothing it reads changed since the published build of run {last[1][:8]} "
                        f"(the raw tables, the dbt project, the as-of day {context.partition_key}); "
                        "`refresh --full-refresh` builds anyway")
@@ -187,6 +223,13 @@ def _build(context: dg.AssetExecutionContext, dbt: DbtCliResource, cfg, config: 
             report(message)
             yield dg.AssetObservation(asset_key=SCORES_KEY, metadata={"dbt_build": "skipped", "message": message})
             return
+    if not full_refresh and (outdated := outdated_incremental_models(cfg)):
+        full_refresh = True
+        args.append("--full-refresh")
+        message = (f"{', '.join(outdated)}: the published table lacks columns this version of the project builds; "
+                   "this build rebuilds every model from raw (as `refresh --full-refresh`)")
+        context.log.warning(message)
+        report(message)
     first = args + ["--exclude", " ".join(excludes + ([SCORES_SOURCE] if scoring else []))] if excludes or scoring else args
     then = args + (["--exclude", " ".join(excludes)] if excludes else []) + ["--select", SCORES_SOURCE]
     context.log.info(f"dbt build on the {cfg.warehouse} warehouse" + (", the learned score between two builds" if scoring else ""))
