@@ -814,8 +814,8 @@ def test_incremental_cycles_equal_a_full_rebuild(pg_server, workdir, target, sch
     assert_ok(run_refresh(cfg))
     if target == "duckdb":
         # the build's profile is the same as the last build's (one copy path per warehouse), so dbt re-parses
-        # only changed files instead of the whole project (on PostgreSQL the schema suffix, set for the build
-        # and unset for dbt docs after the publish, still makes each of them parse whole)
+        # only changed files instead of the whole project (on PostgreSQL, dbt docs after a publish that changed
+        # columns runs without the build's schema suffix, and the build after it parses whole: not here)
         log = dbt_log.read_text()
         assert "Partial parsing enabled" in log and "Unable to do partial parsing" not in log
     if target == "postgres":
