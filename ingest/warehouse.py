@@ -282,6 +282,14 @@ def _duck_type(t: pl.DataType) -> str:
     return "VARCHAR"
 
 
+def open_published(settings: Settings) -> Warehouse:
+    """The published warehouse for reading beside analysts' sessions: DuckDB's file read-only (a writer could
+    not open it while a BI tool holds it), PostgreSQL as usual."""
+    if settings.warehouse == "duckdb":
+        return DuckDBWarehouse(settings.duckdb_path, read_only=True)
+    return open_warehouse(settings)
+
+
 def open_warehouse(settings: Settings, target: str | None = None) -> Warehouse:
     target = target or settings.warehouse
     if target == "duckdb":

@@ -64,15 +64,11 @@ def fingerprint(wh: Warehouse, *, as_of: str, target: str) -> str:
 def published_state(settings, *, as_of: str) -> tuple[str | None, tuple[str, str] | None]:
     """(this build's digest, (digest, run_id) of the last published build) read from the published warehouse;
     (None, None) when there is none yet."""
-    from ingest.warehouse import DuckDBWarehouse, open_warehouse
+    from ingest.warehouse import open_published
 
-    if settings.warehouse == "duckdb":
-        if not settings.duckdb_path.exists():
-            return None, None
-        # read-only: analysts may hold the published file open (a writer could not open it)
-        wh = DuckDBWarehouse(settings.duckdb_path, read_only=True)
-    else:
-        wh = open_warehouse(settings)
+    if settings.warehouse == "duckdb" and not settings.duckdb_path.exists():
+        return None, None
+    wh = open_published(settings)
     try:
         return fingerprint(wh, as_of=as_of, target=settings.warehouse), last_published(wh)
     finally:

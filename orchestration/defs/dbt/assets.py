@@ -17,7 +17,7 @@ from dagster_dbt.asset_utils import (DAGSTER_DBT_MANIFEST_METADATA_KEY, DAGSTER_
 
 from ingest.config import redact, temporary_env
 from ingest.progress import report
-from ingest.warehouse import open_warehouse
+from ingest.warehouse import open_published, open_warehouse
 from orchestration.defs.dbt.project import dbt_env, dbt_project, ensure_manifest, refresh_catalog
 from orchestration.defs.partitions import AS_OF_DAYS
 from orchestration.resources import BuildConfig, CrmWarehouse
@@ -63,27 +63,15 @@ def outdated_incremental_models(cfg) -> list[str]:
         return []
     sql = ("SELECT table_schema, table_name, column_name FROM information_schema.columns WHERE table_schema IN ("
            + ", ".join(f"'{s}'" for s in sorted({s for s, _ in declared})) + ")")
-    found: dict[tuple[str, str], set[str]] = {}
-    for schema, table, column in _published_rows(cfg, sql):
-        found.setdefault((schema, table), set()).add(column.lower())
-    return sorted(f"{s}.{t}" for (s, t), cols in declared.items() if (s, t) in found and cols - found[(s, t)])
-
-
-def _published_rows(cfg, sql: str) -> list[tuple]:
-    """Rows of a query on the published warehouse (DuckDB: read-only, as analysts may have it open)."""
-    if cfg.warehouse == "duckdb":
-        import duckdb
-
-        con = duckdb.connect(str(cfg.duckdb_path), read_only=True)
-        try:
-            return con.execute(sql).fetchall()
-        finally:
-            con.close()
-    wh = open_warehouse(cfg)
+    wh = open_published(cfg)
     try:
-        return wh.rows(sql)
+        rows = wh.rows(sql)
     finally:
         wh.close()
+    found: dict[tuple[str, str], set[str]] = {}
+    for schema, table, column in rows:
+        found.setdefault((schema, table), set()).add(column.lower())
+    return sorted(f"{s}.{t}" for (s, t), cols in declared.items() if (s, t) in found and cols - found[(s, t)])
 
 
 def _warehouse_url(cfg) -> str:
