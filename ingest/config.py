@@ -64,6 +64,16 @@ def memory_limit(env: dict[str, str] | None = None) -> str:
     return f"{m[1]}{m[2].upper()}"
 
 
+_UNITS = {"KB": 1000, "MB": 1000**2, "GB": 1000**3, "TB": 1000**4,
+          "KIB": 1024, "MIB": 1024**2, "GIB": 1024**3, "TIB": 1024**4}
+
+
+def memory_limit_bytes(env: dict[str, str] | None = None) -> int:
+    """``CRM_MEMORY_LIMIT`` in bytes (DuckDB's reading: GB = 1000^3, GiB = 1024^3)."""
+    m = _SIZE.match(memory_limit(env))
+    return int(float(m[1]) * _UNITS[m[2].upper()])
+
+
 def email_chunk_bytes(env: dict[str, str] | None = None) -> int:
     """``CRM_EMAIL_CHUNK_MB`` (default 128): how much of the webhook landing zone one transaction reads."""
     env = os.environ if env is None else env

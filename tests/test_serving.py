@@ -220,6 +220,8 @@ def test_warehouse_server_for_bi_tools_over_tcp(tiny_source, monkeypatch, capsys
     import socket
 
     from crm_warehouse.cli import main
+    from ingest.config import settings
+    from serving.warehouse_server import superuser_password
 
     cfg, url = tiny_source
     home = cfg.home.parent / f"wh_server_{time.monotonic_ns()}"
@@ -230,6 +232,7 @@ def test_warehouse_server_for_bi_tools_over_tcp(tiny_source, monkeypatch, capsys
                  "CRM_WAREHOUSE": "postgres", "CRM_BI_READER_PASSWORD": "bi-secret", "TENANT_PW": "t-secret"}.items():
         monkeypatch.setenv(k, str(v))
     monkeypatch.delenv("CRM_WAREHOUSE_URL", raising=False)
+    monkeypatch.delenv("CRM_MEMORY_LIMIT", raising=False)
     try:
         assert main(["warehouse", "up", "--port", str(port)]) == 0
         shown = capsys.readouterr().out
@@ -251,6 +254,53 @@ def test_warehouse_server_for_bi_tools_over_tcp(tiny_source, monkeypatch, capsys
             assert {str(r[0]) for r in conn.execute("SELECT DISTINCT company_id FROM marts.fct_deals")} == {company}
         assert main(["warehouse", "status"]) == 0
         assert "tcp_tenant" in capsys.readouterr().out
+        # the server BI tools reach is the one sized from CRM_MEMORY_LIMIT (default 4GB)
+        with psycopg.connect(tcp.format(f"postgres:{superuser_password(settings())[0]}")) as conn:
+            shown = {k: conn.execute(f"SHOW {k}").fetchone()[0] for k in ("work_mem", "wal_level")}
+        assert shown == {"work_mem": "59MB", "wal_level": "minimal"}, shown
     finally:
         main(["warehouse", "down"])
     assert main(["warehouse", "status"]) == 1
+
+
+def test_the_embedded_warehouse_server_is_sized_from_the_memory_limit(tmp_path, monkeypatch):
+    """The project's embedded warehouse server runs with shared buffers, per-sort memory and index-build
+    memory from CRM_MEMORY_LIMIT, and without WAL for tables made and filled in one transaction (PostgreSQL's
+    defaults: 128MB, 4MB, 64MB, replica). A new limit reaches it at the next connection: the settings a reload
+    applies at once; those needing a restart by a restart, but not while another client is connected (it
+    keeps its session; they apply once it has gone)."""
+    from ingest.postgres_server import WAREHOUSE_DB, embedded_database_url, stop_embedded, warehouse_server_settings
+
+    assert warehouse_server_settings(4 * 1000**3) == {
+        "shared_buffers": "953MB", "effective_cache_size": "3814MB", "work_mem": "59MB",
+        "maintenance_work_mem": "476MB", "wal_level": "minimal", "max_wal_senders": "0"}
+    assert warehouse_server_settings(512 * 1024**2)["work_mem"] == "8MB"
+    assert warehouse_server_settings(64 * 1024**2)["shared_buffers"] == "128MB"  # never below the default
+
+    def shown(url: str) -> dict[str, str]:
+        with psycopg.connect(url) as conn:
+            return {k: conn.execute(f"SHOW {k}").fetchone()[0]
+                    for k in ("shared_buffers", "work_mem", "maintenance_work_mem", "wal_level")}
+
+    pgdata = tmp_path / "warehouse-pg"
+    try:
+        monkeypatch.setenv("CRM_MEMORY_LIMIT", "1GiB")
+        url = embedded_database_url(pgdata, WAREHOUSE_DB)
+        assert shown(url) == {"shared_buffers": "256MB", "work_mem": "16MB", "maintenance_work_mem": "128MB",
+                              "wal_level": "minimal"}
+        monkeypatch.setenv("CRM_MEMORY_LIMIT", "2GiB")
+        with psycopg.connect(url) as reader:
+            pid = reader.execute("SELECT pg_backend_pid()").fetchone()[0]
+            url = embedded_database_url(pgdata, WAREHOUSE_DB)
+            assert shown(url)["work_mem"] == "32MB" and shown(url)["shared_buffers"] == "256MB"
+            assert reader.execute("SELECT pg_backend_pid()").fetchone()[0] == pid  # not restarted under it
+        with psycopg.connect(url) as conn:  # a closed session's backend ends a moment after the close
+            for _ in range(100):
+                if not conn.execute("SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'client backend' "
+                                    "AND pid <> pg_backend_pid()").fetchone()[0]:
+                    break
+                time.sleep(0.05)
+        url = embedded_database_url(pgdata, WAREHOUSE_DB)
+        assert shown(url)["shared_buffers"] == "512MB"
+    finally:
+        stop_embedded(pgdata)
