@@ -825,6 +825,7 @@ def test_incremental_cycles_equal_a_full_rebuild(pg_server, workdir, target, sch
         with psycopg.connect(cfg.warehouse_url) as conn:
             assert not conn.execute("SELECT relname FROM pg_class WHERE relname LIKE '%%\\_\\_gone' "
                                     "OR relname LIKE '%%\\_\\_delta'").fetchall()
+        assert_unique_check_follows_the_delta(cfg, dbt_log)
     advance.advance(url, cfg.email_events_dir, days=1)
     # sends deleted in the CRM (the advance deletes none): their rows leave the incremental
     # int_email_sends_with_events at the next build, as from a full one (compared below)
@@ -891,6 +892,38 @@ def test_incremental_cycles_equal_a_full_rebuild(pg_server, workdir, target, sch
             assert len(incremental[m]) == len(full[m]), (how, m)
             diff = [(a, b) for a, b in zip(incremental[m], full[m]) if a != b]
             assert not diff, f"{how} {m}: {len(diff)} rows differ, e.g.\n{diff[0][0]}\n{diff[0][1]}"
+
+
+def assert_unique_check_follows_the_delta(cfg, dbt_log: Path) -> None:
+    """PostgreSQL, after a delta build: the grain test of fct_crm_activities read the build's delta and its
+    collisions with the published table (tests/generic/unique_combination.sql), not the whole model; and that
+    query, run again on shadow relations made here, finds a delta row a published row still holds, nothing once
+    that row is tombstoned, and a duplicate inside the delta."""
+    node = "test.builddesk_crm.unique_combination_fct_crm_activities_activity_id__source_table"
+    ran = [json.loads(line)["data"]["sql"] for f in sorted(dbt_log.parent.glob("dbt.log*"))
+           for line in f.read_text().splitlines() if '"SQLQuery"' in line and node in line and "dbt_internal_test" in line]
+    assert ran, "the grain test of fct_crm_activities did not run"
+    check = ran[-1]
+    assert '"marts__build"."fct_crm_activities__delta"' in check and "__gone" in check, check
+    with psycopg.connect(cfg.warehouse_url, autocommit=True) as conn:
+        def failures() -> int:
+            return conn.execute(check).fetchone()[0]
+
+        conn.execute("CREATE SCHEMA marts__build")
+        try:
+            conn.execute("CREATE TABLE marts__build.fct_crm_activities__delta AS "
+                         "SELECT * FROM marts.fct_crm_activities ORDER BY activity_id, source_table LIMIT 3")
+            conn.execute("CREATE TABLE marts__build.fct_crm_activities__gone AS "
+                         "SELECT activity_id, source_table FROM marts.fct_crm_activities WITH NO DATA")
+            assert failures() == 3  # each delta row is still held by a published row not tombstoned
+            conn.execute("INSERT INTO marts__build.fct_crm_activities__gone "
+                         "SELECT activity_id, source_table FROM marts__build.fct_crm_activities__delta")
+            assert failures() == 0
+            conn.execute("INSERT INTO marts__build.fct_crm_activities__delta "
+                         "SELECT * FROM marts__build.fct_crm_activities__delta LIMIT 1")
+            assert failures() == 1  # a duplicate the build itself made
+        finally:
+            conn.execute("DROP SCHEMA marts__build CASCADE")
 
 
 def incremental_tables(cfg) -> dict[str, tuple[int, int]]:

@@ -76,3 +76,30 @@
         select * from {{ delta }}
     {%- endif -%}
 {%- endmacro %}
+
+{#- For a test of `relation` in a PostgreSQL delta build: the published table, the tombstones, the delta and the
+    grain (the tombstones' columns), or none when the relation is built whole (DuckDB, a first or full build,
+    any other model). -#}
+{% macro wap_delta_parts(relation) -%}
+    {%- set suffix = env_var('CRM_SCHEMA_SUFFIX', '') -%}
+    {%- if not (execute and target.type == 'postgres' and suffix and relation.schema is defined
+                and relation.schema and relation.schema.endswith(suffix)) -%}
+        {{ return(none) }}
+    {%- endif -%}
+    {%- set gone = adapter.get_relation(database=relation.database, schema=relation.schema,
+                                        identifier=relation.identifier ~ '__gone') -%}
+    {#- the delta is renamed into being by the model's post-hook, after dbt cached the schema: asked of the catalogue -#}
+    {%- set delta = api.Relation.create(database=relation.database, schema=relation.schema,
+                                        identifier=relation.identifier ~ '__delta', type='table') -%}
+    {%- if not run_query("select to_regclass('" ~ delta.include(database=false) ~ "') is not null").columns[0].values()[0] -%}
+        {%- set delta = none -%}
+    {%- endif -%}
+    {%- set published = adapter.get_relation(database=relation.database,
+                                             schema=relation.schema[:(relation.schema | length) - (suffix | length)],
+                                             identifier=relation.identifier) -%}
+    {%- if gone is none or delta is none or published is none -%}
+        {{ return(none) }}
+    {%- endif -%}
+    {%- set grain = adapter.get_columns_in_relation(gone) | map(attribute='name') | list -%}
+    {{ return({'published': published, 'gone': gone, 'delta': delta, 'grain': grain}) }}
+{%- endmacro %}
