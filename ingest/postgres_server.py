@@ -100,12 +100,12 @@ def warehouse_server_settings(limit_bytes: int) -> dict[str, str]:
       each stay within the budget;
     - ``maintenance_work_mem`` 1/8: index builds (dbt's ``indexes``, the primary keys of raw);
     - ``wal_level = minimal`` (with no WAL senders): nothing replicates from this server, and a table
-      created and filled in one transaction (dbt's ``CREATE TABLE … AS``, a first load) is then written
-      once, not once more into the WAL. Crash safety is unchanged: such a table is synced at its commit.
+      created and filled in one transaction (dbt's ``CREATE TABLE … AS``) is then written once, not once
+      more into the WAL. Crash safety is unchanged: such a table is synced at its commit.
 
-    Medium tier, ``refresh --target postgres --full-refresh``, two runs each: 100.3 / 105.0 s with the
-    defaults, 94.2 / 87.4 s with these (dbt's node time 108.9 → 85.1 s; ``fct_crm_activities`` 26.2 → 16.0 s,
-    ``lead_scores`` 25.1 → 14.2 s)."""
+    Medium tier, ``refresh --target postgres --full-refresh``, two runs each in one home: 100.3 / 105.0 s with
+    the defaults, 82.0 / 91.5 s with these (dbt's node time 108.9 → 85.1 s; ``fct_crm_activities`` 26.2 →
+    16.0 s, ``lead_scores`` 25.1 → 14.2 s)."""
     mib = limit_bytes // (1024 * 1024)
     return {
         "shared_buffers": f"{max(128, mib // 4)}MB",

@@ -6,7 +6,7 @@
 
 {#- In double precision on both targets: DuckDB's epoch() is a double already; PostgreSQL's extract(epoch)
     is numeric (since 14), and numeric power() with a fractional exponent took most of lead_scores' 19 s
-    at the medium tier (10.2 s → 1.5 s for its query with the cast). -#}
+    at the medium tier (10.2 s → 2.5 s for its query with the cast, the same scores). -#}
 {% macro decayed_weight(weight, activity_at, scored_at) -%}
     {{ weight }} * power(
         0.5,
