@@ -136,9 +136,9 @@ def tune_warehouse_server(pgdata: Path, url: str) -> str:
         if changed:
             conn.execute("SELECT pg_reload_conf()")
         # what a reload cannot change: the running value, compared with the wanted one ('1GB' = '1024MB')
-        stale = [name for name, value in wanted.items()
-                 if conn.execute("SELECT context FROM pg_settings WHERE name = %s", (name,)).fetchone()[0] == "postmaster"
-                 and not _same_setting(conn, conn.execute(f"SHOW {name}").fetchone()[0], value)]
+        running = conn.execute("SELECT name, current_setting(name) FROM pg_settings "
+                               "WHERE context = 'postmaster' AND name = ANY(%s)", (list(wanted),)).fetchall()
+        stale = [name for name, shown in running if not _same_setting(conn, shown, wanted[name])]
         if not stale:
             return url
         others = conn.execute("SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'client backend' "

@@ -15,24 +15,28 @@
   these macros are `this` and plain deletes.
 -#}
 
-{#- The shadow's tombstone table of the model being built, or none when the model is built whole. -#}
-{% macro wap_delta_tombstones() -%}
+{#- The shadow's tombstone table of the model being built (or of `relation`, for a test of it), or none when it
+    is built whole. -#}
+{% macro wap_delta_tombstones(relation=none) -%}
+    {%- set relation = relation if relation is not none else this -%}
     {%- set suffix = env_var('CRM_SCHEMA_SUFFIX', '') -%}
-    {%- if execute and target.type == 'postgres' and suffix and this.schema.endswith(suffix) -%}
-        {{ return(adapter.get_relation(database=this.database, schema=this.schema,
-                                       identifier=this.identifier ~ '__gone')) }}
+    {%- if execute and target.type == 'postgres' and suffix and relation.schema and relation.schema.endswith(suffix) -%}
+        {{ return(adapter.get_relation(database=relation.database, schema=relation.schema,
+                                       identifier=relation.identifier ~ '__gone')) }}
     {%- endif -%}
     {{ return(none) }}
 {%- endmacro %}
 
-{#- The model's state before this build: the published table in a delta build, else the model itself. -#}
-{% macro incremental_state() -%}
-    {%- if wap_delta_tombstones() is not none -%}
+{#- The model's (or `relation`'s) state before this build: the published table in a delta build, else itself. -#}
+{% macro incremental_state(relation=none) -%}
+    {%- set relation = relation if relation is not none else this -%}
+    {%- if wap_delta_tombstones(relation) is not none -%}
         {%- set suffix = env_var('CRM_SCHEMA_SUFFIX', '') -%}
-        {{ return(api.Relation.create(database=this.database, schema=this.schema[:(this.schema | length) - (suffix | length)],
-                                      identifier=this.identifier, type='table')) }}
+        {{ return(api.Relation.create(database=relation.database,
+                                      schema=relation.schema[:(relation.schema | length) - (suffix | length)],
+                                      identifier=relation.identifier, type='table')) }}
     {%- endif -%}
-    {{ return(this) }}
+    {{ return(relation) }}
 {%- endmacro %}
 
 {#- The columns that tell one row of the model from another (meta.grain, else the merge key). -#}
@@ -81,25 +85,16 @@
     grain (the tombstones' columns), or none when the relation is built whole (DuckDB, a first or full build,
     any other model). -#}
 {% macro wap_delta_parts(relation) -%}
-    {%- set suffix = env_var('CRM_SCHEMA_SUFFIX', '') -%}
-    {%- if not (execute and target.type == 'postgres' and suffix and relation.schema is defined
-                and relation.schema and relation.schema.endswith(suffix)) -%}
+    {%- set gone = wap_delta_tombstones(relation) if relation.schema is defined else none -%}
+    {%- if gone is none -%}
         {{ return(none) }}
     {%- endif -%}
-    {%- set gone = adapter.get_relation(database=relation.database, schema=relation.schema,
-                                        identifier=relation.identifier ~ '__gone') -%}
     {#- the delta is renamed into being by the model's post-hook, after dbt cached the schema: asked of the catalogue -#}
     {%- set delta = api.Relation.create(database=relation.database, schema=relation.schema,
                                         identifier=relation.identifier ~ '__delta', type='table') -%}
     {%- if not run_query("select to_regclass('" ~ delta.include(database=false) ~ "') is not null").columns[0].values()[0] -%}
-        {%- set delta = none -%}
-    {%- endif -%}
-    {%- set published = adapter.get_relation(database=relation.database,
-                                             schema=relation.schema[:(relation.schema | length) - (suffix | length)],
-                                             identifier=relation.identifier) -%}
-    {%- if gone is none or delta is none or published is none -%}
         {{ return(none) }}
     {%- endif -%}
     {%- set grain = adapter.get_columns_in_relation(gone) | map(attribute='name') | list -%}
-    {{ return({'published': published, 'gone': gone, 'delta': delta, 'grain': grain}) }}
+    {{ return({'published': incremental_state(relation), 'gone': gone, 'delta': delta, 'grain': grain}) }}
 {%- endmacro %}
